@@ -1,0 +1,362 @@
+//! The App record: a Marathon app definition, with Marathon's field names and defaults.
+
+use std::collections::BTreeMap;
+
+use kube_derive::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A long-running service: `instances` copies of a command or a container.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "pacer.io",
+    version = "v1",
+    kind = "App",
+    status = "AppStatus",
+    shortname = "app",
+    derive = "PartialEq",
+    crates(kube_core = "::kube_core")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppSpec {
+    /// Shell command run with `sh -c` (Marathon's `cmd`). Exclusive with `args`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<String>,
+    /// Command and arguments run without a shell, or appended to the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// How many copies should run.
+    #[serde(default = "default_instances")]
+    pub instances: i64,
+    #[serde(default = "default_cpus")]
+    pub cpus: f64,
+    /// Memory in MiB.
+    #[serde(default = "default_mem")]
+    pub mem: f64,
+    /// Scratch disk in MiB.
+    #[serde(default)]
+    pub disk: f64,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+    #[serde(default = "default_networks")]
+    pub networks: Vec<Network>,
+    /// Ports for host networking; `port: 0` picks a free host port.
+    #[serde(default)]
+    pub port_definitions: Vec<PortDefinition>,
+    #[serde(default)]
+    pub require_ports: bool,
+    /// Marathon constraints: `[field, operator]` or `[field, operator, value]`.
+    #[serde(default)]
+    pub constraints: Vec<Vec<String>>,
+    #[serde(default)]
+    pub health_checks: Vec<HealthCheck>,
+    #[serde(default)]
+    pub upgrade_strategy: UpgradeStrategy,
+    #[serde(default = "default_backoff_seconds")]
+    pub backoff_seconds: f64,
+    #[serde(default = "default_backoff_factor")]
+    pub backoff_factor: f64,
+    #[serde(default = "default_max_launch_delay")]
+    pub max_launch_delay_seconds: f64,
+    #[serde(default)]
+    pub kill_selection: KillSelection,
+    /// Seconds between SIGTERM and SIGKILL when a task is stopped.
+    #[serde(default = "default_kill_grace")]
+    pub task_kill_grace_period_seconds: f64,
+    /// Ids of apps that must be deployed before this one.
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+fn default_instances() -> i64 {
+    1
+}
+fn default_cpus() -> f64 {
+    1.0
+}
+fn default_mem() -> f64 {
+    128.0
+}
+fn default_backoff_seconds() -> f64 {
+    1.0
+}
+fn default_backoff_factor() -> f64 {
+    1.15
+}
+fn default_max_launch_delay() -> f64 {
+    300.0
+}
+fn default_kill_grace() -> f64 {
+    3.0
+}
+fn default_networks() -> Vec<Network> {
+    vec![Network { mode: NetworkMode::Host, name: None }]
+}
+
+/// What runs the task: Docker (`DOCKER`) or Mesos' containerizer (`MESOS`, run as a process here).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Container {
+    #[serde(rename = "type", default)]
+    pub kind: ContainerType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<Docker>,
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ContainerType {
+    #[default]
+    Docker,
+    Mesos,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Docker {
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub privileged: bool,
+    /// Extra `docker run` options as key/value pairs (e.g. `hostname`, `workdir`, `label`).
+    #[serde(default)]
+    pub parameters: Vec<DockerParameter>,
+    #[serde(default)]
+    pub force_pull_image: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerParameter {
+    pub key: String,
+    pub value: String,
+}
+
+/// A container port published on the host (BRIDGE networking).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortMapping {
+    #[serde(default)]
+    pub container_port: i64,
+    /// 0 picks a free port from the node's range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i64>,
+    /// Cluster-wide port for service discovery; 0 lets Pacer pick.
+    #[serde(default)]
+    pub service_port: i64,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortDefinition {
+    #[serde(default)]
+    pub port: i64,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Volume {
+    pub container_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
+    #[serde(default)]
+    pub mode: VolumeMode,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum VolumeMode {
+    #[default]
+    RW,
+    RO,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    #[serde(default)]
+    pub mode: NetworkMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum NetworkMode {
+    #[default]
+    #[serde(rename = "host")]
+    Host,
+    #[serde(rename = "container/bridge")]
+    Bridge,
+    #[serde(rename = "container")]
+    Container,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthCheck {
+    #[serde(default)]
+    pub protocol: HealthProtocol,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_index: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<HealthCommand>,
+    #[serde(default = "default_grace")]
+    pub grace_period_seconds: i64,
+    #[serde(default = "default_interval")]
+    pub interval_seconds: i64,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: i64,
+    #[serde(default = "default_max_failures")]
+    pub max_consecutive_failures: i64,
+    #[serde(default)]
+    pub ignore_http1xx: bool,
+    #[serde(default = "default_delay")]
+    pub delay_seconds: i64,
+}
+
+fn default_grace() -> i64 {
+    300
+}
+fn default_interval() -> i64 {
+    60
+}
+fn default_timeout() -> i64 {
+    20
+}
+fn default_max_failures() -> i64 {
+    3
+}
+fn default_delay() -> i64 {
+    15
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthProtocol {
+    #[default]
+    Http,
+    Https,
+    Tcp,
+    Command,
+    MesosHttp,
+    MesosHttps,
+    MesosTcp,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCommand {
+    pub value: String,
+}
+
+/// Bounds of a rolling upgrade, as fractions of `instances`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpgradeStrategy {
+    #[serde(default = "one")]
+    pub minimum_health_capacity: f64,
+    #[serde(default = "one")]
+    pub maximum_over_capacity: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Default for UpgradeStrategy {
+    fn default() -> Self {
+        Self { minimum_health_capacity: 1.0, maximum_over_capacity: 1.0 }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum KillSelection {
+    #[default]
+    YoungestFirst,
+    OldestFirst,
+}
+
+/// What the app controller last saw of an App's tasks.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    /// The spec generation this status describes.
+    #[serde(default)]
+    pub observed_generation: i64,
+    #[serde(default)]
+    pub tasks_staged: i64,
+    #[serde(default)]
+    pub tasks_running: i64,
+    /// Instances wanted but not placed on any node.
+    #[serde(default)]
+    pub tasks_pending: i64,
+    /// Why pending instances could not be placed, in plain words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl AppSpec {
+    /// The image of a Docker app, if it has one.
+    pub fn image(&self) -> Option<&str> {
+        let container = self.container.as_ref()?;
+        if container.kind != ContainerType::Docker {
+            return None;
+        }
+        container.docker.as_ref().map(|d| d.image.as_str())
+    }
+
+    /// Whether the app runs as a plain process (Marathon's command tasks).
+    pub fn is_process(&self) -> bool {
+        self.image().is_none()
+    }
+
+    /// How many host ports one instance needs, with the fixed ones it asks for (0 = any).
+    pub fn requested_host_ports(&self) -> Vec<u16> {
+        let bridge = self.networks.iter().any(|n| n.mode == NetworkMode::Bridge);
+        if bridge {
+            let mappings = self.container.as_ref().map(|c| c.port_mappings.as_slice()).unwrap_or_default();
+            mappings.iter().map(|m| u16::try_from(m.host_port.unwrap_or(0)).unwrap_or(0)).collect()
+        } else {
+            self.port_definitions.iter().map(|p| u16::try_from(p.port).unwrap_or(0)).collect()
+        }
+    }
+}
+
+impl App {
+    /// A minimal valid app, for tests and examples.
+    pub fn test(name: &str) -> App {
+        let spec: AppSpec = serde_json::from_value(serde_json::json!({"cmd": "sleep 1000"}))
+            .expect("a minimal spec deserializes");
+        App::new(name, spec)
+    }
+}

@@ -1,0 +1,15 @@
+//! CustomResourceDefinition YAML for every kind, written to manifests/crds by `make crds`.
+
+use crate::{App, CustomResourceExt, Deployment, Node, Offer, Task};
+
+/// `(file name, YAML)` for each kind, in a stable order.
+pub fn all() -> Vec<(String, String)> {
+    let crds = [App::crd(), Task::crd(), Node::crd(), Offer::crd(), Deployment::crd()];
+    crds.iter()
+        .map(|crd| {
+            let name = format!("{}.yaml", crd.spec.names.plural);
+            let yaml = serde_saphyr::to_string(crd).expect("a CRD serializes to YAML");
+            (name, yaml)
+        })
+        .collect()
+}

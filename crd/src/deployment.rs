@@ -1,0 +1,48 @@
+//! The Deployment record: one change to an App being rolled out (minimal until rolling upgrades land).
+
+use kube_derive::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A change to one app: its target generation and what the change does.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "pacer.io",
+    version = "v1",
+    kind = "Deployment",
+    status = "DeploymentStatus",
+    shortname = "deploy",
+    derive = "PartialEq",
+    crates(kube_core = "::kube_core")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSpec {
+    pub app_id: String,
+    pub app_generation: i64,
+    pub action: DeploymentAction,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DeploymentAction {
+    StartApplication,
+    ScaleApplication,
+    RestartApplication,
+    StopApplication,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    pub phase: DeploymentPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeploymentPhase {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    Superseded,
+}

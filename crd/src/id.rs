@@ -1,0 +1,89 @@
+//! Marathon app ids (`/prod/web`) and the record names they map to (`prod_web`), losslessly.
+//!
+//! Marathon id segments may hold lowercase letters, digits, `-` and `.` but never `_`, so `_`
+//! can stand for `/` in a record name and an etcd key segment. It is also how Marathon itself
+//! spells an app in its task ids (`prod_web.<uuid>`).
+
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+static SEGMENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
+        .expect("segment regex is valid")
+});
+
+/// An absolute Marathon path id, held as its segments.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AppId(Vec<String>);
+
+impl AppId {
+    /// Parses `/prod/web`, `prod/web`, `//prod/web` (a doubled slash is tolerated, as Marathon
+    /// did) or the record name `prod_web`. Relative segments `.` and `..` are resolved.
+    pub fn parse(input: &str) -> Result<AppId, String> {
+        let path = if input.contains('/') { input.to_string() } else { input.replace('_', "/") };
+        let mut segments: Vec<String> = Vec::new();
+        for segment in path.split('/').filter(|s| !s.is_empty()) {
+            match segment {
+                "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                s if SEGMENT.is_match(s) => segments.push(s.to_string()),
+                s => return Err(format!(
+                    "'{s}' in id '{input}' is not a valid segment: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+                )),
+            }
+        }
+        if segments.is_empty() {
+            return Err(format!("id '{input}' is empty"));
+        }
+        Ok(AppId(segments))
+    }
+
+    /// The record name and etcd key segment: `prod_web`.
+    pub fn name(&self) -> String {
+        self.0.join("_")
+    }
+
+    /// Marathon's absolute form: `/prod/web`.
+    pub fn path(&self) -> String {
+        format!("/{}", self.0.join("/"))
+    }
+}
+
+impl fmt::Display for AppId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_and_name_round_trip() {
+        for path in ["/web", "/prod/web", "/a.b/c-d/e1", "/x/y/z/w"] {
+            let id = AppId::parse(path).unwrap();
+            assert_eq!(id.path(), path);
+            assert_eq!(AppId::parse(&id.name()).unwrap(), id);
+        }
+        assert_eq!(AppId::parse("/prod/web").unwrap().name(), "prod_web");
+    }
+
+    #[test]
+    fn accepts_marathon_spellings() {
+        assert_eq!(AppId::parse("prod//web").unwrap().path(), "/prod/web");
+        assert_eq!(AppId::parse("/prod/./x/../web").unwrap().path(), "/prod/web");
+        assert_eq!(AppId::parse("web").unwrap().path(), "/web");
+    }
+
+    #[test]
+    fn rejects_bad_segments() {
+        for bad in ["/Prod", "/-a", "/a-", "/a b", "/", "", "/a/.b", "/a_b/c"] {
+            assert!(AppId::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

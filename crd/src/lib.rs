@@ -1,0 +1,56 @@
+//! Pacer's record types (App, Task, Node, Offer, Deployment): serde, schema, defaults, validation; no I/O.
+
+pub mod app;
+pub mod crds;
+pub mod deployment;
+pub mod error;
+pub mod id;
+pub mod manifest;
+pub mod node;
+pub mod offer;
+pub mod task;
+mod validate;
+
+pub use app::{App, AppSpec, AppStatus};
+pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus};
+pub use error::{FieldError, FieldErrors};
+pub use id::AppId;
+pub use kube_core::object::{HasSpec, HasStatus};
+pub use kube_core::{CustomResourceExt, Resource};
+pub use manifest::Manifest;
+pub use node::{Node, NodeSpec, NodeStatus, PortRange, Resources};
+pub use offer::{Offer, OfferSpec};
+pub use task::{Task, TaskSpec, TaskState, TaskStatus};
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// The API group of every record.
+pub const GROUP: &str = "pacer.io";
+/// The `apiVersion` every record carries.
+pub const API_VERSION: &str = "pacer.io/v1";
+
+/// A record kind stored in etcd under `<prefix>/<plural>/<key>`.
+pub trait Record:
+    Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The key of this record below its kind's prefix. Most kinds use their name; tasks nest
+    /// under their node so that an agent can watch only its own.
+    fn key(&self) -> String {
+        self.meta().name.clone().unwrap_or_default()
+    }
+
+    /// The plural used in keys and URLs (`apps`, `tasks`, ...).
+    fn plural_name() -> String {
+        <Self as Resource>::plural(&()).into_owned()
+    }
+}
+
+impl Record for App {}
+impl Record for Node {}
+impl Record for Offer {}
+impl Record for Deployment {}
+impl Record for Task {
+    fn key(&self) -> String {
+        task::task_key(&self.spec.node, self.meta().name.as_deref().unwrap_or_default())
+    }
+}

@@ -1,0 +1,121 @@
+//! The Task record: one instance of an App, bound to a node; the agent writes its status.
+
+use kube_derive::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppSpec;
+use crate::node::Resources;
+
+/// One instance of an app on one node. The spec carries a snapshot of the app version it runs,
+/// so that an agent needs nothing but its own tasks.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "pacer.io",
+    version = "v1",
+    kind = "Task",
+    status = "TaskStatus",
+    shortname = "task",
+    derive = "PartialEq",
+    crates(kube_core = "::kube_core")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSpec {
+    /// Record name of the app (`prod_web`).
+    pub app_id: String,
+    /// The app's spec generation this task runs.
+    pub app_generation: i64,
+    /// The node the task is bound to.
+    pub node: String,
+    pub resources: Resources,
+    /// Host ports reserved on the node, in the order of the app's port mappings or definitions.
+    #[serde(default)]
+    pub host_ports: Vec<u16>,
+    /// Set by the app controller when the task should stop; the agent kills it.
+    #[serde(default)]
+    pub kill: bool,
+    pub app: AppSpec,
+}
+
+/// Mesos task states, as Marathon reports them.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskState {
+    #[default]
+    #[serde(rename = "TASK_STAGING")]
+    Staging,
+    #[serde(rename = "TASK_STARTING")]
+    Starting,
+    #[serde(rename = "TASK_RUNNING")]
+    Running,
+    #[serde(rename = "TASK_KILLING")]
+    Killing,
+    #[serde(rename = "TASK_FINISHED")]
+    Finished,
+    #[serde(rename = "TASK_FAILED")]
+    Failed,
+    #[serde(rename = "TASK_KILLED")]
+    Killed,
+    #[serde(rename = "TASK_ERROR")]
+    Error,
+    #[serde(rename = "TASK_LOST")]
+    Lost,
+}
+
+impl TaskState {
+    /// A terminal task holds no resources and will never run again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Finished | Self::Failed | Self::Killed | Self::Error | Self::Lost)
+    }
+
+    /// Marathon's spelling, e.g. `TASK_RUNNING`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Staging => "TASK_STAGING",
+            Self::Starting => "TASK_STARTING",
+            Self::Running => "TASK_RUNNING",
+            Self::Killing => "TASK_KILLING",
+            Self::Finished => "TASK_FINISHED",
+            Self::Failed => "TASK_FAILED",
+            Self::Killed => "TASK_KILLED",
+            Self::Error => "TASK_ERROR",
+            Self::Lost => "TASK_LOST",
+        }
+    }
+}
+
+/// What the agent last observed of the task.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    pub state: TaskState,
+    /// The host name or address where the task's ports are reachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// The key of a task below `tasks/`: nested under its node, so agents watch only their own.
+pub fn task_key(node: &str, name: &str) -> String {
+    format!("{node}/{name}")
+}
+
+impl Task {
+    /// The task's current state; a task nobody has reported on yet is staging.
+    pub fn state(&self) -> TaskState {
+        self.status.as_ref().map(|s| s.state).unwrap_or_default()
+    }
+}

@@ -1,0 +1,224 @@
+//! App validation: every problem, each with its field path, Marathon's rules where it had them.
+
+use crate::app::{AppSpec, ContainerType, HealthProtocol, NetworkMode};
+use crate::error::FieldError;
+use crate::id::AppId;
+
+const OPERATORS: [&str; 7] = ["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"];
+
+/// Collects problems under one path prefix.
+struct Problems {
+    found: Vec<FieldError>,
+}
+
+impl Problems {
+    fn check(&mut self, ok: bool, path: impl Into<String>, reason: impl Into<String>) {
+        if !ok {
+            self.found.push(FieldError::new(path, reason));
+        }
+    }
+}
+
+impl AppSpec {
+    /// Every problem with this spec; paths start at `spec.`.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut p = Problems { found: Vec::new() };
+        self.check_scalars(&mut p);
+        self.check_command(&mut p);
+        self.check_container(&mut p);
+        self.check_constraints(&mut p);
+        self.check_health_checks(&mut p);
+        self.check_strategy(&mut p);
+        for (i, dep) in self.dependencies.iter().enumerate() {
+            if let Err(e) = AppId::parse(dep) {
+                p.check(false, format!("spec.dependencies[{i}]"), e);
+            }
+        }
+        p.found
+    }
+
+    fn check_scalars(&self, p: &mut Problems) {
+        p.check(self.instances >= 0, "spec.instances", format!("must be >= 0 (got {})", self.instances));
+        for (name, value) in [("cpus", self.cpus), ("mem", self.mem), ("disk", self.disk)] {
+            p.check(value.is_finite() && value >= 0.0, format!("spec.{name}"), format!("must be >= 0 (got {value})"));
+        }
+        p.check(self.backoff_seconds >= 0.0, "spec.backoffSeconds", "must be >= 0");
+        p.check(self.backoff_factor >= 1.0, "spec.backoffFactor", "must be >= 1");
+        p.check(self.max_launch_delay_seconds >= 0.0, "spec.maxLaunchDelaySeconds", "must be >= 0");
+        p.check(self.task_kill_grace_period_seconds >= 0.0, "spec.taskKillGracePeriodSeconds", "must be >= 0");
+        for key in self.env.keys() {
+            p.check(!key.is_empty() && !key.contains('='), format!("spec.env.{key}"), "name must be non-empty without '='");
+        }
+        for (i, def) in self.port_definitions.iter().enumerate() {
+            p.check((0..=65535).contains(&def.port), format!("spec.portDefinitions[{i}].port"), "must be 0..65535");
+        }
+    }
+
+    fn check_command(&self, p: &mut Problems) {
+        let has_cmd = self.cmd.as_deref().is_some_and(|c| !c.trim().is_empty());
+        p.check(
+            !(has_cmd && self.args.is_some()),
+            "spec.args",
+            "cmd and args are exclusive: give one of them",
+        );
+        let runnable = has_cmd || self.args.as_ref().is_some_and(|a| !a.is_empty()) || self.container.is_some();
+        p.check(runnable, "spec.cmd", "an app needs cmd, args or a container");
+    }
+
+    fn check_container(&self, p: &mut Problems) {
+        let bridge = self.networks.iter().any(|n| n.mode == NetworkMode::Bridge);
+        p.check(
+            !(self.networks.len() > 1 && self.networks.iter().any(|n| n.mode == NetworkMode::Host)),
+            "spec.networks",
+            "host networking cannot be combined with other networks",
+        );
+        let Some(container) = &self.container else {
+            p.check(!bridge, "spec.networks", "container/bridge networking needs a container");
+            return;
+        };
+        if container.kind == ContainerType::Docker {
+            let image = container.docker.as_ref().map(|d| d.image.trim()).unwrap_or_default();
+            p.check(!image.is_empty(), "spec.container.docker.image", "is required for a DOCKER container");
+        }
+        p.check(
+            container.port_mappings.is_empty() || self.networks.iter().any(|n| n.mode != NetworkMode::Host),
+            "spec.container.portMappings",
+            "port mappings need container or container/bridge networking",
+        );
+        for (i, m) in container.port_mappings.iter().enumerate() {
+            let at = format!("spec.container.portMappings[{i}]");
+            p.check((0..=65535).contains(&m.container_port), format!("{at}.containerPort"), "must be 0..65535");
+            p.check(
+                m.host_port.is_none_or(|h| (0..=65535).contains(&h)),
+                format!("{at}.hostPort"),
+                "must be 0..65535",
+            );
+            p.check((0..=65535).contains(&m.service_port), format!("{at}.servicePort"), "must be 0..65535");
+            p.check(matches!(m.protocol.as_str(), "tcp" | "udp" | "udp,tcp" | "tcp,udp"), format!("{at}.protocol"), "must be tcp, udp or udp,tcp");
+        }
+        for (i, v) in container.volumes.iter().enumerate() {
+            let at = format!("spec.container.volumes[{i}]");
+            p.check(!v.container_path.is_empty(), format!("{at}.containerPath"), "is required");
+            if let Some(host) = &v.host_path {
+                p.check(host.starts_with('/'), format!("{at}.hostPath"), "must be an absolute path");
+            }
+        }
+    }
+
+    fn check_constraints(&self, p: &mut Problems) {
+        for (i, c) in self.constraints.iter().enumerate() {
+            let at = format!("spec.constraints[{i}]");
+            if !(2..=3).contains(&c.len()) {
+                p.check(false, at, "must be [field, operator] or [field, operator, value]");
+                continue;
+            }
+            let op = c[1].as_str();
+            if !OPERATORS.contains(&op) {
+                p.check(false, format!("{at}[1]"), format!("unknown operator '{op}': use one of {}", OPERATORS.join(", ")));
+                continue;
+            }
+            let value = c.get(2);
+            let needs_value = matches!(op, "CLUSTER" | "LIKE" | "UNLIKE" | "MAX_PER" | "IS");
+            p.check(!needs_value || value.is_some(), format!("{at}[2]"), format!("{op} needs a value"));
+            if let (Some(v), "LIKE" | "UNLIKE") = (value, op) {
+                if let Err(e) = regex::Regex::new(&format!("^(?:{v})$")) {
+                    p.check(false, format!("{at}[2]"), format!("not a valid regular expression: {e}"));
+                }
+            }
+            if let (Some(v), "MAX_PER" | "GROUP_BY") = (value, op) {
+                p.check(v.parse::<u32>().is_ok_and(|n| n > 0), format!("{at}[2]"), format!("{op} needs a positive integer"));
+            }
+        }
+    }
+
+    fn check_health_checks(&self, p: &mut Problems) {
+        for (i, hc) in self.health_checks.iter().enumerate() {
+            let at = format!("spec.healthChecks[{i}]");
+            if hc.protocol == HealthProtocol::Command {
+                p.check(hc.command.is_some(), format!("{at}.command"), "is required for COMMAND checks");
+            } else {
+                p.check(
+                    !(hc.port.is_some() && hc.port_index.is_some()),
+                    format!("{at}.port"),
+                    "give port or portIndex, not both",
+                );
+            }
+            for (name, v) in [
+                ("gracePeriodSeconds", hc.grace_period_seconds),
+                ("intervalSeconds", hc.interval_seconds),
+                ("timeoutSeconds", hc.timeout_seconds),
+                ("maxConsecutiveFailures", hc.max_consecutive_failures),
+            ] {
+                p.check(v >= 0, format!("{at}.{name}"), "must be >= 0");
+            }
+        }
+    }
+
+    fn check_strategy(&self, p: &mut Problems) {
+        let s = &self.upgrade_strategy;
+        p.check(
+            (0.0..=1.0).contains(&s.minimum_health_capacity),
+            "spec.upgradeStrategy.minimumHealthCapacity",
+            "must be between 0 and 1",
+        );
+        p.check(
+            (0.0..=1.0).contains(&s.maximum_over_capacity),
+            "spec.upgradeStrategy.maximumOverCapacity",
+            "must be between 0 and 1",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::app::AppSpec;
+
+    fn spec(v: serde_json::Value) -> AppSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn paths(v: serde_json::Value) -> Vec<String> {
+        spec(v).validate().into_iter().map(|e| e.path).collect()
+    }
+
+    #[test]
+    fn minimal_app_is_valid() {
+        assert!(paths(json!({"cmd": "sleep 10"})).is_empty());
+        assert!(paths(json!({"container": {"docker": {"image": "busybox"}}})).is_empty());
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let found = paths(json!({
+            "instances": -1, "cpus": -0.5,
+            "container": {"type": "DOCKER", "docker": {"image": ""}},
+            "constraints": [["hostname", "NOPE"], ["rack", "CLUSTER"], ["a", "LIKE", "("]],
+            "upgradeStrategy": {"minimumHealthCapacity": 2}
+        }));
+        assert_eq!(
+            found,
+            vec![
+                "spec.instances",
+                "spec.cpus",
+                "spec.container.docker.image",
+                "spec.constraints[0][1]",
+                "spec.constraints[1][2]",
+                "spec.constraints[2][2]",
+                "spec.upgradeStrategy.minimumHealthCapacity",
+            ]
+        );
+    }
+
+    #[test]
+    fn cmd_and_args_are_exclusive_and_one_is_needed() {
+        assert_eq!(paths(json!({"cmd": "a", "args": ["b"]})), vec!["spec.args"]);
+        assert_eq!(paths(json!({})), vec!["spec.cmd"]);
+    }
+
+    #[test]
+    fn bridge_needs_a_container() {
+        assert_eq!(paths(json!({"cmd": "x", "networks": [{"mode": "container/bridge"}]})), vec!["spec.networks"]);
+    }
+}
