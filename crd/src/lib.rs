@@ -54,3 +54,10 @@ impl Record for Task {
         task::task_key(&self.spec.node, self.meta().name.as_deref().unwrap_or_default())
     }
 }
+
+/// Kubernetes' metadata types, as the records carry them.
+pub mod meta {
+    pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    /// The time library the metadata uses, re-exported so that all crates share one.
+    pub use k8s_openapi::jiff;
+}

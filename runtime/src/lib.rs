@@ -1,1 +1,21 @@
-//! placeholder
+//! The controller runtime of Pacer: typed records over etcd, watchers, caches, queues, controllers.
+
+pub mod api;
+pub mod client;
+pub mod controller;
+pub mod etcd_process;
+pub mod lease;
+pub mod queue;
+pub mod reflector;
+pub mod watcher;
+
+pub use api::{Api, Error};
+pub use client::Client;
+pub use controller::{Action, Controller};
+pub use reflector::{Reflector, Store};
+pub use watcher::Event;
+
+/// Now, as Marathon prints it: ISO-8601 UTC with milliseconds and `Z`.
+pub fn now() -> String {
+    pacer_crd::meta::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}

@@ -1,0 +1,243 @@
+//! Typed access to one record kind in etcd: get, list, create, replace (CAS), update_status, delete.
+
+use std::marker::PhantomData;
+
+use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse};
+use pacer_crd::{HasStatus, Record};
+
+use crate::client::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind} '{key}' does not exist")]
+    NotFound { kind: String, key: String },
+    #[error("{kind} '{key}' already exists")]
+    AlreadyExists { kind: String, key: String },
+    /// Someone else wrote the record since it was read; read again and retry.
+    #[error("{kind} '{key}' was changed concurrently")]
+    Conflict { kind: String, key: String },
+    #[error("etcd request failed")]
+    Etcd(#[from] etcd_client::Error),
+    #[error("record at '{key}' is not a valid {kind}")]
+    Decode { kind: String, key: String, #[source] source: serde_json::Error },
+    #[error("{kind} cannot be encoded")]
+    Encode { kind: String, #[source] source: serde_json::Error },
+}
+
+impl Error {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// Records of one kind and a revision they were read at.
+#[derive(Debug, Clone)]
+pub struct ObjectList<K> {
+    pub items: Vec<K>,
+    pub revision: i64,
+}
+
+/// Typed access to records of kind `K` under `<prefix><plural>/`.
+pub struct Api<K> {
+    client: Client,
+    root: String,
+    kind: String,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Api<K> {
+    fn clone(&self) -> Self {
+        Api { client: self.client.clone(), root: self.root.clone(), kind: self.kind.clone(), _kind: PhantomData }
+    }
+}
+
+impl<K: Record> Api<K> {
+    pub fn new(client: &Client) -> Self {
+        let root = format!("{}{}/", client.prefix(), K::plural_name());
+        Api { client: client.clone(), root, kind: K::kind(&()).into_owned(), _kind: PhantomData }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The full etcd key of a record key, e.g. `/pacer/apps/web`.
+    pub fn etcd_key(&self, key: &str) -> String {
+        format!("{}{key}", self.root)
+    }
+
+    /// The etcd prefix of all records below `sub` (`""` = every record of the kind).
+    pub fn etcd_prefix(&self, sub: &str) -> String {
+        format!("{}{sub}", self.root)
+    }
+
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// Decodes a stored value; `resourceVersion` is the key's mod_revision.
+    pub fn decode(&self, kv: &KeyValue) -> Result<K, Error> {
+        let mut obj: K = serde_json::from_slice(kv.value()).map_err(|source| Error::Decode {
+            kind: self.kind.clone(),
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            source,
+        })?;
+        obj.meta_mut().resource_version = Some(kv.mod_revision().to_string());
+        Ok(obj)
+    }
+
+    /// Encodes a record for storage, without its resourceVersion (that is etcd's to say).
+    pub fn encode(&self, obj: &K) -> Result<Vec<u8>, Error> {
+        let mut obj = obj.clone();
+        obj.meta_mut().resource_version = None;
+        serde_json::to_vec(&obj).map_err(|source| Error::Encode { kind: self.kind.clone(), source })
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<K>, Error> {
+        let resp = self.client.etcd().get(self.etcd_key(key), None).await?;
+        resp.kvs().first().map(|kv| self.decode(kv)).transpose()
+    }
+
+    /// Like `get`, but a missing record is an error.
+    pub async fn get_existing(&self, key: &str) -> Result<K, Error> {
+        self.get(key).await?.ok_or_else(|| self.not_found(key))
+    }
+
+    /// Every record below `sub`, at one revision.
+    pub async fn list(&self, sub: &str) -> Result<ObjectList<K>, Error> {
+        let resp = self.client.etcd().get(self.etcd_prefix(sub), Some(GetOptions::new().with_prefix())).await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let items = resp.kvs().iter().map(|kv| self.decode(kv)).collect::<Result<_, _>>()?;
+        Ok(ObjectList { items, revision })
+    }
+
+    /// Stores a new record; fails if one exists at its key.
+    pub async fn create(&self, obj: &K) -> Result<K, Error> {
+        self.create_with_lease(obj, None).await
+    }
+
+    /// Stores a new record bound to an etcd lease: it disappears when the lease expires.
+    pub async fn create_with_lease(&self, obj: &K, lease: Option<i64>) -> Result<K, Error> {
+        let mut obj = obj.clone();
+        prepare_new(&mut obj);
+        let key = obj.key();
+        let ops = vec![self.put_op(&obj, lease)?];
+        let revision = self.commit(vec![Compare::create_revision(self.etcd_key(&key), CompareOp::Equal, 0)], ops).await;
+        match revision {
+            Ok(rev) => Ok(with_revision(obj, rev)),
+            Err(Error::Conflict { .. }) => Err(Error::AlreadyExists { kind: self.kind.clone(), key }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `obj` if nobody changed it since it was read (compare on mod_revision).
+    pub async fn replace(&self, obj: &K) -> Result<K, Error> {
+        let key = obj.key();
+        let compare = self.unchanged(obj)?;
+        match self.commit(vec![compare], vec![self.put_op(obj, None)?]).await {
+            Ok(rev) => Ok(with_revision(obj.clone(), rev)),
+            Err(Error::Conflict { kind, .. }) => Err(Error::Conflict { kind, key }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a record; `Ok(false)` when it was already gone.
+    pub async fn delete(&self, key: &str) -> Result<bool, Error> {
+        let resp = self.client.etcd().delete(self.etcd_key(key), None).await?;
+        Ok(resp.deleted() > 0)
+    }
+
+    /// Deletes a record only if it is still the version that was read.
+    pub async fn delete_unchanged(&self, obj: &K) -> Result<(), Error> {
+        let compare = self.unchanged(obj)?;
+        let op = TxnOp::delete(self.etcd_key(&obj.key()), None);
+        self.commit(vec![compare], vec![op]).await.map(|_| ())
+    }
+
+    /// A put of `obj` at its key, for callers building their own transactions.
+    pub fn put_op(&self, obj: &K, lease: Option<i64>) -> Result<TxnOp, Error> {
+        let options = lease.map(|id| PutOptions::new().with_lease(id));
+        Ok(TxnOp::put(self.etcd_key(&obj.key()), self.encode(obj)?, options))
+    }
+
+    /// A compare that holds while `obj` is the version that was read.
+    pub fn unchanged(&self, obj: &K) -> Result<Compare, Error> {
+        let rev = obj.meta().resource_version.as_deref().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        Ok(Compare::mod_revision(self.etcd_key(&obj.key()), CompareOp::Equal, rev))
+    }
+
+    /// Runs a transaction; a failed compare is a `Conflict`. Returns the revision it wrote.
+    pub async fn commit(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<i64, Error> {
+        let resp = self.client.etcd().txn(Txn::new().when(compares).and_then(ops)).await?;
+        if !resp.succeeded() {
+            return Err(Error::Conflict { kind: self.kind.clone(), key: self.root.clone() });
+        }
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
+    fn not_found(&self, key: &str) -> Error {
+        Error::NotFound { kind: self.kind.clone(), key: key.to_string() }
+    }
+
+    /// Reads a record, lets `change` edit it and writes it back with CAS, retrying on conflict.
+    /// `change` returns false to leave the record as it is.
+    pub async fn modify(&self, key: &str, mut change: impl FnMut(&mut K) -> bool) -> Result<K, Error> {
+        loop {
+            let mut obj = self.get_existing(key).await?;
+            if !change(&mut obj) {
+                return Ok(obj);
+            }
+            match self.replace(&obj).await {
+                Err(e) if e.is_conflict() => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+impl<K: Record + HasStatus> Api<K>
+where
+    K::Status: Clone + PartialEq,
+{
+    /// Sets the status of the stored record, leaving its spec as someone else last wrote it.
+    pub async fn update_status(&self, key: &str, status: K::Status) -> Result<K, Error> {
+        self.modify(key, |obj| {
+            if obj.status() == Some(&status) {
+                return false;
+            }
+            *obj.status_mut() = Some(status.clone());
+            true
+        })
+        .await
+    }
+}
+
+fn prepare_new<K: Record>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.resource_version = None;
+    meta.uid.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+    meta.generation.get_or_insert(1);
+    if meta.creation_timestamp.is_none() {
+        meta.creation_timestamp = Some(k8s_time_now());
+    }
+}
+
+fn k8s_time_now() -> pacer_crd::meta::Time {
+    pacer_crd::meta::Time(pacer_crd::meta::jiff::Timestamp::now())
+}
+
+fn with_revision<K: Record>(mut obj: K, rev: i64) -> K {
+    obj.meta_mut().resource_version = Some(rev.to_string());
+    obj
+}
+
+/// The single get response of a transaction op, if that is what it was.
+pub fn get_response(op: &TxnOpResponse) -> Option<&etcd_client::GetResponse> {
+    match op {
+        TxnOpResponse::Get(get) => Some(get),
+        _ => None,
+    }
+}

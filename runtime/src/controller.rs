@@ -1,0 +1,178 @@
+//! `Controller::new(reflector).watches(..).run(reconcile, error_policy, ctx)`: keys from watch
+//! events go on a work queue; each key is reconciled by at most one worker at a time.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pacer_crd::Record;
+use tokio::sync::{Semaphore, broadcast};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::queue::WorkQueue;
+use crate::reflector::{Reflector, Store};
+use crate::watcher::Event;
+
+/// What to do after a reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Action {
+    requeue_after: Option<Duration>,
+}
+
+impl Action {
+    /// Reconcile again after `delay` even if nothing changes.
+    pub fn requeue(delay: Duration) -> Self {
+        Action { requeue_after: Some(delay) }
+    }
+
+    /// Reconcile again only when something watched changes. From an error policy: retry with
+    /// the key's exponential backoff.
+    pub fn await_change() -> Self {
+        Action { requeue_after: None }
+    }
+
+    pub fn requeue_after(&self) -> Option<Duration> {
+        self.requeue_after
+    }
+}
+
+/// Drives reconciles of records of kind `K`.
+pub struct Controller<K> {
+    store: Store<K>,
+    queue: WorkQueue,
+    token: CancellationToken,
+    concurrency: usize,
+    /// Fills the queue with every key we should reconcile (on start and periodic resync).
+    resyncs: Vec<Box<dyn Fn(&WorkQueue) + Send + Sync>>,
+    resync_every: Duration,
+}
+
+impl<K: Record> Controller<K> {
+    /// A controller of the records in `reflector`, reconciled by their key.
+    pub fn new(reflector: &Reflector<K>, token: CancellationToken) -> Self {
+        let controller = Controller {
+            store: reflector.store(),
+            queue: WorkQueue::new(),
+            token,
+            concurrency: 4,
+            resyncs: Vec::new(),
+            resync_every: Duration::from_secs(300),
+        };
+        controller.watches(reflector, |obj: &K| vec![obj.key()])
+    }
+
+    /// Also reconciles the keys `mapper` names whenever a record of kind `O` changes.
+    pub fn watches<O: Record>(mut self, reflector: &Reflector<O>, mapper: impl Fn(&O) -> Vec<String> + Send + Sync + 'static) -> Self {
+        let mapper = Arc::new(mapper);
+        let store = reflector.store();
+        let resync_mapper = mapper.clone();
+        self.resyncs.push(Box::new(move |queue: &WorkQueue| {
+            for obj in store.list() {
+                resync_mapper(&obj).iter().for_each(|k| queue.add(k));
+            }
+        }));
+        let (mut rx, queue, token, store) = (reflector.subscribe(), self.queue.clone(), self.token.clone(), reflector.store());
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    _ = token.cancelled() => return,
+                    r = rx.recv() => r,
+                };
+                match received {
+                    Ok(event) => keys_of(&event, mapper.as_ref()).iter().for_each(|k| queue.add(k)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        store.list().iter().flat_map(|o| mapper(o)).for_each(|k| queue.add(&k));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        self
+    }
+
+    /// How many keys may be reconciled at once (default 4).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The queue, for code outside the watches that wants a key reconciled.
+    pub fn queue(&self) -> WorkQueue {
+        self.queue.clone()
+    }
+
+    /// Runs until the token is cancelled, then waits for reconciles in flight.
+    pub async fn run<Ctx, E, F, Fut, P>(mut self, reconcile: F, error_policy: P, ctx: Arc<Ctx>)
+    where
+        Ctx: Send + Sync + 'static,
+        E: std::fmt::Display + Send + 'static,
+        F: Fn(Arc<K>, Arc<Ctx>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Action, E>> + Send + 'static,
+        P: Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
+    {
+        self.store.wait_ready().await;
+        self.spawn_resync();
+        let (reconcile, error_policy) = (Arc::new(reconcile), Arc::new(error_policy));
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let kind = K::kind(&()).into_owned();
+        loop {
+            let key = tokio::select! {
+                _ = self.token.cancelled() => break,
+                key = self.queue.next() => key,
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let Some(obj) = self.store.get(&key) else {
+                self.queue.done(&key);
+                continue;
+            };
+            let (queue, ctx, reconcile, error_policy) = (self.queue.clone(), ctx.clone(), reconcile.clone(), error_policy.clone());
+            let span = tracing::info_span!("reconcile", kind = %kind, name = %key);
+            tokio::spawn(
+                async move {
+                    match reconcile(obj.clone(), ctx.clone()).await {
+                        Ok(action) => {
+                            queue.forget(&key);
+                            if let Some(delay) = action.requeue_after {
+                                queue.add_after(&key, delay);
+                            }
+                        }
+                        Err(error) => match error_policy(obj, &error, ctx).requeue_after {
+                            Some(delay) => queue.add_after(&key, delay),
+                            None => {
+                                let delay = queue.retry_later(&key);
+                                tracing::debug!(%error, retry_in = ?delay, "reconcile failed");
+                            }
+                        },
+                    }
+                    queue.done(&key);
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        let _ = permits.acquire_many(self.concurrency as u32).await;
+    }
+
+    /// Queues every key now and again every `resync_every`, so that drift nobody announced is repaired.
+    fn spawn_resync(&mut self) {
+        let resyncs = std::mem::take(&mut self.resyncs);
+        let (queue, token, every) = (self.queue.clone(), self.token.clone(), self.resync_every);
+        tokio::spawn(async move {
+            loop {
+                resyncs.iter().for_each(|resync| resync(&queue));
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        });
+    }
+}
+
+fn keys_of<O: Record>(event: &Event<O>, mapper: &dyn Fn(&O) -> Vec<String>) -> Vec<String> {
+    match event {
+        Event::Restarted(all) => all.iter().flat_map(mapper).collect(),
+        Event::Applied(obj) | Event::Deleted(obj) => mapper(obj),
+    }
+}

@@ -1,0 +1,72 @@
+//! An etcd lease kept alive in the background; records bound to it vanish when its holder dies.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::Client;
+
+/// A granted lease. `lost()` turns true if it expired (the holder was cut off too long).
+pub struct Lease {
+    pub id: i64,
+    lost: watch::Receiver<bool>,
+}
+
+impl Lease {
+    /// Grants a lease of `ttl` and renews it every third of that until `token` is cancelled.
+    /// On cancellation the lease is revoked, so its records go at once.
+    pub async fn grant(client: &Client, ttl: Duration, token: CancellationToken) -> Result<Lease, etcd_client::Error> {
+        let mut etcd = client.etcd();
+        let id = etcd.lease_grant(ttl.as_secs().max(2) as i64, None).await?.id();
+        let (lost_tx, lost) = watch::channel(false);
+        tokio::spawn(async move {
+            let expired = keep_alive(&mut etcd, id, ttl, &token).await;
+            if expired {
+                tracing::warn!(lease = id, "lease expired: records bound to it are gone");
+                let _ = lost_tx.send(true);
+            } else {
+                let _ = etcd.lease_revoke(id).await;
+            }
+        });
+        Ok(Lease { id, lost })
+    }
+
+    pub fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    /// Resolves when the lease has expired.
+    pub async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        let _ = lost.wait_for(|l| *l).await;
+    }
+}
+
+/// Renews until cancelled (false) or until etcd says the lease is gone (true).
+async fn keep_alive(etcd: &mut etcd_client::Client, id: i64, ttl: Duration, token: &CancellationToken) -> bool {
+    let period = ttl / 3;
+    loop {
+        match etcd.lease_keep_alive(id).await {
+            Ok((mut keeper, mut stream)) => loop {
+                if keeper.keep_alive().await.is_err() {
+                    break;
+                }
+                match tokio::time::timeout(period, stream.message()).await {
+                    Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return true,
+                    Ok(Ok(Some(_))) => {}
+                    _ => break,
+                }
+                tokio::select! {
+                    _ = token.cancelled() => return false,
+                    _ = tokio::time::sleep(period) => {}
+                }
+            },
+            Err(e) => tracing::debug!(lease = id, error = %e, "lease keep-alive failed, retrying"),
+        }
+        tokio::select! {
+            _ = token.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! An in-memory cache of one record kind, fed by a watcher, whose events others can subscribe to.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use pacer_crd::Record;
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::Api;
+use crate::watcher::{self, Event};
+
+/// A read-only view of the cache: records by key.
+pub struct Store<K> {
+    items: Arc<RwLock<BTreeMap<String, Arc<K>>>>,
+    ready: watch::Receiver<bool>,
+}
+
+impl<K> Clone for Store<K> {
+    fn clone(&self) -> Self {
+        Store { items: self.items.clone(), ready: self.ready.clone() }
+    }
+}
+
+impl<K: Record> Store<K> {
+    pub fn get(&self, key: &str) -> Option<Arc<K>> {
+        self.items.read().expect("store lock").get(key).cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.items.read().expect("store lock").values().cloned().collect()
+    }
+
+    /// Records whose key starts with `prefix`.
+    pub fn list_prefix(&self, prefix: &str) -> Vec<Arc<K>> {
+        let items = self.items.read().expect("store lock");
+        items.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Records for which `keep` holds.
+    pub fn filter(&self, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
+        self.items.read().expect("store lock").values().filter(|v| keep(v)).cloned().collect()
+    }
+
+    /// Waits until the first full list has arrived.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.clone();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
+    fn apply(&self, event: &Event<K>) {
+        let mut items = self.items.write().expect("store lock");
+        match event {
+            Event::Restarted(all) => {
+                *items = all.iter().map(|o| (o.key(), Arc::new(o.clone()))).collect();
+            }
+            Event::Applied(obj) => {
+                items.insert(obj.key(), Arc::new(obj.clone()));
+            }
+            Event::Deleted(obj) => {
+                items.remove(&obj.key());
+            }
+        }
+    }
+}
+
+/// A watcher plus its cache; events are re-broadcast after the cache has applied them.
+pub struct Reflector<K> {
+    store: Store<K>,
+    events: broadcast::Sender<Arc<Event<K>>>,
+}
+
+impl<K> Clone for Reflector<K> {
+    fn clone(&self) -> Self {
+        Reflector { store: self.store.clone(), events: self.events.clone() }
+    }
+}
+
+impl<K: Record> Reflector<K> {
+    /// Starts watching the records of `api` below `sub`.
+    pub fn start(api: Api<K>, sub: &str, token: CancellationToken) -> Self {
+        let (ready_tx, ready) = watch::channel(false);
+        let store = Store { items: Arc::default(), ready };
+        let (events, _) = broadcast::channel(4096);
+        let mut rx = watcher::watch(api, sub, token);
+        let (cache, out) = (store.clone(), events.clone());
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                cache.apply(&event);
+                if matches!(event, Event::Restarted(_)) {
+                    let _ = ready_tx.send(true);
+                }
+                let _ = out.send(Arc::new(event));
+            }
+        });
+        Reflector { store, events }
+    }
+
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Events from now on. A subscriber that falls behind gets `Lagged` and should resync from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event<K>>> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,159 @@
+//! Watching a prefix: list at revision R, watch from R+1, resume after errors, relist after compaction.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use etcd_client::{EventType, WatchOptions};
+use pacer_crd::Record;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Api, Error};
+
+/// What a watcher reports, in revision order.
+#[derive(Debug, Clone)]
+pub enum Event<K> {
+    /// A full list: everything that exists now. Replaces whatever was known before.
+    Restarted(Vec<K>),
+    Applied(K),
+    Deleted(K),
+}
+
+/// Why a watch stream ended.
+enum Ended {
+    /// The start revision was compacted away: only a relist can recover.
+    Compacted,
+    /// A transport error or a closed stream: resume from the last revision seen.
+    Broken(Error),
+    Cancelled,
+}
+
+/// Spawns a watcher of the records below `sub` and returns its events. Errors are retried
+/// with backoff inside; the stream ends only when `token` is cancelled.
+pub fn watch<K: Record>(api: Api<K>, sub: &str, token: CancellationToken) -> mpsc::Receiver<Event<K>> {
+    watch_from(api, sub, None, token)
+}
+
+/// Like `watch`, but starts by following changes after `revision` instead of listing;
+/// if that revision was compacted it lists, as it would after any compaction.
+pub fn watch_from<K: Record>(api: Api<K>, sub: &str, revision: Option<i64>, token: CancellationToken) -> mpsc::Receiver<Event<K>> {
+    let (tx, rx) = mpsc::channel(1024);
+    let sub = sub.to_string();
+    tokio::spawn(async move { run(api, sub, revision, tx, token).await });
+    rx
+}
+
+async fn run<K: Record>(api: Api<K>, sub: String, mut revision: Option<i64>, tx: mpsc::Sender<Event<K>>, token: CancellationToken) {
+    let mut backoff = new_backoff();
+    loop {
+        if token.is_cancelled() || tx.is_closed() {
+            return;
+        }
+        let start = match revision {
+            Some(rev) => rev,
+            None => match api.list(&sub).await {
+                Ok(list) => {
+                    if tx.send(Event::Restarted(list.items)).await.is_err() {
+                        return;
+                    }
+                    list.revision
+                }
+                Err(e) => {
+                    tracing::debug!(kind = api.kind(), error = %e, "list failed, retrying");
+                    if pause(&mut backoff, &token).await { return } else { continue }
+                }
+            },
+        };
+        revision = Some(start);
+        match follow(&api, &sub, start, &tx, &token, &mut revision, &mut backoff).await {
+            Ended::Cancelled => return,
+            Ended::Compacted => {
+                tracing::info!(kind = api.kind(), revision = start, "watch revision compacted, relisting");
+                revision = None;
+            }
+            Ended::Broken(e) => {
+                tracing::debug!(kind = api.kind(), error = %e, "watch broke, resuming");
+                if pause(&mut backoff, &token).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Follows the watch from `start + 1`, updating `revision` as events arrive.
+async fn follow<K: Record>(
+    api: &Api<K>,
+    sub: &str,
+    start: i64,
+    tx: &mpsc::Sender<Event<K>>,
+    token: &CancellationToken,
+    revision: &mut Option<i64>,
+    backoff: &mut ExponentialBackoffState,
+) -> Ended {
+    let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(start + 1).with_progress_notify();
+    let mut stream = match api.client().etcd().watch(api.etcd_prefix(sub), Some(options)).await {
+        Ok(stream) => stream,
+        Err(e) => return Ended::Broken(e.into()),
+    };
+    loop {
+        let message = tokio::select! {
+            _ = token.cancelled() => return Ended::Cancelled,
+            m = stream.message() => m,
+        };
+        let resp = match message {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return Ended::Broken(etcd_client::Error::WatchError("watch stream closed".into()).into()),
+            Err(e) => return Ended::Broken(e.into()),
+        };
+        if resp.compact_revision() > 0 {
+            return Ended::Compacted;
+        }
+        if resp.canceled() {
+            return Ended::Broken(etcd_client::Error::WatchError(resp.cancel_reason().to_string()).into());
+        }
+        *backoff = new_backoff();
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            let decoded = match event.event_type() {
+                EventType::Put => api.decode(kv).map(Event::Applied),
+                EventType::Delete => match event.prev_kv() {
+                    Some(prev) => api.decode(prev).map(Event::Deleted),
+                    None => continue,
+                },
+            };
+            *revision = Some(kv.mod_revision());
+            match decoded {
+                Ok(ev) => {
+                    if tx.send(ev).await.is_err() {
+                        return Ended::Cancelled;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping a record that does not decode"),
+            }
+        }
+        if let Some(header) = resp.header() {
+            *revision = Some(revision.unwrap_or(start).max(header.revision()));
+        }
+    }
+}
+
+type ExponentialBackoffState = backon::ExponentialBackoff;
+
+fn new_backoff() -> ExponentialBackoffState {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(usize::MAX)
+        .with_jitter()
+        .build()
+}
+
+/// Waits the next backoff delay; true when cancelled meanwhile.
+async fn pause(backoff: &mut ExponentialBackoffState, token: &CancellationToken) -> bool {
+    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+    tokio::select! {
+        _ = token.cancelled() => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
