@@ -1,1 +1,67 @@
-//! placeholder
+//! Pacer's controllers: allocator (offers), app (tasks), gc (orphans), deployment.
+
+pub mod allocator;
+pub mod app;
+pub mod deployment;
+pub mod gc;
+pub mod placement;
+
+use std::time::Duration;
+
+use pacer_crd::{App, Deployment, Node, Offer, Task};
+use pacer_runtime::{Api, Client, Reflector};
+use tokio_util::sync::CancellationToken;
+
+/// Typed APIs and shared caches every controller reads from.
+#[derive(Clone)]
+pub struct Cluster {
+    pub apps: Api<App>,
+    pub tasks: Api<Task>,
+    pub nodes: Api<Node>,
+    pub offers: Api<Offer>,
+    pub deployments: Api<Deployment>,
+    pub app_cache: Reflector<App>,
+    pub task_cache: Reflector<Task>,
+    pub node_cache: Reflector<Node>,
+    pub offer_cache: Reflector<Offer>,
+    pub deployment_cache: Reflector<Deployment>,
+}
+
+impl Cluster {
+    /// Starts one watcher per kind; the caches fill in the background.
+    pub fn watch(client: &Client, token: &CancellationToken) -> Cluster {
+        let (apps, tasks, nodes, offers, deployments) =
+            (Api::new(client), Api::new(client), Api::new(client), Api::new(client), Api::new(client));
+        Cluster {
+            app_cache: Reflector::start(Api::clone(&apps), "", token.clone()),
+            task_cache: Reflector::start(Api::clone(&tasks), "", token.clone()),
+            node_cache: Reflector::start(Api::clone(&nodes), "", token.clone()),
+            offer_cache: Reflector::start(Api::clone(&offers), "", token.clone()),
+            deployment_cache: Reflector::start(Api::clone(&deployments), "", token.clone()),
+            apps,
+            tasks,
+            nodes,
+            offers,
+            deployments,
+        }
+    }
+
+    /// The tasks of one app, from the cache.
+    pub fn tasks_of(&self, app: &str) -> Vec<std::sync::Arc<Task>> {
+        self.task_cache.store().filter(|t| t.spec.app_id == app)
+    }
+}
+
+/// Runs every controller until `token` is cancelled.
+pub async fn run(client: &Client, token: CancellationToken) {
+    let cluster = Cluster::watch(client, &token);
+    tokio::join!(
+        allocator::run(cluster.clone(), token.clone()),
+        app::run(cluster.clone(), token.clone()),
+        gc::run(cluster.clone(), token.clone()),
+        deployment::run(cluster.clone(), token.clone()),
+    );
+}
+
+/// How soon a reconcile that lost a race retries.
+pub(crate) const CONFLICT_RETRY: Duration = Duration::from_millis(20);

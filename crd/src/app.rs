@@ -323,7 +323,29 @@ pub struct AppStatus {
     /// Why pending instances could not be placed, in plain words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Tasks of the current version that failed in a row; drives the launch delay.
+    #[serde(default)]
+    pub consecutive_failures: i64,
+    /// No new task is launched before this time (ISO-8601), after failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_delayed_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_task_failure: Option<TaskFailure>,
 }
+
+/// The last task of the app that ended on its own with an error (Marathon's `lastTaskFailure`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFailure {
+    pub task_id: String,
+    pub state: String,
+    pub message: String,
+    pub timestamp: String,
+    pub version: String,
+}
+
+/// The annotation holding an app's version: when its config (anything but `instances`) last changed.
+pub const VERSION_ANNOTATION: &str = "pacer.io/version";
 
 impl AppSpec {
     /// The image of a Docker app, if it has one.
@@ -353,6 +375,16 @@ impl AppSpec {
 }
 
 impl App {
+    /// The app's version (Marathon's `versionInfo.lastConfigChangeAt`); empty before it is stored.
+    pub fn version(&self) -> &str {
+        self.metadata.annotations.as_ref().and_then(|a| a.get(VERSION_ANNOTATION)).map(String::as_str).unwrap_or_default()
+    }
+
+    /// The spec a config change compares: everything but `instances`.
+    pub fn config(&self) -> AppSpec {
+        AppSpec { instances: 0, ..self.spec.clone() }
+    }
+
     /// A minimal valid app, for tests and examples.
     pub fn test(name: &str) -> App {
         let spec: AppSpec = serde_json::from_value(serde_json::json!({"cmd": "sleep 1000"}))

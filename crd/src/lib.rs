@@ -11,7 +11,7 @@ pub mod offer;
 pub mod task;
 mod validate;
 
-pub use app::{App, AppSpec, AppStatus};
+pub use app::{App, AppSpec, AppStatus, KillSelection};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus};
 pub use error::{FieldError, FieldErrors};
 pub use id::AppId;

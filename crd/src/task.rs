@@ -23,8 +23,8 @@ use crate::node::Resources;
 pub struct TaskSpec {
     /// Record name of the app (`prod_web`).
     pub app_id: String,
-    /// The app's spec generation this task runs.
-    pub app_generation: i64,
+    /// The app version (last config change, Marathon's `version`) this task runs.
+    pub app_version: String,
     /// The node the task is bound to.
     pub node: String,
     pub resources: Resources,

@@ -215,7 +215,8 @@ where
     }
 }
 
-fn prepare_new<K: Record>(obj: &mut K) {
+/// Fills what a new record gets: uid, generation 1, creation time; clears resourceVersion.
+pub fn prepare_new<K: Record>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.resource_version = None;
     meta.uid.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());

@@ -1,0 +1,251 @@
+//! The app controller: converges each App's tasks to `instances` of its current version,
+//! placing new ones by accepting offers in one etcd transaction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pacer_crd::app::TaskFailure;
+use pacer_crd::{App, AppStatus, KillSelection, Offer, Resources, Task, TaskSpec, TaskState};
+use pacer_runtime::{Action, Controller, now};
+use tokio_util::sync::CancellationToken;
+
+use crate::placement::{self, Candidate};
+use crate::{CONFLICT_RETRY, Cluster};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("removing ended tasks of {0} failed")]
+    TaskCleanup(String, #[source] pacer_runtime::Error),
+    #[error("killing task {0} failed")]
+    TaskKill(String, #[source] pacer_runtime::Error),
+    #[error("accepting offers for {0} failed")]
+    AcceptOffers(String, #[source] pacer_runtime::Error),
+    #[error("writing the status of {0} failed")]
+    StatusWrite(String, #[source] pacer_runtime::Error),
+}
+
+pub async fn run(cluster: Cluster, token: CancellationToken) {
+    let apps = cluster.app_cache.store();
+    let controller = Controller::new(&cluster.app_cache, token)
+        .watches(&cluster.task_cache, |t: &Task| vec![t.spec.app_id.clone()])
+        // More room on a node may let pending instances in.
+        .watches(&cluster.offer_cache, move |_: &Offer| {
+            apps.filter(|a| a.status.as_ref().is_some_and(|s| s.tasks_pending > 0))
+                .iter()
+                .filter_map(|a| a.metadata.name.clone())
+                .collect()
+        });
+    controller.run(reconcile, |_, _, _| Action::await_change(), Arc::new(cluster)).await;
+}
+
+async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error> {
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let tasks = cluster.tasks_of(&name);
+    if tasks.iter().any(|t| t.state().is_terminal()) {
+        return forget_ended(&app, &tasks, &cluster).await;
+    }
+    let version = app.version();
+    let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
+    let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) =
+        tasks.iter().filter(|t| !t.spec.kill).partition(|t| t.spec.app_version == version);
+
+    let mut doomed = pick_to_kill(&current, wanted, app.spec.kill_selection);
+    // A new version replaces old tasks only as new ones run, so capacity never drops.
+    let running_current = current.iter().filter(|t| t.state() == TaskState::Running).count();
+    let old_to_kill = (running_current + old.len()).saturating_sub(wanted).min(old.len());
+    doomed.extend(pick_to_kill(&old, old.len() - old_to_kill, KillSelection::OldestFirst));
+    for task in doomed {
+        kill(&cluster, task).await?;
+    }
+
+    let missing = wanted.saturating_sub(current.len());
+    let mut status = AppStatus {
+        observed_generation: app.metadata.generation.unwrap_or(0),
+        tasks_staged: current.iter().filter(|t| matches!(t.state(), TaskState::Staging | TaskState::Starting)).count() as i64,
+        tasks_running: running_current as i64,
+        tasks_pending: missing as i64,
+        ..app.status.clone().unwrap_or_default()
+    };
+    status.message = None;
+    let mut action = Action::await_change();
+    if missing > 0 {
+        match launch_delay(&status) {
+            Some(wait) => {
+                status.message = Some(format!(
+                    "{missing} instance(s) pending: launch delayed until {} after {} failure(s)",
+                    status.launch_delayed_until.clone().unwrap_or_default(),
+                    status.consecutive_failures
+                ));
+                action = Action::requeue(wait);
+            }
+            None => match accept_offers(&app, &current, missing, &cluster).await? {
+                Placed::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
+                Placed::All => status.tasks_pending = 0,
+                Placed::Some { unplaced, why } => {
+                    status.tasks_pending = unplaced as i64;
+                    status.message = Some(format!("{unplaced} instance(s) pending: no node fits: {why}"));
+                }
+            },
+        }
+    }
+    write_status(&cluster, &name, status).await?;
+    Ok(action)
+}
+
+/// Which of `tasks` to stop so that `keep` remain.
+fn pick_to_kill<'a>(tasks: &[&'a Arc<Task>], keep: usize, selection: KillSelection) -> Vec<&'a Arc<Task>> {
+    let mut sorted = tasks.to_vec();
+    sorted.sort_by_key(|t| age_key(t));
+    if selection == KillSelection::YoungestFirst {
+        sorted.reverse();
+    }
+    sorted.into_iter().take(tasks.len().saturating_sub(keep)).collect()
+}
+
+/// Oldest first: creation time, then when the agent staged it, then name.
+fn age_key(t: &Task) -> (Option<String>, Option<String>, String) {
+    let created = t.metadata.creation_timestamp.as_ref().map(|ts| ts.0.to_string());
+    let staged = t.status.as_ref().and_then(|s| s.staged_at.clone());
+    (created, staged, t.metadata.name.clone().unwrap_or_default())
+}
+
+async fn kill(cluster: &Cluster, task: &Task) -> Result<(), Error> {
+    let result = cluster
+        .tasks
+        .modify(&pacer_crd::Record::key(task), |t| {
+            let changed = !t.spec.kill;
+            t.spec.kill = true;
+            changed
+        })
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(Error::TaskKill(task.metadata.name.clone().unwrap_or_default(), e)),
+    }
+}
+
+/// Removes the records of ended tasks and counts failures of the current version, in one
+/// transaction with the app's status so that no failure is counted twice.
+async fn forget_ended(app: &App, tasks: &[Arc<Task>], cluster: &Cluster) -> Result<Action, Error> {
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let err = |e| Error::TaskCleanup(name.clone(), e);
+    let mut status = app.status.clone().unwrap_or_default();
+    let mut compares = vec![cluster.apps.unchanged(app).map_err(err)?];
+    let mut ops = Vec::new();
+    for task in tasks.iter().filter(|t| t.state().is_terminal()) {
+        let failed = matches!(task.state(), TaskState::Failed | TaskState::Error | TaskState::Lost);
+        if failed && !task.spec.kill && task.spec.app_version == app.version() {
+            record_failure(app, task, &mut status);
+        }
+        compares.push(cluster.tasks.unchanged(task).map_err(err)?);
+        ops.push(etcd_client::TxnOp::delete(cluster.tasks.etcd_key(&pacer_crd::Record::key(task.as_ref())), None));
+    }
+    if app.status.as_ref() != Some(&status) {
+        let mut updated = app.clone();
+        updated.status = Some(status);
+        ops.push(cluster.apps.put_op(&updated, None).map_err(err)?);
+    }
+    match cluster.tasks.commit(compares, ops).await {
+        Ok(_) => Ok(Action::requeue(Duration::ZERO)),
+        Err(e) if e.is_conflict() => Ok(Action::requeue(CONFLICT_RETRY)),
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn record_failure(app: &App, task: &Task, status: &mut AppStatus) {
+    let spec = &app.spec;
+    status.consecutive_failures += 1;
+    let exp = (status.consecutive_failures - 1).min(64) as i32;
+    let delay = (spec.backoff_seconds * spec.backoff_factor.powi(exp)).min(spec.max_launch_delay_seconds);
+    let until = pacer_crd::meta::jiff::Timestamp::now() + Duration::from_secs_f64(delay.max(0.0));
+    status.launch_delayed_until = Some(until.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+    let task_status = task.status.clone().unwrap_or_default();
+    status.last_task_failure = Some(TaskFailure {
+        task_id: task.metadata.name.clone().unwrap_or_default(),
+        state: task.state().as_str().into(),
+        message: task_status.message.unwrap_or_default(),
+        timestamp: task_status.finished_at.unwrap_or_else(now),
+        version: task.spec.app_version.clone(),
+    });
+}
+
+/// How long launches are still held back after failures, if at all.
+fn launch_delay(status: &AppStatus) -> Option<Duration> {
+    let until: pacer_crd::meta::jiff::Timestamp = status.launch_delayed_until.as_deref()?.parse().ok()?;
+    let left = until.duration_since(pacer_crd::meta::jiff::Timestamp::now());
+    (left.is_positive()).then(|| Duration::from_millis(left.as_millis() as u64))
+}
+
+enum Placed {
+    All,
+    Some { unplaced: usize, why: String },
+    Conflict,
+}
+
+/// Places `missing` instances: one transaction compares every offer it uses, shrinks them and
+/// writes the tasks. A concurrent change to any of those offers fails it as a whole.
+async fn accept_offers(app: &App, current: &[&Arc<Task>], missing: usize, cluster: &Cluster) -> Result<Placed, Error> {
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let err = |e| Error::AcceptOffers(name.clone(), e);
+    let mut candidates: Vec<Candidate> = cluster
+        .offer_cache
+        .store()
+        .list()
+        .into_iter()
+        .map(|o| {
+            let here = current.iter().filter(|t| t.spec.node == o.spec.node).count();
+            Candidate::new((*o).clone(), here)
+        })
+        .collect();
+    let plan = placement::plan(&app.spec, missing, &mut candidates);
+    if plan.assignments.is_empty() {
+        return Ok(Placed::Some { unplaced: plan.unplaced, why: plan.explain() });
+    }
+    let mut compares = Vec::new();
+    let mut ops = Vec::new();
+    for c in candidates.iter().filter(|c| plan.assignments.iter().any(|a| a.node == c.node())) {
+        compares.push(cluster.offers.unchanged(&c.offer).map_err(err)?);
+        let mut shrunk = c.offer.clone();
+        shrunk.spec.resources = c.free;
+        shrunk.spec.ports = c.ports.clone();
+        ops.push(cluster.offers.put_op(&shrunk, None).map_err(err)?);
+    }
+    for assignment in &plan.assignments {
+        let task = new_task(app, &assignment.node, assignment.host_ports.clone());
+        ops.push(cluster.tasks.put_op(&task, None).map_err(err)?);
+    }
+    match cluster.offers.commit(compares, ops).await {
+        Ok(_) if plan.unplaced == 0 => Ok(Placed::All),
+        Ok(_) => Ok(Placed::Some { unplaced: plan.unplaced, why: plan.explain() }),
+        Err(e) if e.is_conflict() => Ok(Placed::Conflict),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// A task of the app's current version bound to `node`; its id is Marathon's `app.uuid`.
+pub fn new_task(app: &App, node: &str, host_ports: Vec<u16>) -> Task {
+    let app_id = app.metadata.name.clone().unwrap_or_default();
+    let id = format!("{app_id}.{}", uuid::Uuid::new_v4());
+    let spec = TaskSpec {
+        app_id: app_id.clone(),
+        app_version: app.version().to_string(),
+        node: node.to_string(),
+        resources: Resources::new(app.spec.cpus, app.spec.mem, app.spec.disk),
+        host_ports,
+        kill: false,
+        app: app.spec.clone(),
+    };
+    let mut task = Task::new(&id, spec);
+    task.metadata.labels = Some([("pacer.io/app".to_string(), app_id)].into());
+    pacer_runtime::api::prepare_new(&mut task);
+    task
+}
+
+async fn write_status(cluster: &Cluster, name: &str, status: AppStatus) -> Result<(), Error> {
+    match cluster.apps.update_status(name, status).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(Error::StatusWrite(name.to_string(), e)),
+    }
+}

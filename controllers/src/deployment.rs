@@ -1,0 +1,58 @@
+//! The deployment controller (minimal): marks a Deployment succeeded once its app has converged.
+
+use std::sync::Arc;
+
+use pacer_crd::deployment::{DeploymentAction, DeploymentPhase};
+use pacer_crd::{App, Deployment, DeploymentStatus, Task, TaskState};
+use pacer_runtime::{Action, Controller};
+use tokio_util::sync::CancellationToken;
+
+use crate::Cluster;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing the status of deployment {0} failed")]
+    StatusWrite(String, #[source] pacer_runtime::Error),
+}
+
+pub async fn run(cluster: Cluster, token: CancellationToken) {
+    let by_app = |store: pacer_runtime::Store<Deployment>, app: String| -> Vec<String> {
+        store.filter(|d| d.spec.app_id == app).iter().filter_map(|d| d.metadata.name.clone()).collect()
+    };
+    let (s1, s2) = (cluster.deployment_cache.store(), cluster.deployment_cache.store());
+    let controller = Controller::new(&cluster.deployment_cache, token)
+        .watches(&cluster.app_cache, move |a: &App| by_app(s1.clone(), a.metadata.name.clone().unwrap_or_default()))
+        .watches(&cluster.task_cache, move |t: &Task| by_app(s2.clone(), t.spec.app_id.clone()));
+    controller.run(reconcile, |_, _, _| Action::await_change(), Arc::new(cluster)).await;
+}
+
+async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result<Action, Error> {
+    let phase = deployment.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    if phase != DeploymentPhase::Running {
+        return Ok(Action::await_change());
+    }
+    let spec = &deployment.spec;
+    let app = cluster.app_cache.store().get(&spec.app_id);
+    let tasks = cluster.tasks_of(&spec.app_id);
+    let outcome = match (&app, spec.action) {
+        (None, DeploymentAction::StopApplication) if tasks.is_empty() => Some(DeploymentPhase::Succeeded),
+        (Some(app), _) if app.metadata.generation.unwrap_or(0) > spec.app_generation => Some(DeploymentPhase::Superseded),
+        (Some(app), _) => converged(app, &tasks).then_some(DeploymentPhase::Succeeded),
+        _ => None,
+    };
+    let Some(phase) = outcome else { return Ok(Action::await_change()) };
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let status = DeploymentStatus { phase, message: None };
+    match cluster.deployments.update_status(&name, status).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(e) if e.is_not_found() => Ok(Action::await_change()),
+        Err(e) => Err(Error::StatusWrite(name, e)),
+    }
+}
+
+/// Every wanted instance of the current version runs and nothing else is left.
+fn converged(app: &App, tasks: &[Arc<Task>]) -> bool {
+    let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
+    let running = tasks.iter().filter(|t| t.spec.app_version == app.version() && t.state() == TaskState::Running).count();
+    running == wanted && tasks.len() == wanted
+}

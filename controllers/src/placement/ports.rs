@@ -1,0 +1,18 @@
+//! Filter: the node has the host ports one instance asks for (fixed ones free, enough for the rest).
+
+use pacer_crd::AppSpec;
+use pacer_crd::node::pick_ports;
+
+use super::{Candidate, Filter};
+
+pub struct Free;
+
+impl Filter for Free {
+    fn name(&self) -> &'static str {
+        "ports"
+    }
+
+    fn check(&self, app: &AppSpec, candidate: &Candidate) -> Result<(), String> {
+        pick_ports(&candidate.ports, &app.requested_host_ports()).map(|_| ())
+    }
+}
