@@ -1,1 +1,112 @@
-//! placeholder
+//! The node agent: registers its Node on a lease, runs its own tasks (docker or process) and
+//! reports their status.
+
+pub mod capacity;
+mod http;
+mod register;
+mod runner;
+pub mod runtime;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pacer_crd::{PortRange, Resources, Task};
+use pacer_runtime::watcher::{self, Event};
+use pacer_runtime::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use crate::runner::Runner;
+use crate::runtime::Runtimes;
+
+/// Everything an agent needs to know about its machine.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    /// Where the node's task ports are reachable (task `host`).
+    pub hostname: String,
+    /// Address of the agent's HTTP endpoint (logs).
+    pub listen: SocketAddr,
+    pub capacity: Resources,
+    pub ports: Vec<PortRange>,
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// Sandboxes of process tasks live here.
+    pub work_dir: PathBuf,
+    pub lease_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {0}")]
+    Listen(SocketAddr, #[source] std::io::Error),
+    #[error("cannot reach the Docker engine")]
+    Docker(#[source] bollard::errors::Error),
+    #[error("registering the node failed")]
+    Register(#[source] pacer_runtime::Error),
+}
+
+/// The tasks this agent runs now, by task name.
+type Runners = Arc<Mutex<HashMap<String, Runner>>>;
+
+/// Runs the agent until `token` is cancelled. Running tasks are stopped on the way out only
+/// if they are deleted; an agent stopping leaves containers to a later agent's recovery.
+pub async fn run(config: AgentConfig, client: Client, token: CancellationToken) -> Result<(), Error> {
+    let runtimes = Runtimes::connect(&config.work_dir).await.map_err(Error::Docker)?;
+    let runners: Runners = Arc::default();
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| Error::Listen(config.listen, e))?;
+    let address = format!("http://{}", listener.local_addr().map_err(|e| Error::Listen(config.listen, e))?);
+    let tasks: Api<Task> = Api::new(&client);
+    runtimes.docker.remove_unwanted(&config.node_name, &tasks).await;
+
+    let http = tokio::spawn(http::serve(listener, runners.clone(), runtimes.clone(), token.clone()));
+    let registration = tokio::spawn(register::keep_registered(client.clone(), config.clone(), address, token.clone()));
+    let mut events = watcher::watch(tasks.clone(), &format!("{}/", config.node_name), token.clone());
+    let ctx = runner::Ctx { tasks, runtimes, hostname: config.hostname.clone() };
+    while let Some(event) = events.recv().await {
+        apply(&event, &runners, &ctx);
+    }
+    let _ = tokio::join!(http, registration);
+    Ok(())
+}
+
+fn apply(event: &Event<Task>, runners: &Runners, ctx: &runner::Ctx) {
+    let mut runners = runners.lock().expect("runners lock");
+    match event {
+        Event::Restarted(all) => {
+            let names: Vec<String> = all.iter().filter_map(|t| t.metadata.name.clone()).collect();
+            runners.retain(|name, runner| {
+                let keep = names.contains(name);
+                if !keep {
+                    runner.deleted();
+                }
+                keep
+            });
+            all.iter().for_each(|t| ensure(&mut runners, t, ctx));
+        }
+        Event::Applied(task) => ensure(&mut runners, task, ctx),
+        Event::Deleted(task) => {
+            let name = task.metadata.name.clone().unwrap_or_default();
+            match runners.remove(&name) {
+                Some(runner) => runner.deleted(),
+                None => runner::remove_leftover(task, ctx),
+            }
+        }
+    }
+}
+
+/// Starts a runner for a task that needs one and passes kill requests on.
+fn ensure(runners: &mut HashMap<String, Runner>, task: &Task, ctx: &runner::Ctx) {
+    let name = task.metadata.name.clone().unwrap_or_default();
+    if let Some(runner) = runners.get(&name) {
+        if task.spec.kill {
+            runner.kill();
+        }
+        return;
+    }
+    if task.state().is_terminal() {
+        return;
+    }
+    runners.insert(name, Runner::spawn(task.clone(), ctx.clone()));
+}

@@ -1,1 +1,57 @@
-//! placeholder
+//! The apiserver: Pacer's native API under `/apis/pacer.io/v1` (used by the CLI) over etcd.
+//! It keeps no state of its own; any number of replicas can serve.
+
+mod apply;
+mod error;
+mod native;
+
+use axum::Router;
+use axum::routing::get;
+use pacer_crd::{App, Deployment, Node, Offer, Task};
+use pacer_runtime::{Api, Client};
+
+pub use apply::Applied;
+pub use error::ApiError;
+
+/// What every handler reads and writes through.
+#[derive(Clone)]
+pub struct ApiState {
+    pub apps: Api<App>,
+    pub tasks: Api<Task>,
+    pub nodes: Api<Node>,
+    pub offers: Api<Offer>,
+    pub deployments: Api<Deployment>,
+    /// For reaching agents (task logs).
+    pub http: reqwest::Client,
+}
+
+impl ApiState {
+    pub fn new(client: &Client) -> ApiState {
+        ApiState {
+            apps: Api::new(client),
+            tasks: Api::new(client),
+            nodes: Api::new(client),
+            offers: Api::new(client),
+            deployments: Api::new(client),
+            http: reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap_or_default(),
+        }
+    }
+}
+
+/// The whole HTTP surface, for `serve` and for in-process tests.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .nest("/apis/pacer.io/v1", native::routes())
+        .route("/ping", get(|| async { "pong" }))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -1,1 +1,65 @@
-fn main() {}
+//! `pacer`: the one binary. Daemons (`up`, `server`, `agent`) and the kubectl-like client.
+
+mod client;
+mod daemons;
+mod manifests;
+mod show;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pacer", version, about = "Pacer: Mesos + Marathon, rebuilt as reconcilers over etcd")]
+struct Cli {
+    /// Where the apiserver listens, for client commands.
+    #[arg(long, env = "PACER_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A complete single-node cluster in one process: etcd, apiserver, controllers, one agent.
+    Up(daemons::UpArgs),
+    /// The apiserver and the controllers.
+    Server(daemons::ServerArgs),
+    /// A node agent.
+    Agent(daemons::AgentCommand),
+    /// Create or update records from YAML or JSON files or folders.
+    Apply(manifests::ApplyArgs),
+    /// List records: apps, tasks, nodes, offers, deployments.
+    Get(show::GetArgs),
+    /// Show an app in detail, with its tasks and why instances wait.
+    Describe(show::DescribeArgs),
+    /// Set the number of instances of an app.
+    Scale(manifests::ScaleArgs),
+    /// Delete an app by id, or the apps of a file.
+    Delete(manifests::DeleteArgs),
+    /// Print the output of a task.
+    Logs(show::LogsArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PACER_LOG").unwrap_or_else(|_| "info,tower_http=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let api = client::ApiClient::new(&cli.server);
+    let outcome = match cli.command {
+        Command::Up(args) => daemons::up(args).await,
+        Command::Server(args) => daemons::server(args).await,
+        Command::Agent(args) => daemons::agent(args).await,
+        Command::Apply(args) => manifests::apply(&api, args).await,
+        Command::Get(args) => show::get(&api, args).await,
+        Command::Describe(args) => show::describe(&api, args).await,
+        Command::Scale(args) => manifests::scale(&api, args).await,
+        Command::Delete(args) => manifests::delete(&api, args).await,
+        Command::Logs(args) => show::logs(&api, args).await,
+    };
+    if let Err(e) = outcome {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

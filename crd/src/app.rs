@@ -100,7 +100,7 @@ fn default_networks() -> Vec<Network> {
 }
 
 /// What runs the task: Docker (`DOCKER`) or Mesos' containerizer (`MESOS`, run as a process here).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Container {
     #[serde(rename = "type", default)]
@@ -121,7 +121,7 @@ pub enum ContainerType {
     Mesos,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Docker {
     #[serde(default)]

@@ -1,0 +1,157 @@
+//! One runner per task: start it, report its status, stop it when asked, clean up when deleted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pacer_crd::{Record, Task, TaskState, TaskStatus};
+use pacer_runtime::{Api, now};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::{Docker, Handle, Runtime, Runtimes};
+
+/// What a runner needs from its agent.
+#[derive(Clone)]
+pub struct Ctx {
+    pub tasks: Api<Task>,
+    pub runtimes: Runtimes,
+    pub hostname: String,
+}
+
+/// The agent's handle on a running runner.
+pub struct Runner {
+    kill: CancellationToken,
+    deleted: CancellationToken,
+    pub handle: Arc<Mutex<Option<Handle>>>,
+    pub runtime: Arc<dyn Runtime>,
+}
+
+impl Runner {
+    pub fn spawn(task: Task, ctx: Ctx) -> Runner {
+        let runner = Runner {
+            kill: CancellationToken::new(),
+            deleted: CancellationToken::new(),
+            handle: Arc::default(),
+            runtime: ctx.runtimes.for_task(&task),
+        };
+        if task.spec.kill {
+            runner.kill.cancel();
+        }
+        let (kill, deleted, handle, runtime) = (runner.kill.clone(), runner.deleted.clone(), runner.handle.clone(), runner.runtime.clone());
+        let span = tracing::info_span!("task", node = %task.spec.node, task = %task.metadata.name.as_deref().unwrap_or_default());
+        tokio::spawn(tracing::Instrument::instrument(run(task, ctx, runtime, handle, kill, deleted), span));
+        runner
+    }
+
+    /// The controller asked for the task to stop.
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+
+    /// The task record is gone: stop the task if it runs and remove what it left.
+    pub fn deleted(&self) {
+        self.deleted.cancel();
+    }
+}
+
+/// Removes the container or sandbox of an ended task whose runner is gone.
+pub fn remove_leftover(task: &Task, ctx: &Ctx) {
+    let Some(handle) = Docker::handle_of(task) else { return };
+    let runtime = ctx.runtimes.for_task(task);
+    tokio::spawn(async move { runtime.remove(&handle).await });
+}
+
+async fn run(
+    task: Task,
+    ctx: Ctx,
+    runtime: Arc<dyn Runtime>,
+    slot: Arc<Mutex<Option<Handle>>>,
+    kill: CancellationToken,
+    deleted: CancellationToken,
+) {
+    let mut report = Reporter { key: task.key(), tasks: ctx.tasks.clone(), status: task.status.clone().unwrap_or_default(), deleted: deleted.clone() };
+    let grace = Duration::from_secs_f64(task.spec.app.task_kill_grace_period_seconds.max(0.0));
+    let adopted = runtime.adopt(&task).await;
+    let handle = match adopted {
+        Some(handle) => handle,
+        None => {
+            report.status = TaskStatus { state: TaskState::Staging, host: Some(ctx.hostname.clone()), staged_at: Some(now()), ..Default::default() };
+            report.send().await;
+            if kill.is_cancelled() || deleted.is_cancelled() {
+                report.end(TaskState::Killed, None, "killed before it started").await;
+                return;
+            }
+            match runtime.start(&task, &ctx.hostname).await {
+                Ok(handle) => handle,
+                Err(e) => {
+                    tracing::info!(error = %e, "task failed to start");
+                    report.end(TaskState::Failed, None, &e.to_string()).await;
+                    deleted.cancelled().await;
+                    return;
+                }
+            }
+        }
+    };
+    *slot.lock().await = Some(handle.clone());
+    if report.status.state != TaskState::Running {
+        report.status.state = TaskState::Running;
+        report.status.container_id = Some(handle.id.clone());
+        report.status.pid = handle.pid;
+        report.status.started_at = Some(now());
+        report.send().await;
+    }
+    tokio::select! {
+        code = runtime.wait(&handle) => {
+            let code = code.unwrap_or(-1);
+            let state = if code == 0 { TaskState::Finished } else { TaskState::Failed };
+            report.end(state, Some(code), &format!("exited with code {code}")).await;
+        }
+        _ = kill.cancelled() => {
+            report.status.state = TaskState::Killing;
+            report.send().await;
+            let _ = runtime.stop(&handle, grace).await;
+            let code = runtime.wait(&handle).await.ok();
+            report.end(TaskState::Killed, code, "killed on request").await;
+        }
+        _ = deleted.cancelled() => {}
+    }
+    deleted.cancelled().await;
+    let _ = runtime.stop(&handle, grace).await;
+    if let Err(e) = runtime.remove(&handle).await {
+        tracing::info!(error = %e, "removing the task's container failed");
+    }
+}
+
+/// Writes a task's status, retrying until it is stored or the task record is gone.
+struct Reporter {
+    key: String,
+    tasks: Api<Task>,
+    status: TaskStatus,
+    deleted: CancellationToken,
+}
+
+impl Reporter {
+    async fn end(&mut self, state: TaskState, exit_code: Option<i64>, message: &str) {
+        self.status.state = state;
+        self.status.exit_code = exit_code;
+        self.status.message = Some(message.to_string());
+        self.status.finished_at = Some(now());
+        self.send().await;
+    }
+
+    async fn send(&self) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.tasks.update_status(&self.key, self.status.clone()).await {
+                Ok(_) => return,
+                Err(e) if e.is_not_found() => return,
+                Err(e) => tracing::info!(error = %e, retry_in = ?delay, "writing task status failed"),
+            }
+            tokio::select! {
+                _ = self.deleted.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}

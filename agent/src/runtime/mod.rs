@@ -1,0 +1,132 @@
+//! How tasks run: the `Runtime` trait and its docker and process implementations.
+
+mod docker;
+mod process;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pacer_crd::{AppId, Task};
+
+pub use docker::Docker;
+pub use process::Process;
+
+/// A started task: a container id or a process id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handle {
+    pub id: String,
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("image '{image}' is not available on this node: {reason}")]
+    ImageMissing { image: String, reason: String },
+    #[error("docker parameter '{0}' is not supported")]
+    Parameter(String),
+    #[error("creating the container failed: {0}")]
+    ContainerCreate(#[source] bollard::errors::Error),
+    #[error("starting the container failed: {0}")]
+    ContainerStart(#[source] bollard::errors::Error),
+    #[error("docker call failed: {0}")]
+    Docker(#[source] bollard::errors::Error),
+    #[error("starting the process failed: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("task {0} is not known to this runtime")]
+    Unknown(String),
+    #[error("reading logs failed: {0}")]
+    Logs(#[source] std::io::Error),
+}
+
+/// Runs tasks of one kind. Implementations touch only what they started (labelled containers,
+/// their own process groups).
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Re-attaches to the task if it already runs (after an agent restart).
+    async fn adopt(&self, task: &Task) -> Option<Handle>;
+    async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError>;
+    /// Waits for the task to end; its exit code.
+    async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError>;
+    /// SIGTERM, then SIGKILL after `grace`.
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError>;
+    /// Frees what the task left behind (container, sandbox).
+    async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError>;
+    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError>;
+}
+
+/// The runtimes of one agent.
+#[derive(Clone)]
+pub struct Runtimes {
+    pub docker: Arc<Docker>,
+    pub process: Arc<Process>,
+}
+
+impl Runtimes {
+    pub async fn connect(work_dir: &Path) -> Result<Runtimes, bollard::errors::Error> {
+        Ok(Runtimes { docker: Arc::new(Docker::connect().await?), process: Arc::new(Process::new(work_dir)) })
+    }
+
+    /// Docker for tasks with an image, a plain process otherwise (Marathon's command tasks).
+    pub fn for_task(&self, task: &Task) -> Arc<dyn Runtime> {
+        if task.spec.app.is_process() { self.process.clone() } else { self.docker.clone() }
+    }
+}
+
+/// The environment of a task: the app's `env`, then what Marathon and Mesos set.
+pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
+    let spec = &task.spec;
+    let mut env: Vec<(String, String)> = spec.app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let task_id = task.metadata.name.clone().unwrap_or_default();
+    let app_path = AppId::parse(&spec.app_id).map(|id| id.path()).unwrap_or_else(|_| spec.app_id.clone());
+    for (i, port) in spec.host_ports.iter().enumerate() {
+        env.push((format!("PORT{i}"), port.to_string()));
+    }
+    if let Some(first) = spec.host_ports.first() {
+        env.push(("PORT".into(), first.to_string()));
+    }
+    let ports: Vec<String> = spec.host_ports.iter().map(u16::to_string).collect();
+    env.push(("PORTS".into(), ports.join(",")));
+    for (name, value) in [
+        ("HOST", host.to_string()),
+        ("MARATHON_APP_ID", app_path.clone()),
+        ("MARATHON_APP_VERSION", spec.app_version.clone()),
+        ("MESOS_TASK_ID", task_id.clone()),
+        ("PACER_APP_ID", app_path),
+        ("PACER_TASK_ID", task_id),
+        ("PACER_NODE", spec.node.clone()),
+    ] {
+        env.push((name.into(), value));
+    }
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use pacer_crd::{App, Resources, TaskSpec};
+
+    use super::*;
+
+    #[test]
+    fn env_carries_ports_and_ids() {
+        let app = App::test("prod_web");
+        let spec = TaskSpec {
+            app_id: "prod_web".into(),
+            app_version: "v1".into(),
+            node: "n1".into(),
+            resources: Resources::default(),
+            host_ports: vec![31000, 31005],
+            kill: false,
+            app: app.spec,
+        };
+        let env = task_env(&Task::new("prod_web.abc", spec), "h1");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PORT0"), Some("31000"));
+        assert_eq!(get("PORT1"), Some("31005"));
+        assert_eq!(get("PORTS"), Some("31000,31005"));
+        assert_eq!(get("MARATHON_APP_ID"), Some("/prod/web"));
+        assert_eq!(get("MESOS_TASK_ID"), Some("prod_web.abc"));
+        assert_eq!(get("HOST"), Some("h1"));
+    }
+}

@@ -1,0 +1,150 @@
+//! Writing apps: apply (create or update, a no-op when nothing changed), scale and delete,
+//! each with its Deployment record in the same etcd transaction.
+
+use etcd_client::{Compare, CompareOp};
+use pacer_crd::app::VERSION_ANNOTATION;
+use pacer_crd::deployment::DeploymentAction;
+use pacer_crd::{App, Deployment, DeploymentSpec, DeploymentStatus, Record};
+use pacer_runtime::{Api, now};
+use serde::Serialize;
+
+use crate::{ApiError, ApiState};
+
+/// What an apply did, in kubectl's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Applied {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApplyResult {
+    pub result: Applied,
+    pub object: App,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+}
+
+/// Creates the app or updates its spec and labels. A change to anything but `instances` is a
+/// new version. Retries on concurrent writes; an unchanged app is not written at all.
+pub async fn apply(state: &ApiState, desired: App, create_only: bool) -> Result<ApplyResult, ApiError> {
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    loop {
+        let current = state.apps.get(&name).await?;
+        if create_only && current.is_some() {
+            return Err(ApiError::AlreadyExists(format!("App '{name}' already exists")));
+        }
+        let (next, result, action) = match &current {
+            None => (new_app(&desired), Applied::Created, DeploymentAction::StartApplication),
+            Some(existing) => match updated(existing, &desired) {
+                None => return Ok(ApplyResult { result: Applied::Unchanged, object: existing.clone(), deployment: None }),
+                Some((app, action)) => (app, Applied::Configured, action),
+            },
+        };
+        let compare = match &current {
+            Some(existing) => state.apps.unchanged(existing)?,
+            None => Compare::create_revision(state.apps.etcd_key(&name), CompareOp::Equal, 0),
+        };
+        let deployment = new_deployment(&next, action);
+        let ops = vec![state.apps.put_op(&next, None)?, state.deployments.put_op(&deployment, None)?];
+        match state.apps.commit(vec![compare], ops).await {
+            Ok(rev) => {
+                let mut object = next;
+                object.metadata.resource_version = Some(rev.to_string());
+                return Ok(ApplyResult { result, object, deployment: deployment.metadata.name });
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn new_app(desired: &App) -> App {
+    let mut app = App::new(desired.metadata.name.as_deref().unwrap_or_default(), desired.spec.clone());
+    app.metadata.labels = desired.metadata.labels.clone();
+    app.metadata.annotations = Some(user_annotations(desired).into_iter().chain([(VERSION_ANNOTATION.to_string(), now())]).collect());
+    pacer_runtime::api::prepare_new(&mut app);
+    app
+}
+
+/// The existing app changed to `desired`, or None if nothing would change.
+fn updated(existing: &App, desired: &App) -> Option<(App, DeploymentAction)> {
+    let mut annotations = user_annotations(desired);
+    let version = if existing.config() != desired.config() { now() } else { existing.version().to_string() };
+    annotations.insert(VERSION_ANNOTATION.into(), version);
+    let labels_same = existing.metadata.labels.clone().unwrap_or_default() == desired.metadata.labels.clone().unwrap_or_default();
+    let annotations_same = existing.metadata.annotations.clone().unwrap_or_default() == annotations;
+    if existing.spec == desired.spec && labels_same && annotations_same {
+        return None;
+    }
+    let action = if existing.config() != desired.config() {
+        DeploymentAction::RestartApplication
+    } else {
+        DeploymentAction::ScaleApplication
+    };
+    let mut app = existing.clone();
+    app.spec = desired.spec.clone();
+    app.metadata.labels = desired.metadata.labels.clone();
+    app.metadata.annotations = Some(annotations);
+    app.metadata.generation = Some(existing.metadata.generation.unwrap_or(0) + 1);
+    Some((app, action))
+}
+
+/// Annotations a user may set: anything outside `pacer.io/`.
+fn user_annotations(app: &App) -> std::collections::BTreeMap<String, String> {
+    let mut annotations = app.metadata.annotations.clone().unwrap_or_default();
+    annotations.retain(|k, _| !k.starts_with("pacer.io/"));
+    annotations
+}
+
+fn new_deployment(app: &App, action: DeploymentAction) -> Deployment {
+    let spec = DeploymentSpec {
+        app_id: app.metadata.name.clone().unwrap_or_default(),
+        app_generation: app.metadata.generation.unwrap_or(1),
+        action,
+    };
+    let mut deployment = Deployment::new(&uuid::Uuid::new_v4().to_string(), spec);
+    deployment.status = Some(DeploymentStatus::default());
+    pacer_runtime::api::prepare_new(&mut deployment);
+    deployment
+}
+
+/// Sets `instances` of an existing app.
+pub async fn scale(state: &ApiState, name: &str, instances: i64) -> Result<ApplyResult, ApiError> {
+    if instances < 0 {
+        let problem = pacer_crd::FieldError::new("instances", format!("must be >= 0 (got {instances})"));
+        return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![problem])));
+    }
+    let current = state.apps.get(name).await?.ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
+    let mut desired = current.clone();
+    desired.spec.instances = instances;
+    apply(state, desired, false).await
+}
+
+/// Deletes an app; the controllers then stop and remove its tasks.
+pub async fn delete(state: &ApiState, name: &str) -> Result<App, ApiError> {
+    loop {
+        let app = state.apps.get(name).await?.ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
+        let deployment = new_deployment(&app, DeploymentAction::StopApplication);
+        let ops = vec![
+            etcd_client::TxnOp::delete(state.apps.etcd_key(&app.key()), None),
+            state.deployments.put_op(&deployment, None)?,
+        ];
+        match state.apps.commit(vec![state.apps.unchanged(&app)?], ops).await {
+            Ok(_) => return Ok(app),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Finds a task by its id alone (its key also holds the node).
+pub async fn find_task(tasks: &Api<pacer_crd::Task>, id: &str) -> Result<pacer_crd::Task, ApiError> {
+    let all = tasks.list("").await?;
+    all.items
+        .into_iter()
+        .find(|t| t.metadata.name.as_deref() == Some(id))
+        .ok_or_else(|| ApiError::NotFound(format!("Task '{id}' does not exist")))
+}

@@ -1,0 +1,205 @@
+//! The long-running commands: `pacer up` (all in one), `pacer server`, `pacer agent`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::FutureExt;
+use pacer_agent::AgentConfig;
+use pacer_crd::{PortRange, Resources};
+use pacer_runtime::Client;
+use pacer_runtime::etcd_process::EtcdProcess;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, env = "PACER_ETCD", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd: Vec<String>,
+    /// Key prefix of all records.
+    #[arg(long, env = "PACER_PREFIX", default_value = "/pacer/")]
+    prefix: String,
+}
+
+#[derive(Args)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    /// Address of the API (Marathon's port by default).
+    #[arg(long, env = "PACER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+#[derive(Args, Clone)]
+pub struct AgentArgs {
+    /// Name of the node record (default: this machine's host name).
+    #[arg(long, env = "PACER_NODE_NAME")]
+    node_name: Option<String>,
+    /// Host name or address where task ports are reachable (default: this machine's host name).
+    #[arg(long, env = "PACER_HOSTNAME")]
+    hostname: Option<String>,
+    /// Address of the agent's own endpoint (task logs).
+    #[arg(long, env = "PACER_AGENT_LISTEN", default_value = "127.0.0.1:5051")]
+    agent_listen: SocketAddr,
+    /// Cpus to offer (default: all).
+    #[arg(long, env = "PACER_CPUS")]
+    cpus: Option<f64>,
+    /// Memory to offer in MiB (default: total minus what the system keeps).
+    #[arg(long, env = "PACER_MEM")]
+    mem: Option<f64>,
+    /// Disk to offer in MiB (default: free space of the work dir, minus a reserve).
+    #[arg(long, env = "PACER_DISK")]
+    disk: Option<f64>,
+    /// Host ports lent to tasks, Mesos style: `31000-32000` or `31000-31100,32000-32010`.
+    #[arg(long, env = "PACER_PORTS", default_value = "31000-32000")]
+    ports: String,
+    /// Mesos-style attributes: `rack:r1;zone:a`.
+    #[arg(long, env = "PACER_ATTRIBUTES", default_value = "")]
+    attributes: String,
+    /// Sandboxes of process tasks.
+    #[arg(long, env = "PACER_WORK_DIR", default_value = ".pacer/agent")]
+    work_dir: PathBuf,
+    /// Seconds without contact after which the node is considered gone.
+    #[arg(long, env = "PACER_LEASE_TTL", default_value_t = 10)]
+    lease_ttl: u64,
+}
+
+#[derive(Args)]
+pub struct AgentCommand {
+    #[command(flatten)]
+    etcd: EtcdArgs,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Use this etcd instead of starting one.
+    #[arg(long, env = "PACER_ETCD")]
+    etcd: Option<String>,
+    /// Client port of the etcd that `up` starts.
+    #[arg(long, default_value_t = 2379)]
+    etcd_port: u16,
+    /// Where the started etcd keeps its data.
+    #[arg(long, env = "PACER_DATA_DIR", default_value = ".pacer")]
+    data_dir: PathBuf,
+    #[arg(long, env = "PACER_PREFIX", default_value = "/pacer/")]
+    prefix: String,
+    #[arg(long, env = "PACER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+fn machine_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+impl AgentArgs {
+    /// The validated agent configuration.
+    fn config(&self) -> anyhow::Result<AgentConfig> {
+        let ports = self.ports.split(',').map(|r| PortRange::parse(r.trim())).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("--ports: {e}"))?;
+        let mut attributes = std::collections::BTreeMap::new();
+        for pair in self.attributes.split(';').filter(|p| !p.trim().is_empty()) {
+            let Some((k, v)) = pair.split_once(':') else { bail!("--attributes: '{pair}' is not name:value") };
+            attributes.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let detected = pacer_agent::capacity::detect(&self.work_dir);
+        let capacity = Resources::new(self.cpus.unwrap_or(detected.cpus), self.mem.unwrap_or(detected.mem), self.disk.unwrap_or(detected.disk));
+        if capacity.cpus <= 0.0 || capacity.mem <= 0.0 || capacity.disk < 0.0 {
+            bail!("--cpus and --mem must be > 0 and --disk >= 0 (got {capacity:?})");
+        }
+        let hostname = self.hostname.clone().unwrap_or_else(machine_hostname);
+        Ok(AgentConfig {
+            node_name: self.node_name.clone().unwrap_or_else(|| hostname.clone()),
+            hostname,
+            listen: self.agent_listen,
+            capacity,
+            ports,
+            attributes,
+            work_dir: std::path::absolute(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone()),
+            lease_ttl: Duration::from_secs(self.lease_ttl.max(2)),
+        })
+    }
+}
+
+async fn connect(endpoints: &[String], prefix: &str) -> anyhow::Result<Client> {
+    Client::connect(endpoints, prefix, Duration::from_secs(30)).await.with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))
+}
+
+/// Cancels `token` on the first Ctrl-C or SIGTERM; a second one exits at once.
+fn stop_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        next_signal(&mut term).await;
+        tracing::info!("stopping (signal again to force)");
+        token.cancel();
+        next_signal(&mut term).await;
+        std::process::exit(130);
+    });
+}
+
+async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
+    match term.as_mut() {
+        Some(t) => tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = t.recv() => {} },
+        None => drop(tokio::signal::ctrl_c().await),
+    }
+}
+
+/// Apiserver and controllers on one client until `token` is cancelled.
+async fn control_plane(client: Client, listen: SocketAddr, token: CancellationToken) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, "API listening");
+    let api = pacer_apiserver::serve(listener, pacer_apiserver::ApiState::new(&client), token.clone().cancelled_owned());
+    let (served, ()) = tokio::join!(api, pacer_controllers::run(&client, token.clone()));
+    served.context("the API server failed")
+}
+
+pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let token = CancellationToken::new();
+    stop_on_signal(token.clone());
+    let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
+    control_plane(client, args.listen, token).await
+}
+
+pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
+    let config = args.agent.config()?;
+    let token = CancellationToken::new();
+    stop_on_signal(token.clone());
+    let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
+    pacer_agent::run(config, client, token).await.context("the agent failed")
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let config = args.agent.config()?;
+    let token = CancellationToken::new();
+    stop_on_signal(token.clone());
+    let (etcd_process, endpoint) = match &args.etcd {
+        Some(url) => (None, url.clone()),
+        None => {
+            let dir = std::path::absolute(args.data_dir.join("etcd")).unwrap_or_else(|_| args.data_dir.join("etcd"));
+            let etcd = EtcdProcess::start(&dir, args.etcd_port).await.context("starting etcd")?;
+            tracing::info!(endpoint = %etcd.endpoint, data = %dir.display(), "etcd started");
+            let endpoint = etcd.endpoint.clone();
+            (Some(etcd), endpoint)
+        }
+    };
+    let client = connect(&[endpoint], &args.prefix).await?;
+    tracing::info!(node = %config.node_name, cpus = config.capacity.cpus, mem = config.capacity.mem, "starting the agent");
+    // Whichever part fails first stops the others.
+    let stop_all = |token: CancellationToken| move |result: anyhow::Result<()>| {
+        if result.is_err() {
+            token.cancel();
+        }
+        result
+    };
+    let agent = async { pacer_agent::run(config, client.clone(), token.clone()).await.context("the agent failed") };
+    let (plane, agent) = tokio::join!(
+        control_plane(client.clone(), args.listen, token.clone()).map(stop_all(token.clone())),
+        agent.map(stop_all(token.clone())),
+    );
+    drop(etcd_process);
+    plane.and(agent)
+}

@@ -1,0 +1,131 @@
+//! `pacer apply`, `delete` and `scale`: manifests read from files or folders, checked before sending.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use pacer_crd::{AppId, Manifest};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::client::ApiClient;
+
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// A YAML or JSON file (several documents allowed) or a folder of them; `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// `app` (the only kind users delete).
+    kind: Option<String>,
+    /// App id: `/prod/web` or `prod_web`.
+    id: Option<String>,
+    /// Delete the apps a file or folder defines.
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ScaleArgs {
+    /// `app`
+    kind: String,
+    /// App id: `/prod/web` or `prod_web`.
+    id: String,
+    instances: i64,
+}
+
+/// Every manifest in `paths`, each checked; the first bad one stops everything before anything is sent.
+fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Manifest)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files)?;
+    }
+    let mut manifests = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+        } else {
+            std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?
+        };
+        let docs = pacer_crd::manifest::parse_documents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            let origin = format!("{} (document {})", file.display(), i + 1);
+            match Manifest::from_value(doc) {
+                Ok(m) => manifests.push((origin, m)),
+                Err(errors) => problems.extend(errors.0.iter().map(|e| format!("{origin}: {e}"))),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("nothing was applied, the manifests are not valid:\n  {}", problems.join("\n  "));
+    }
+    Ok(manifests)
+}
+
+/// Files in a folder (`.yaml`, `.yml`, `.json`, sorted), or the file itself.
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    if path.as_os_str() == "-" || path.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(path).with_context(|| format!("{} is neither a file nor a folder", path.display()))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"))
+        .collect();
+    found.sort();
+    for p in found {
+        collect_files(&p, out)?;
+    }
+    Ok(())
+}
+
+pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
+    for (origin, manifest) in read_manifests(&args.files)? {
+        let Manifest::App(app) = &manifest;
+        let name = manifest.name().to_string();
+        let body = serde_json::to_value(app)?;
+        let result = api.call(Method::PUT, &format!("/apps/{name}"), Some(&body)).await.with_context(|| format!("{origin}: applying app {name}"))?;
+        println!("app {} {}", AppId::parse(&name).map(|i| i.path()).unwrap_or(name), result["result"].as_str().unwrap_or("applied"));
+    }
+    Ok(())
+}
+
+fn app_name(kind: &str, id: &str) -> anyhow::Result<String> {
+    if !matches!(kind, "app" | "apps") {
+        bail!("unknown kind '{kind}': only apps can be changed this way");
+    }
+    AppId::parse(id).map(|i| i.name()).map_err(|e| anyhow::anyhow!(e))
+}
+
+pub async fn scale(api: &ApiClient, args: ScaleArgs) -> anyhow::Result<()> {
+    let name = app_name(&args.kind, &args.id)?;
+    if args.instances < 0 {
+        bail!("instances: must be >= 0 (got {})", args.instances);
+    }
+    api.call(Method::PUT, &format!("/apps/{name}/scale"), Some(&json!({"instances": args.instances}))).await?;
+    println!("app {} scaled to {}", AppId::parse(&name).map(|i| i.path()).unwrap_or(name), args.instances);
+    Ok(())
+}
+
+pub async fn delete(api: &ApiClient, args: DeleteArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = match (&args.kind, &args.id, args.files.is_empty()) {
+        (Some(kind), Some(id), true) => vec![app_name(kind, id)?],
+        (None, None, false) => read_manifests(&args.files)?.into_iter().map(|(_, m)| m.name().to_string()).collect(),
+        _ => bail!("give `app ID` or `-f FILE`"),
+    };
+    for name in names {
+        let shown = AppId::parse(&name).map(|i| i.path()).unwrap_or(name.clone());
+        match api.call(Method::DELETE, &format!("/apps/{name}"), None).await {
+            Ok(_) => println!("app {shown} deleted"),
+            Err(e) if !args.files.is_empty() && e.to_string().contains("does not exist") => println!("app {shown} not found"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+

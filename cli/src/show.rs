@@ -1,0 +1,255 @@
+//! `pacer get`, `describe` and `logs`: records as tables, YAML or JSON.
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use comfy_table::{Table, presets};
+use pacer_crd::{App, AppId, Deployment, Node, Offer, Task};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::client::ApiClient;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Output {
+    Wide,
+    Yaml,
+    Json,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    /// apps, tasks, nodes, offers or deployments.
+    kind: String,
+    /// Only this record.
+    name: Option<String>,
+    #[arg(short = 'o', long)]
+    output: Option<Output>,
+}
+
+#[derive(Args)]
+pub struct DescribeArgs {
+    /// `app`
+    kind: String,
+    /// App id: `/prod/web` or `prod_web`.
+    id: String,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Task id (`pacer get tasks`).
+    task: String,
+    /// Lines from the end.
+    #[arg(long, default_value_t = 100)]
+    tail: usize,
+}
+
+/// The plural of a kind as the API spells it.
+fn plural(kind: &str) -> anyhow::Result<&'static str> {
+    Ok(match kind {
+        "app" | "apps" => "apps",
+        "task" | "tasks" => "tasks",
+        "node" | "nodes" | "no" => "nodes",
+        "offer" | "offers" | "of" => "offers",
+        "deployment" | "deployments" | "deploy" => "deployments",
+        other => bail!("unknown kind '{other}': use apps, tasks, nodes, offers or deployments"),
+    })
+}
+
+fn items<K: DeserializeOwned>(list: Value) -> anyhow::Result<Vec<K>> {
+    Ok(serde_json::from_value(list["items"].clone())?)
+}
+
+pub async fn get(api: &ApiClient, args: GetArgs) -> anyhow::Result<()> {
+    let plural = plural(&args.kind)?;
+    let list = match &args.name {
+        Some(name) => {
+            let name = if plural == "apps" { AppId::parse(name).map(|i| i.name()).map_err(|e| anyhow::anyhow!(e))? } else { name.clone() };
+            let one = api.get(&format!("/{plural}/{name}")).await?;
+            serde_json::json!({"items": [one]})
+        }
+        None => api.get(&format!("/{plural}")).await?,
+    };
+    match args.output {
+        Some(Output::Json) => println!("{}", serde_json::to_string_pretty(&list["items"])?),
+        Some(Output::Yaml) => print!("{}", serde_saphyr::to_string(&list["items"])?),
+        wide => {
+            let wide = matches!(wide, Some(Output::Wide));
+            let table = match plural {
+                "apps" => apps_table(&items(list)?, wide),
+                "tasks" => tasks_table(&items(list)?, wide),
+                "nodes" => nodes_table(&items(list)?, wide),
+                "offers" => offers_table(&items(list)?),
+                _ => deployments_table(&items(list)?),
+            };
+            println!("{table}");
+        }
+    }
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING).set_header(header.to_vec());
+    t
+}
+
+/// kubectl-style age: 45s, 3m, 2h, 5d.
+fn age(meta: &pacer_crd::meta::ObjectMeta) -> String {
+    let Some(created) = &meta.creation_timestamp else { return "-".into() };
+    let secs = pacer_crd::meta::jiff::Timestamp::now().duration_since(created.0).as_secs().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn path_of(name: &str) -> String {
+    AppId::parse(name).map(|i| i.path()).unwrap_or_else(|_| name.to_string())
+}
+
+fn what_runs(app: &pacer_crd::AppSpec) -> String {
+    match (app.image(), &app.cmd, &app.args) {
+        (Some(image), _, _) => image.to_string(),
+        (None, Some(cmd), _) => cmd.clone(),
+        (None, None, Some(args)) => args.join(" "),
+        _ => "-".into(),
+    }
+}
+
+fn apps_table(apps: &[App], wide: bool) -> Table {
+    let mut header = vec!["ID", "INSTANCES", "RUNNING", "STAGED", "PENDING", "CPUS", "MEM", "RUNS", "AGE"];
+    if wide {
+        header.extend(["VERSION", "MESSAGE"]);
+    }
+    let mut t = table(&header);
+    for app in apps {
+        let s = app.status.clone().unwrap_or_default();
+        let mut row = vec![
+            path_of(app.metadata.name.as_deref().unwrap_or_default()),
+            app.spec.instances.to_string(),
+            s.tasks_running.to_string(),
+            s.tasks_staged.to_string(),
+            s.tasks_pending.to_string(),
+            app.spec.cpus.to_string(),
+            app.spec.mem.to_string(),
+            what_runs(&app.spec),
+            age(&app.metadata),
+        ];
+        if wide {
+            row.extend([app.version().to_string(), s.message.unwrap_or_default()]);
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+fn tasks_table(tasks: &[Task], wide: bool) -> Table {
+    let mut header = vec!["ID", "APP", "NODE", "STATE", "HOST", "PORTS", "AGE"];
+    if wide {
+        header.extend(["CONTAINER", "EXIT", "MESSAGE"]);
+    }
+    let mut t = table(&header);
+    for task in tasks {
+        let s = task.status.clone().unwrap_or_default();
+        let ports: Vec<String> = task.spec.host_ports.iter().map(u16::to_string).collect();
+        let mut row = vec![
+            task.metadata.name.clone().unwrap_or_default(),
+            path_of(&task.spec.app_id),
+            task.spec.node.clone(),
+            task.state().as_str().to_string(),
+            s.host.clone().unwrap_or_default(),
+            ports.join(","),
+            age(&task.metadata),
+        ];
+        if wide {
+            let container: String = s.container_id.clone().unwrap_or_default().chars().take(12).collect();
+            row.extend([container, s.exit_code.map(|c| c.to_string()).unwrap_or_default(), s.message.unwrap_or_default()]);
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+fn ranges(ports: &[pacer_crd::PortRange]) -> String {
+    let parts: Vec<String> = ports.iter().map(|r| if r.begin == r.end { r.begin.to_string() } else { format!("{}-{}", r.begin, r.end) }).collect();
+    parts.join(",")
+}
+
+fn nodes_table(nodes: &[Node], wide: bool) -> Table {
+    let mut header = vec!["NAME", "HOSTNAME", "CPUS", "MEM", "DISK", "PORTS", "AGE"];
+    if wide {
+        header.extend(["ADDRESS", "ATTRIBUTES"]);
+    }
+    let mut t = table(&header);
+    for node in nodes {
+        let c = node.spec.capacity;
+        let mut row = vec![
+            node.metadata.name.clone().unwrap_or_default(),
+            node.spec.hostname.clone(),
+            c.cpus.to_string(),
+            c.mem.to_string(),
+            c.disk.to_string(),
+            ranges(&node.spec.ports),
+            age(&node.metadata),
+        ];
+        if wide {
+            let attrs: Vec<String> = node.spec.attributes.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            row.extend([node.spec.address.clone(), attrs.join(";")]);
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+fn offers_table(offers: &[Offer]) -> Table {
+    let mut t = table(&["NODE", "ROLE", "CPUS", "MEM", "DISK", "PORTS"]);
+    for o in offers {
+        let r = o.spec.resources;
+        t.add_row(vec![o.spec.node.clone(), o.spec.role.clone(), format!("{:.2}", r.cpus), r.mem.to_string(), r.disk.to_string(), ranges(&o.spec.ports)]);
+    }
+    t
+}
+
+fn deployments_table(deployments: &[Deployment]) -> Table {
+    let mut t = table(&["ID", "APP", "ACTION", "PHASE", "AGE"]);
+    for d in deployments {
+        let phase = d.status.as_ref().map(|s| format!("{:?}", s.phase)).unwrap_or_default();
+        t.add_row(vec![d.metadata.name.clone().unwrap_or_default(), path_of(&d.spec.app_id), format!("{:?}", d.spec.action), phase, age(&d.metadata)]);
+    }
+    t
+}
+
+pub async fn describe(api: &ApiClient, args: DescribeArgs) -> anyhow::Result<()> {
+    if plural(&args.kind)? != "apps" {
+        bail!("describe knows apps only");
+    }
+    let name = AppId::parse(&args.id).map(|i| i.name()).map_err(|e| anyhow::anyhow!(e))?;
+    let app: App = serde_json::from_value(api.get(&format!("/apps/{name}")).await?)?;
+    let tasks: Vec<Task> = items::<Task>(api.get("/tasks").await?)?.into_iter().filter(|t| t.spec.app_id == name).collect();
+    let deployments: Vec<Deployment> = items::<Deployment>(api.get("/deployments").await?)?.into_iter().filter(|d| d.spec.app_id == name).collect();
+    let s = app.status.clone().unwrap_or_default();
+    println!("Id:            {}", path_of(&name));
+    println!("Version:       {}", app.version());
+    println!("Generation:    {} (observed {})", app.metadata.generation.unwrap_or(0), s.observed_generation);
+    println!("Runs:          {}", what_runs(&app.spec));
+    println!("Resources:     cpus {}, mem {} MiB, disk {} MiB", app.spec.cpus, app.spec.mem, app.spec.disk);
+    println!("Instances:     {} wanted: {} running, {} staged, {} pending", app.spec.instances, s.tasks_running, s.tasks_staged, s.tasks_pending);
+    if let Some(message) = &s.message {
+        println!("Waiting:       {message}");
+    }
+    if let Some(f) = &s.last_task_failure {
+        println!("Last failure:  {} {} at {}: {}", f.task_id, f.state, f.timestamp, f.message);
+    }
+    println!("\nTasks:\n{}", tasks_table(&tasks, true));
+    println!("\nDeployments:\n{}", deployments_table(&deployments));
+    Ok(())
+}
+
+pub async fn logs(api: &ApiClient, args: LogsArgs) -> anyhow::Result<()> {
+    let text = api.call_text(Method::GET, &format!("/tasks/{}/logs?tail={}", args.task, args.tail), None).await?;
+    print!("{text}");
+    Ok(())
+}
