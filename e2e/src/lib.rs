@@ -1,1 +1,224 @@
-//! placeholder
+//! End-to-end harness: a real etcd, the real `pacer` binary (`pacer up`), the real Docker
+//! engine. Every test gets its own etcd, node name and host port range, and cleans up after
+//! itself: containers are found by the node label.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use pacer_crd::{App, Node, Offer, Task};
+use pacer_runtime::etcd_process::{EtcdProcess, free_port};
+use serde_json::Value;
+
+/// The image every example and test uses (built by `make images`).
+pub const IMAGE: &str = "pacer/busybox:latest";
+
+/// The `pacer` binary next to the test executable, or `$PACER_BIN`.
+pub fn pacer_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PACER_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("pacer")).expect("target dir");
+    assert!(bin.exists(), "{} is missing: build it first (`cargo build -p pacer-cli`, done by `make test`)", bin.display());
+    bin
+}
+
+/// A single-node cluster: etcd plus `pacer up` with a one-off node.
+pub struct Cluster {
+    pub node: String,
+    pub server: String,
+    pub etcd_endpoint: String,
+    pub ports: (u16, u16),
+    process: Child,
+    http: reqwest::Client,
+    _etcd: EtcdProcess,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a node offering `cpus` and `mem`, with host ports `ports.0..=ports.1`.
+    pub async fn start(name: &str, cpus: f64, mem: f64, ports: (u16, u16)) -> Cluster {
+        ensure_image();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0).await.expect("etcd starts");
+        let node = format!("e2e-{name}-{}", std::process::id());
+        let server = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("pacer.log")).expect("log file");
+        let process = Command::new(pacer_bin())
+            .args(["up", "--etcd", &etcd.endpoint, "--listen", &server])
+            .args(["--agent-listen", &format!("127.0.0.1:{}", free_port())])
+            .args(["--node-name", &node, "--hostname", "127.0.0.1"])
+            .args(["--cpus", &cpus.to_string(), "--mem", &mem.to_string(), "--disk", "1000"])
+            .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
+            .arg("--work-dir")
+            .arg(dir.path().join("agent"))
+            .env("PACER_LOG", "info,pacer_runtime=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("pacer up starts");
+        let cluster = Cluster {
+            node,
+            server: format!("http://{server}"),
+            etcd_endpoint: etcd.endpoint.clone(),
+            ports,
+            process,
+            http: reqwest::Client::new(),
+            _etcd: etcd,
+            dir,
+        };
+        cluster.wait_for_node().await;
+        cluster
+    }
+
+    async fn wait_for_node(&self) {
+        let limit = Duration::from_secs(30);
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.offers().await.iter().any(|o| o.spec.node == self.node) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} did not register within {limit:?}; log:\n{}", self.node, self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What `pacer up` printed, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pacer.log")).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs the CLI against this cluster.
+    pub fn pacer(&self, args: &[&str]) -> Output {
+        Command::new(pacer_bin()).args(args).env("PACER_SERVER", &self.server).output().expect("pacer runs")
+    }
+
+    /// Writes `text` to a file in the test's folder and applies it; the CLI's output.
+    pub fn apply(&self, file: &str, text: &str) -> Output {
+        let path = self.dir.path().join(file);
+        std::fs::write(&path, text).expect("write manifest");
+        self.pacer(&["apply", "-f", path.to_str().unwrap_or_default()])
+    }
+
+    async fn items<K: serde::de::DeserializeOwned>(&self, plural: &str) -> Vec<K> {
+        let url = format!("{}/apis/pacer.io/v1/{plural}", self.server);
+        let Ok(resp) = self.http.get(&url).send().await else { return vec![] };
+        let body: Value = resp.json().await.unwrap_or_default();
+        serde_json::from_value(body["items"].clone()).unwrap_or_default()
+    }
+
+    pub async fn tasks(&self) -> Vec<Task> {
+        self.items("tasks").await
+    }
+
+    pub async fn apps(&self) -> Vec<App> {
+        self.items("apps").await
+    }
+
+    pub async fn offers(&self) -> Vec<Offer> {
+        self.items("offers").await
+    }
+
+    pub async fn nodes(&self) -> Vec<Node> {
+        self.items("nodes").await
+    }
+
+    /// Tasks of `app` in state TASK_RUNNING.
+    pub async fn running(&self, app: &str) -> Vec<Task> {
+        let all = self.tasks().await;
+        all.into_iter().filter(|t| t.spec.app_id == app && t.state() == pacer_crd::TaskState::Running).collect()
+    }
+
+    /// Ids of this node's containers (all states) with label `key=value`.
+    pub fn containers(&self, app: Option<&str>) -> Vec<String> {
+        let mut args = vec!["ps".to_string(), "-aq".into(), "--filter".into(), format!("label=pacer.io/node={}", self.node)];
+        if let Some(app) = app {
+            args.extend(["--filter".into(), format!("label=pacer.io/app={app}")]);
+        }
+        let out = Command::new("docker").args(&args).output().expect("docker ps");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    /// Polls `check` until it returns Some, failing with `what` and the server log after `limit`.
+    pub async fn eventually<T, F, Fut>(&self, limit: Duration, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                let tasks = self.pacer(&["get", "tasks", "-o", "wide"]);
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\ntasks:\n{}\nlog tail:\n{}",
+                    String::from_utf8_lossy(&tasks.stdout),
+                    tail(&self.log(), 40)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let ids = self.containers(None);
+        if !ids.is_empty() {
+            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Builds `pacer/busybox:latest` from Debian's busybox-static if it is not there yet.
+pub fn ensure_image() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let present = Command::new("docker").args(["image", "inspect", IMAGE]).output().is_ok_and(|o| o.status.success());
+        if present {
+            return;
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/images/build.sh");
+        let status = Command::new("bash").arg(script).status().expect("image build runs");
+        assert!(status.success(), "building {IMAGE} failed");
+    });
+}
+
+/// An App manifest in YAML for a busybox command with one bridge port mapping.
+pub fn web_app(name: &str, instances: i64) -> String {
+    format!(
+        r#"apiVersion: pacer.io/v1
+kind: App
+metadata:
+  name: {name}
+spec:
+  instances: {instances}
+  cpus: 0.1
+  mem: 16
+  cmd: echo "hello from $MESOS_TASK_ID" > /tmp/index.html && exec httpd -f -p 8080 -h /tmp
+  taskKillGracePeriodSeconds: 1
+  container:
+    docker:
+      image: {IMAGE}
+    portMappings:
+      - containerPort: 8080
+        hostPort: 0
+  networks:
+    - mode: container/bridge
+"#
+    )
+}
