@@ -7,9 +7,13 @@ use pacer_crd::Resources;
 /// Detected capacity: all cpus, total memory minus 1 GiB for the system (as Mesos does, keeping
 /// at least half), free disk under `work_dir` minus 5 GiB (at least half).
 pub fn detect(work_dir: &Path) -> Resources {
-    let cpus = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
     let mem = total_memory_mib().map(keep_for_system).unwrap_or(1024.0);
-    let disk = free_disk_mib(work_dir).map(|d| (d - 5120.0).max(d / 2.0)).unwrap_or(10240.0);
+    let disk = free_disk_mib(work_dir)
+        .map(|d| (d - 5120.0).max(d / 2.0))
+        .unwrap_or(10240.0);
     Resources::new(cpus, mem.floor(), disk.floor())
 }
 
@@ -40,7 +44,10 @@ mod tests {
 
     #[test]
     fn reads_mem_total() {
-        assert_eq!(parse_mem_total("MemFree: 1 kB\nMemTotal:       2097152 kB\n"), Some(2048.0));
+        assert_eq!(
+            parse_mem_total("MemFree: 1 kB\nMemTotal:       2097152 kB\n"),
+            Some(2048.0)
+        );
         assert_eq!(parse_mem_total("nothing"), None);
     }
 

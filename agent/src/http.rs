@@ -2,39 +2,52 @@
 
 use std::collections::HashMap;
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use crate::Runners;
-use crate::runtime::Runtimes;
 
 #[derive(Clone)]
 struct AgentState {
     runners: Runners,
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, runners: Runners, _runtimes: Runtimes, token: CancellationToken) {
+pub async fn serve(listener: tokio::net::TcpListener, runners: Runners, token: CancellationToken) {
     let app = Router::new()
         .route("/v1/tasks/{name}/logs", get(logs))
         .route("/ping", get(|| async { "pong" }))
         .with_state(AgentState { runners });
-    let _ = axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await;
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await;
 }
 
-async fn logs(State(state): State<AgentState>, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>) -> (StatusCode, String) {
+async fn logs(
+    State(state): State<AgentState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> (StatusCode, String) {
     let tail = q.get("tail").and_then(|t| t.parse().ok()).unwrap_or(100);
     let found = {
         let runners = state.runners.lock().expect("runners lock");
-        runners.get(&name).map(|r| (r.handle.clone(), r.runtime.clone()))
+        runners
+            .get(&name)
+            .map(|r| (r.handle.clone(), r.runtime.clone()))
     };
     let Some((slot, runtime)) = found else {
-        return (StatusCode::NOT_FOUND, format!("task '{name}' does not run on this node\n"));
+        return (
+            StatusCode::NOT_FOUND,
+            format!("task '{name}' does not run on this node\n"),
+        );
     };
     let Some(handle) = slot.lock().await.clone() else {
-        return (StatusCode::CONFLICT, format!("task '{name}' has not started yet\n"));
+        return (
+            StatusCode::CONFLICT,
+            format!("task '{name}' has not started yet\n"),
+        );
     };
     match runtime.logs(&handle, tail).await {
         Ok(text) => (StatusCode::OK, text),

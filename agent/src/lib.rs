@@ -52,18 +52,47 @@ type Runners = Arc<Mutex<HashMap<String, Runner>>>;
 
 /// Runs the agent until `token` is cancelled. Running tasks are stopped on the way out only
 /// if they are deleted; an agent stopping leaves containers to a later agent's recovery.
-pub async fn run(config: AgentConfig, client: Client, token: CancellationToken) -> Result<(), Error> {
-    let runtimes = Runtimes::connect(&config.work_dir).await.map_err(Error::Docker)?;
+pub async fn run(
+    config: AgentConfig,
+    client: Client,
+    token: CancellationToken,
+) -> Result<(), Error> {
+    let runtimes = Runtimes::connect(&config.work_dir)
+        .await
+        .map_err(Error::Docker)?;
     let runners: Runners = Arc::default();
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| Error::Listen(config.listen, e))?;
-    let address = format!("http://{}", listener.local_addr().map_err(|e| Error::Listen(config.listen, e))?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Listen(config.listen, e))?;
+    let address = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .map_err(|e| Error::Listen(config.listen, e))?
+    );
     let tasks: Api<Task> = Api::new(&client);
-    runtimes.docker.remove_unwanted(&config.node_name, &tasks).await;
+    runtimes
+        .docker
+        .remove_unwanted(&config.node_name, &tasks)
+        .await;
 
-    let http = tokio::spawn(http::serve(listener, runners.clone(), runtimes.clone(), token.clone()));
-    let registration = tokio::spawn(register::keep_registered(client.clone(), config.clone(), address, token.clone()));
-    let mut events = watcher::watch(tasks.clone(), &format!("{}/", config.node_name), token.clone());
-    let ctx = runner::Ctx { tasks, runtimes, hostname: config.hostname.clone() };
+    let http = tokio::spawn(http::serve(listener, runners.clone(), token.clone()));
+    let registration = tokio::spawn(register::keep_registered(
+        client.clone(),
+        config.clone(),
+        address,
+        token.clone(),
+    ));
+    let mut events = watcher::watch(
+        tasks.clone(),
+        &format!("{}/", config.node_name),
+        token.clone(),
+    );
+    let ctx = runner::Ctx {
+        tasks,
+        runtimes,
+        hostname: config.hostname.clone(),
+    };
     while let Some(event) = events.recv().await {
         apply(&event, &runners, &ctx);
     }

@@ -8,7 +8,12 @@ use tokio_util::sync::CancellationToken;
 use crate::AgentConfig;
 
 /// Registers the node and registers it again whenever its lease is lost, until cancelled.
-pub async fn keep_registered(client: Client, config: AgentConfig, address: String, token: CancellationToken) {
+pub async fn keep_registered(
+    client: Client,
+    config: AgentConfig,
+    address: String,
+    token: CancellationToken,
+) {
     let nodes: Api<Node> = Api::new(&client);
     let mut delay = std::time::Duration::from_millis(200);
     while !token.is_cancelled() {
@@ -35,10 +40,18 @@ pub async fn keep_registered(client: Client, config: AgentConfig, address: Strin
 
 /// Writes the Node bound to a fresh lease. A record left by an earlier run of this agent is
 /// overwritten, which moves it onto the new lease.
-async fn register(client: &Client, nodes: &Api<Node>, config: &AgentConfig, address: &str, token: &CancellationToken) -> Result<Lease, pacer_runtime::Error> {
+async fn register(
+    client: &Client,
+    nodes: &Api<Node>,
+    config: &AgentConfig,
+    address: &str,
+    token: &CancellationToken,
+) -> Result<Lease, pacer_runtime::Error> {
     let lease = Lease::grant(client, config.lease_ttl, token.child_token()).await?;
     let mut attributes = config.attributes.clone();
-    attributes.entry("hostname".into()).or_insert_with(|| config.hostname.clone());
+    attributes
+        .entry("hostname".into())
+        .or_insert_with(|| config.hostname.clone());
     let spec = NodeSpec {
         hostname: config.hostname.clone(),
         address: address.to_string(),
@@ -47,8 +60,13 @@ async fn register(client: &Client, nodes: &Api<Node>, config: &AgentConfig, addr
         attributes,
     };
     let mut node = Node::new(&config.node_name, spec);
-    node.status = Some(NodeStatus { registered_at: Some(pacer_runtime::now()), agent_version: Some(env!("CARGO_PKG_VERSION").into()) });
+    node.status = Some(NodeStatus {
+        registered_at: Some(pacer_runtime::now()),
+        agent_version: Some(env!("CARGO_PKG_VERSION").into()),
+    });
     pacer_runtime::api::prepare_new(&mut node);
-    nodes.commit(vec![], vec![nodes.put_op(&node, Some(lease.id))?]).await?;
+    nodes
+        .commit(vec![], vec![nodes.put_op(&node, Some(lease.id))?])
+        .await?;
     Ok(lease)
 }

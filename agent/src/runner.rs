@@ -37,9 +37,17 @@ impl Runner {
         if task.spec.kill {
             runner.kill.cancel();
         }
-        let (kill, deleted, handle, runtime) = (runner.kill.clone(), runner.deleted.clone(), runner.handle.clone(), runner.runtime.clone());
+        let (kill, deleted, handle, runtime) = (
+            runner.kill.clone(),
+            runner.deleted.clone(),
+            runner.handle.clone(),
+            runner.runtime.clone(),
+        );
         let span = tracing::info_span!("task", node = %task.spec.node, task = %task.metadata.name.as_deref().unwrap_or_default());
-        tokio::spawn(tracing::Instrument::instrument(run(task, ctx, runtime, handle, kill, deleted), span));
+        tokio::spawn(tracing::Instrument::instrument(
+            run(task, ctx, runtime, handle, kill, deleted),
+            span,
+        ));
         runner
     }
 
@@ -56,7 +64,9 @@ impl Runner {
 
 /// Removes the container or sandbox of an ended task whose runner is gone.
 pub fn remove_leftover(task: &Task, ctx: &Ctx) {
-    let Some(handle) = Docker::handle_of(task) else { return };
+    let Some(handle) = Docker::handle_of(task) else {
+        return;
+    };
     let runtime = ctx.runtimes.for_task(task);
     tokio::spawn(async move { runtime.remove(&handle).await });
 }
@@ -69,16 +79,28 @@ async fn run(
     kill: CancellationToken,
     deleted: CancellationToken,
 ) {
-    let mut report = Reporter { key: task.key(), tasks: ctx.tasks.clone(), status: task.status.clone().unwrap_or_default(), deleted: deleted.clone() };
+    let mut report = Reporter {
+        key: task.key(),
+        tasks: ctx.tasks.clone(),
+        status: task.status.clone().unwrap_or_default(),
+        deleted: deleted.clone(),
+    };
     let grace = Duration::from_secs_f64(task.spec.app.task_kill_grace_period_seconds.max(0.0));
     let adopted = runtime.adopt(&task).await;
     let handle = match adopted {
         Some(handle) => handle,
         None => {
-            report.status = TaskStatus { state: TaskState::Staging, host: Some(ctx.hostname.clone()), staged_at: Some(now()), ..Default::default() };
+            report.status = TaskStatus {
+                state: TaskState::Staging,
+                host: Some(ctx.hostname.clone()),
+                staged_at: Some(now()),
+                ..Default::default()
+            };
             report.send().await;
             if kill.is_cancelled() || deleted.is_cancelled() {
-                report.end(TaskState::Killed, None, "killed before it started").await;
+                report
+                    .end(TaskState::Killed, None, "killed before it started")
+                    .await;
                 return;
             }
             match runtime.start(&task, &ctx.hostname).await {
@@ -142,10 +164,16 @@ impl Reporter {
     async fn send(&self) {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.tasks.update_status(&self.key, self.status.clone()).await {
+            match self
+                .tasks
+                .update_status(&self.key, self.status.clone())
+                .await
+            {
                 Ok(_) => return,
                 Err(e) if e.is_not_found() => return,
-                Err(e) => tracing::info!(error = %e, retry_in = ?delay, "writing task status failed"),
+                Err(e) => {
+                    tracing::info!(error = %e, retry_in = ?delay, "writing task status failed")
+                }
             }
             tokio::select! {
                 _ = self.deleted.cancelled() => return,

@@ -29,17 +29,33 @@ pub struct ApplyResult {
 
 /// Creates the app or updates its spec and labels. A change to anything but `instances` is a
 /// new version. Retries on concurrent writes; an unchanged app is not written at all.
-pub async fn apply(state: &ApiState, desired: App, create_only: bool) -> Result<ApplyResult, ApiError> {
+pub async fn apply(
+    state: &ApiState,
+    desired: App,
+    create_only: bool,
+) -> Result<ApplyResult, ApiError> {
     let name = desired.metadata.name.clone().unwrap_or_default();
     loop {
         let current = state.apps.get(&name).await?;
         if create_only && current.is_some() {
-            return Err(ApiError::AlreadyExists(format!("App '{name}' already exists")));
+            return Err(ApiError::AlreadyExists(format!(
+                "App '{name}' already exists"
+            )));
         }
         let (next, result, action) = match &current {
-            None => (new_app(&desired), Applied::Created, DeploymentAction::StartApplication),
+            None => (
+                new_app(&desired),
+                Applied::Created,
+                DeploymentAction::StartApplication,
+            ),
             Some(existing) => match updated(existing, &desired) {
-                None => return Ok(ApplyResult { result: Applied::Unchanged, object: existing.clone(), deployment: None }),
+                None => {
+                    return Ok(ApplyResult {
+                        result: Applied::Unchanged,
+                        object: existing.clone(),
+                        deployment: None,
+                    });
+                }
                 Some((app, action)) => (app, Applied::Configured, action),
             },
         };
@@ -48,12 +64,19 @@ pub async fn apply(state: &ApiState, desired: App, create_only: bool) -> Result<
             None => Compare::create_revision(state.apps.etcd_key(&name), CompareOp::Equal, 0),
         };
         let deployment = new_deployment(&next, action);
-        let ops = vec![state.apps.put_op(&next, None)?, state.deployments.put_op(&deployment, None)?];
+        let ops = vec![
+            state.apps.put_op(&next, None)?,
+            state.deployments.put_op(&deployment, None)?,
+        ];
         match state.apps.commit(vec![compare], ops).await {
             Ok(rev) => {
                 let mut object = next;
                 object.metadata.resource_version = Some(rev.to_string());
-                return Ok(ApplyResult { result, object, deployment: deployment.metadata.name });
+                return Ok(ApplyResult {
+                    result,
+                    object,
+                    deployment: deployment.metadata.name,
+                });
             }
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e.into()),
@@ -62,9 +85,17 @@ pub async fn apply(state: &ApiState, desired: App, create_only: bool) -> Result<
 }
 
 fn new_app(desired: &App) -> App {
-    let mut app = App::new(desired.metadata.name.as_deref().unwrap_or_default(), desired.spec.clone());
+    let mut app = App::new(
+        desired.metadata.name.as_deref().unwrap_or_default(),
+        desired.spec.clone(),
+    );
     app.metadata.labels = desired.metadata.labels.clone();
-    app.metadata.annotations = Some(user_annotations(desired).into_iter().chain([(VERSION_ANNOTATION.to_string(), now())]).collect());
+    app.metadata.annotations = Some(
+        user_annotations(desired)
+            .into_iter()
+            .chain([(VERSION_ANNOTATION.to_string(), now())])
+            .collect(),
+    );
     pacer_runtime::api::prepare_new(&mut app);
     app
 }
@@ -72,9 +103,14 @@ fn new_app(desired: &App) -> App {
 /// The existing app changed to `desired`, or None if nothing would change.
 fn updated(existing: &App, desired: &App) -> Option<(App, DeploymentAction)> {
     let mut annotations = user_annotations(desired);
-    let version = if existing.config() != desired.config() { now() } else { existing.version().to_string() };
+    let version = if existing.config() != desired.config() {
+        now()
+    } else {
+        existing.version().to_string()
+    };
     annotations.insert(VERSION_ANNOTATION.into(), version);
-    let labels_same = existing.metadata.labels.clone().unwrap_or_default() == desired.metadata.labels.clone().unwrap_or_default();
+    let labels_same = existing.metadata.labels.clone().unwrap_or_default()
+        == desired.metadata.labels.clone().unwrap_or_default();
     let annotations_same = existing.metadata.annotations.clone().unwrap_or_default() == annotations;
     if existing.spec == desired.spec && labels_same && annotations_same {
         return None;
@@ -114,10 +150,15 @@ fn new_deployment(app: &App, action: DeploymentAction) -> Deployment {
 /// Sets `instances` of an existing app.
 pub async fn scale(state: &ApiState, name: &str, instances: i64) -> Result<ApplyResult, ApiError> {
     if instances < 0 {
-        let problem = pacer_crd::FieldError::new("instances", format!("must be >= 0 (got {instances})"));
+        let problem =
+            pacer_crd::FieldError::new("instances", format!("must be >= 0 (got {instances})"));
         return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![problem])));
     }
-    let current = state.apps.get(name).await?.ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
+    let current = state
+        .apps
+        .get(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
     let mut desired = current.clone();
     desired.spec.instances = instances;
     apply(state, desired, false).await
@@ -126,13 +167,21 @@ pub async fn scale(state: &ApiState, name: &str, instances: i64) -> Result<Apply
 /// Deletes an app; the controllers then stop and remove its tasks.
 pub async fn delete(state: &ApiState, name: &str) -> Result<App, ApiError> {
     loop {
-        let app = state.apps.get(name).await?.ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
+        let app = state
+            .apps
+            .get(name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
         let deployment = new_deployment(&app, DeploymentAction::StopApplication);
         let ops = vec![
             etcd_client::TxnOp::delete(state.apps.etcd_key(&app.key()), None),
             state.deployments.put_op(&deployment, None)?,
         ];
-        match state.apps.commit(vec![state.apps.unchanged(&app)?], ops).await {
+        match state
+            .apps
+            .commit(vec![state.apps.unchanged(&app)?], ops)
+            .await
+        {
             Ok(_) => return Ok(app),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e.into()),
@@ -141,7 +190,10 @@ pub async fn delete(state: &ApiState, name: &str) -> Result<App, ApiError> {
 }
 
 /// Finds a task by its id alone (its key also holds the node).
-pub async fn find_task(tasks: &Api<pacer_crd::Task>, id: &str) -> Result<pacer_crd::Task, ApiError> {
+pub async fn find_task(
+    tasks: &Api<pacer_crd::Task>,
+    id: &str,
+) -> Result<pacer_crd::Task, ApiError> {
     let all = tasks.list("").await?;
     all.items
         .into_iter()

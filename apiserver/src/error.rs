@@ -38,14 +38,24 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"message": m})),
             ApiError::AlreadyExists(m) => (StatusCode::CONFLICT, json!({"message": m})),
             ApiError::Invalid(errors) => {
-                let details: Vec<_> = errors.0.iter().map(|e| json!({"path": e.path, "reason": e.reason})).collect();
-                (StatusCode::UNPROCESSABLE_ENTITY, json!({"message": "Object is not valid", "details": details}))
+                let details: Vec<_> = errors
+                    .0
+                    .iter()
+                    .map(|e| json!({"path": e.path, "reason": e.reason}))
+                    .collect();
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({"message": "Object is not valid", "details": details}),
+                )
             }
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"message": m})),
             ApiError::BadGateway(m) => (StatusCode::BAD_GATEWAY, json!({"message": m})),
             ApiError::Storage(e) => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(e), "storage request failed");
-                (StatusCode::SERVICE_UNAVAILABLE, json!({"message": "storage is unavailable, retry later"}))
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({"message": "storage is unavailable, retry later"}),
+                )
             }
         };
         (status, Json(body)).into_response()

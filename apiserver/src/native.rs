@@ -21,16 +21,34 @@ use crate::{ApiError, ApiState};
 pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/apps", get(list_apps).post(create_app))
-        .route("/apps/{name}", get(get_app).put(apply_app).delete(delete_app))
+        .route(
+            "/apps/{name}",
+            get(get_app).put(apply_app).delete(delete_app),
+        )
         .route("/apps/{name}/scale", put(scale_app))
         .route("/tasks", get(list_tasks))
         .route("/tasks/{name}", get(get_task))
         .route("/tasks/{name}/logs", get(task_logs))
-        .route("/nodes", get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.nodes, q.0)))
-        .route("/nodes/{name}", get(|s: State<ApiState>, p: Path<String>| get_one(s.0.nodes, p.0)))
-        .route("/offers", get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.offers, q.0)))
-        .route("/deployments", get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.deployments, q.0)))
-        .route("/deployments/{name}", get(|s: State<ApiState>, p: Path<String>| get_one(s.0.deployments, p.0)))
+        .route(
+            "/nodes",
+            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.nodes, q.0)),
+        )
+        .route(
+            "/nodes/{name}",
+            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.nodes, p.0)),
+        )
+        .route(
+            "/offers",
+            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.offers, q.0)),
+        )
+        .route(
+            "/deployments",
+            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.deployments, q.0)),
+        )
+        .route(
+            "/deployments/{name}",
+            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.deployments, p.0)),
+        )
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -42,7 +60,11 @@ pub struct ListQuery {
 /// `{"kind": "AppList", "items": [...]}`, or with `?watch=true` a stream of JSON lines
 /// `{"type": "ADDED|MODIFIED|DELETED", "object": ...}` starting with everything that exists.
 async fn list<K: Record>(api: Api<K>, query: ListQuery) -> Result<Response, ApiError> {
-    if query.watch.as_deref().is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1") {
+    if query
+        .watch
+        .as_deref()
+        .is_some_and(|w| w.eq_ignore_ascii_case("true") || w == "1")
+    {
         return Ok(watch(api));
     }
     let list = api.list("").await?;
@@ -58,11 +80,18 @@ fn watch<K: Record>(api: Api<K>) -> Response {
     let lines = ReceiverStream::new(rx).flat_map(move |event| {
         let _alive = &guard;
         let lines: Vec<Value> = match event {
-            Event::Restarted(all) => all.into_iter().map(|o| json!({"type": "ADDED", "object": o})).collect(),
+            Event::Restarted(all) => all
+                .into_iter()
+                .map(|o| json!({"type": "ADDED", "object": o}))
+                .collect(),
             Event::Applied(o) => vec![json!({"type": "MODIFIED", "object": o})],
             Event::Deleted(o) => vec![json!({"type": "DELETED", "object": o})],
         };
-        futures::stream::iter(lines.into_iter().map(|l| Ok::<_, std::convert::Infallible>(format!("{l}\n"))))
+        futures::stream::iter(
+            lines
+                .into_iter()
+                .map(|l| Ok::<_, std::convert::Infallible>(format!("{l}\n"))),
+        )
     });
     Response::builder()
         .header("content-type", "application/x-ndjson")
@@ -72,41 +101,68 @@ fn watch<K: Record>(api: Api<K>) -> Response {
 
 async fn get_one<K: Record>(api: Api<K>, name: String) -> Result<Json<K>, ApiError> {
     let kind = K::kind(&()).into_owned();
-    api.get(&name).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("{kind} '{name}' does not exist")))
+    api.get(&name)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("{kind} '{name}' does not exist")))
 }
 
 /// An app name from a URL: the record name or a Marathon path.
 fn app_name(raw: &str) -> Result<String, ApiError> {
-    AppId::parse(raw).map(|id| id.name()).map_err(ApiError::BadRequest)
+    AppId::parse(raw)
+        .map(|id| id.name())
+        .map_err(ApiError::BadRequest)
 }
 
-async fn list_apps(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+async fn list_apps(
+    State(s): State<ApiState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     list(s.apps, q).await
 }
 
-async fn get_app(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn get_app(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let name = app_name(&name)?;
-    let app = s.apps.get(&name).await?.ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
+    let app = s
+        .apps
+        .get(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
     Ok(Json(app).into_response())
 }
 
 /// Parses and validates a manifest body; bad input changes nothing.
 fn manifest(body: &Bytes) -> Result<pacer_crd::App, ApiError> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     match Manifest::from_value(doc).map_err(ApiError::Invalid)? {
         Manifest::App(app) => Ok(app),
     }
 }
 
-async fn apply_app(State(s): State<ApiState>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn apply_app(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let name = app_name(&name)?;
     let app = manifest(&body)?;
     if app.metadata.name.as_deref() != Some(name.as_str()) {
-        let problem = pacer_crd::FieldError::new("metadata.name", format!("does not match the URL ('{name}')"));
+        let problem = pacer_crd::FieldError::new(
+            "metadata.name",
+            format!("does not match the URL ('{name}')"),
+        );
         return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![problem])));
     }
     let result = apply::apply(&s, app, false).await?;
-    let status = if result.result == apply::Applied::Created { axum::http::StatusCode::CREATED } else { axum::http::StatusCode::OK };
+    let status = if result.result == apply::Applied::Created {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    };
     Ok((status, Json(result)).into_response())
 }
 
@@ -116,7 +172,10 @@ async fn create_app(State(s): State<ApiState>, body: Bytes) -> Result<Response, 
     Ok((axum::http::StatusCode::CREATED, Json(result)).into_response())
 }
 
-async fn delete_app(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn delete_app(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let app = apply::delete(&s, &app_name(&name)?).await?;
     Ok(Json(app).into_response())
 }
@@ -126,32 +185,57 @@ struct Scale {
     instances: i64,
 }
 
-async fn scale_app(State(s): State<ApiState>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    let scale: Scale = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("expected {{\"instances\": N}}: {e}")))?;
+async fn scale_app(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let scale: Scale = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("expected {{\"instances\": N}}: {e}")))?;
     let result = apply::scale(&s, &app_name(&name)?, scale.instances).await?;
     Ok(Json(result).into_response())
 }
 
-async fn list_tasks(State(s): State<ApiState>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+async fn list_tasks(
+    State(s): State<ApiState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     list(s.tasks, q).await
 }
 
-async fn get_task(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn get_task(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(Json(find_task(&s.tasks, &name).await?).into_response())
 }
 
 /// Task logs come from the agent of the task's node.
-async fn task_logs(State(s): State<ApiState>, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+async fn task_logs(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     let task = find_task(&s.tasks, &name).await?;
-    let node = s
-        .nodes
-        .get(&task.spec.node)
-        .await?
-        .ok_or_else(|| ApiError::BadGateway(format!("node '{}' of task '{name}' is not registered", task.spec.node)))?;
+    let node = s.nodes.get(&task.spec.node).await?.ok_or_else(|| {
+        ApiError::BadGateway(format!(
+            "node '{}' of task '{name}' is not registered",
+            task.spec.node
+        ))
+    })?;
     let tail = q.get("tail").cloned().unwrap_or_else(|| "100".into());
     let url = format!("{}/v1/tasks/{name}/logs?tail={tail}", node.spec.address);
-    let resp = s.http.get(&url).send().await.map_err(|e| ApiError::BadGateway(format!("agent at {url}: {e}")))?;
-    let status = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-    let text = resp.text().await.map_err(|e| ApiError::BadGateway(e.to_string()))?;
+    let resp = s
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| ApiError::BadGateway(format!("agent at {url}: {e}")))?;
+    let status = axum::http::StatusCode::from_u16(resp.status().as_u16())
+        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| ApiError::BadGateway(e.to_string()))?;
     Ok((status, text).into_response())
 }

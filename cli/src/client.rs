@@ -11,23 +11,44 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(server: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().unwrap_or_default();
-        ApiClient { base: format!("{}/apis/pacer.io/v1", server.trim_end_matches('/')), http }
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap_or_default();
+        ApiClient {
+            base: format!("{}/apis/pacer.io/v1", server.trim_end_matches('/')),
+            http,
+        }
     }
 
     /// Sends a request and returns the JSON body of a success; an error names what was wrong.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let text = self.call_text(method, path, body).await?;
-        serde_json::from_str(&text).with_context(|| format!("the server answered {path} with something that is not JSON"))
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server answered {path} with something that is not JSON"))
     }
 
-    pub async fn call_text(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<String> {
+    pub async fn call_text(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(body);
         }
-        let resp = request.send().await.with_context(|| format!("cannot reach the Pacer server at {url} (is `pacer up` running? set PACER_SERVER)"))?;
+        let resp = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the Pacer server at {url} (is `pacer up` running? set PACER_SERVER)"
+            )
+        })?;
         let status = resp.status();
         let text = resp.text().await.context("reading the server's answer")?;
         if status.is_success() {
@@ -46,10 +67,27 @@ pub fn describe_error(status: StatusCode, text: &str) -> String {
     let Ok(body) = serde_json::from_str::<Value>(text) else {
         return format!("{status}: {}", text.trim());
     };
-    let message = body["message"].as_str().unwrap_or("request failed").to_string();
+    let message = body["message"]
+        .as_str()
+        .unwrap_or("request failed")
+        .to_string();
     let details: Vec<String> = body["details"]
         .as_array()
-        .map(|d| d.iter().map(|e| format!("  {}: {}", e["path"].as_str().unwrap_or(""), e["reason"].as_str().unwrap_or(""))).collect())
+        .map(|d| {
+            d.iter()
+                .map(|e| {
+                    format!(
+                        "  {}: {}",
+                        e["path"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    if details.is_empty() { message } else { format!("{message}:\n{}", details.join("\n")) }
+    if details.is_empty() {
+        message
+    } else {
+        format!("{message}:\n{}", details.join("\n"))
+    }
 }

@@ -16,7 +16,12 @@ use tokio_util::sync::CancellationToken;
 #[derive(Args)]
 pub struct EtcdArgs {
     /// etcd endpoints, comma-separated.
-    #[arg(long, env = "PACER_ETCD", value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "PACER_ETCD",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
     etcd: Vec<String>,
     /// Key prefix of all records.
     #[arg(long, env = "PACER_PREFIX", default_value = "/pacer/")]
@@ -94,20 +99,33 @@ pub struct UpArgs {
 }
 
 fn machine_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 impl AgentArgs {
     /// The validated agent configuration.
     fn config(&self) -> anyhow::Result<AgentConfig> {
-        let ports = self.ports.split(',').map(|r| PortRange::parse(r.trim())).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("--ports: {e}"))?;
+        let ports = self
+            .ports
+            .split(',')
+            .map(|r| PortRange::parse(r.trim()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--ports: {e}"))?;
         let mut attributes = std::collections::BTreeMap::new();
         for pair in self.attributes.split(';').filter(|p| !p.trim().is_empty()) {
-            let Some((k, v)) = pair.split_once(':') else { bail!("--attributes: '{pair}' is not name:value") };
+            let Some((k, v)) = pair.split_once(':') else {
+                bail!("--attributes: '{pair}' is not name:value")
+            };
             attributes.insert(k.trim().to_string(), v.trim().to_string());
         }
         let detected = pacer_agent::capacity::detect(&self.work_dir);
-        let capacity = Resources::new(self.cpus.unwrap_or(detected.cpus), self.mem.unwrap_or(detected.mem), self.disk.unwrap_or(detected.disk));
+        let capacity = Resources::new(
+            self.cpus.unwrap_or(detected.cpus),
+            self.mem.unwrap_or(detected.mem),
+            self.disk.unwrap_or(detected.disk),
+        );
         if capacity.cpus <= 0.0 || capacity.mem <= 0.0 || capacity.disk < 0.0 {
             bail!("--cpus and --mem must be > 0 and --disk >= 0 (got {capacity:?})");
         }
@@ -126,13 +144,16 @@ impl AgentArgs {
 }
 
 async fn connect(endpoints: &[String], prefix: &str) -> anyhow::Result<Client> {
-    Client::connect(endpoints, prefix, Duration::from_secs(30)).await.with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))
+    Client::connect(endpoints, prefix, Duration::from_secs(30))
+        .await
+        .with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))
 }
 
 /// Cancels `token` on the first Ctrl-C or SIGTERM; a second one exits at once.
 fn stop_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         next_signal(&mut term).await;
         tracing::info!("stopping (signal again to force)");
         token.cancel();
@@ -149,10 +170,20 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// Apiserver and controllers on one client until `token` is cancelled.
-async fn control_plane(client: Client, listen: SocketAddr, token: CancellationToken) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+async fn control_plane(
+    client: Client,
+    listen: SocketAddr,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, "API listening");
-    let api = pacer_apiserver::serve(listener, pacer_apiserver::ApiState::new(&client), token.clone().cancelled_owned());
+    let api = pacer_apiserver::serve(
+        listener,
+        pacer_apiserver::ApiState::new(&client),
+        token.clone().cancelled_owned(),
+    );
     let (served, ()) = tokio::join!(api, pacer_controllers::run(&client, token.clone()));
     served.context("the API server failed")
 }
@@ -169,7 +200,9 @@ pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
     let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
-    pacer_agent::run(config, client, token).await.context("the agent failed")
+    pacer_agent::run(config, client, token)
+        .await
+        .context("the agent failed")
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -179,8 +212,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (etcd_process, endpoint) = match &args.etcd {
         Some(url) => (None, url.clone()),
         None => {
-            let dir = std::path::absolute(args.data_dir.join("etcd")).unwrap_or_else(|_| args.data_dir.join("etcd"));
-            let etcd = EtcdProcess::start(&dir, args.etcd_port).await.context("starting etcd")?;
+            let dir = std::path::absolute(args.data_dir.join("etcd"))
+                .unwrap_or_else(|_| args.data_dir.join("etcd"));
+            let etcd = EtcdProcess::start(&dir, args.etcd_port)
+                .await
+                .context("starting etcd")?;
             tracing::info!(endpoint = %etcd.endpoint, data = %dir.display(), "etcd started");
             let endpoint = etcd.endpoint.clone();
             (Some(etcd), endpoint)
@@ -189,13 +225,19 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let client = connect(&[endpoint], &args.prefix).await?;
     tracing::info!(node = %config.node_name, cpus = config.capacity.cpus, mem = config.capacity.mem, "starting the agent");
     // Whichever part fails first stops the others.
-    let stop_all = |token: CancellationToken| move |result: anyhow::Result<()>| {
-        if result.is_err() {
-            token.cancel();
+    let stop_all = |token: CancellationToken| {
+        move |result: anyhow::Result<()>| {
+            if result.is_err() {
+                token.cancel();
+            }
+            result
         }
-        result
     };
-    let agent = async { pacer_agent::run(config, client.clone(), token.clone()).await.context("the agent failed") };
+    let agent = async {
+        pacer_agent::run(config, client.clone(), token.clone())
+            .await
+            .context("the agent failed")
+    };
     let (plane, agent) = tokio::join!(
         control_plane(client.clone(), args.listen, token.clone()).map(stop_all(token.clone())),
         agent.map(stop_all(token.clone())),

@@ -8,10 +8,19 @@ mod show;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pacer", version, about = "Pacer: Mesos + Marathon, rebuilt as reconcilers over etcd")]
+#[command(
+    name = "pacer",
+    version,
+    about = "Pacer: Mesos + Marathon, rebuilt as reconcilers over etcd"
+)]
 struct Cli {
     /// Where the apiserver listens, for client commands.
-    #[arg(long, env = "PACER_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "PACER_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     server: String,
     #[command(subcommand)]
     command: Command,
@@ -42,7 +51,10 @@ enum Command {
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PACER_LOG").unwrap_or_else(|_| "info,tower_http=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PACER_LOG")
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -49,9 +49,11 @@ fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Manifest)>> 
         let text = if file.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin()).context("reading stdin")?
         } else {
-            std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?
+            std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?
         };
-        let docs = pacer_crd::manifest::parse_documents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let docs = pacer_crd::manifest::parse_documents(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         for (i, doc) in docs.into_iter().enumerate() {
             let origin = format!("{} (document {})", file.display(), i + 1);
             match Manifest::from_value(doc) {
@@ -61,7 +63,10 @@ fn read_manifests(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Manifest)>> 
         }
     }
     if !problems.is_empty() {
-        bail!("nothing was applied, the manifests are not valid:\n  {}", problems.join("\n  "));
+        bail!(
+            "nothing was applied, the manifests are not valid:\n  {}",
+            problems.join("\n  ")
+        );
     }
     Ok(manifests)
 }
@@ -72,10 +77,15 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         out.push(path.to_path_buf());
         return Ok(());
     }
-    let entries = std::fs::read_dir(path).with_context(|| format!("{} is neither a file nor a folder", path.display()))?;
+    let entries = std::fs::read_dir(path)
+        .with_context(|| format!("{} is neither a file nor a folder", path.display()))?;
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json"))
+        .filter(|p| {
+            p.is_dir()
+                || p.extension()
+                    .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        })
         .collect();
     found.sort();
     for p in found {
@@ -89,8 +99,15 @@ pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
         let Manifest::App(app) = &manifest;
         let name = manifest.name().to_string();
         let body = serde_json::to_value(app)?;
-        let result = api.call(Method::PUT, &format!("/apps/{name}"), Some(&body)).await.with_context(|| format!("{origin}: applying app {name}"))?;
-        println!("app {} {}", AppId::parse(&name).map(|i| i.path()).unwrap_or(name), result["result"].as_str().unwrap_or("applied"));
+        let result = api
+            .call(Method::PUT, &format!("/apps/{name}"), Some(&body))
+            .await
+            .with_context(|| format!("{origin}: applying app {name}"))?;
+        println!(
+            "app {} {}",
+            AppId::parse(&name).map(|i| i.path()).unwrap_or(name),
+            result["result"].as_str().unwrap_or("applied")
+        );
     }
     Ok(())
 }
@@ -99,7 +116,9 @@ fn app_name(kind: &str, id: &str) -> anyhow::Result<String> {
     if !matches!(kind, "app" | "apps") {
         bail!("unknown kind '{kind}': only apps can be changed this way");
     }
-    AppId::parse(id).map(|i| i.name()).map_err(|e| anyhow::anyhow!(e))
+    AppId::parse(id)
+        .map(|i| i.name())
+        .map_err(|e| anyhow::anyhow!(e))
 }
 
 pub async fn scale(api: &ApiClient, args: ScaleArgs) -> anyhow::Result<()> {
@@ -107,25 +126,43 @@ pub async fn scale(api: &ApiClient, args: ScaleArgs) -> anyhow::Result<()> {
     if args.instances < 0 {
         bail!("instances: must be >= 0 (got {})", args.instances);
     }
-    api.call(Method::PUT, &format!("/apps/{name}/scale"), Some(&json!({"instances": args.instances}))).await?;
-    println!("app {} scaled to {}", AppId::parse(&name).map(|i| i.path()).unwrap_or(name), args.instances);
+    api.call(
+        Method::PUT,
+        &format!("/apps/{name}/scale"),
+        Some(&json!({"instances": args.instances})),
+    )
+    .await?;
+    println!(
+        "app {} scaled to {}",
+        AppId::parse(&name).map(|i| i.path()).unwrap_or(name),
+        args.instances
+    );
     Ok(())
 }
 
 pub async fn delete(api: &ApiClient, args: DeleteArgs) -> anyhow::Result<()> {
     let names: Vec<String> = match (&args.kind, &args.id, args.files.is_empty()) {
         (Some(kind), Some(id), true) => vec![app_name(kind, id)?],
-        (None, None, false) => read_manifests(&args.files)?.into_iter().map(|(_, m)| m.name().to_string()).collect(),
+        (None, None, false) => read_manifests(&args.files)?
+            .into_iter()
+            .map(|(_, m)| m.name().to_string())
+            .collect(),
         _ => bail!("give `app ID` or `-f FILE`"),
     };
     for name in names {
-        let shown = AppId::parse(&name).map(|i| i.path()).unwrap_or(name.clone());
-        match api.call(Method::DELETE, &format!("/apps/{name}"), None).await {
+        let shown = AppId::parse(&name)
+            .map(|i| i.path())
+            .unwrap_or(name.clone());
+        match api
+            .call(Method::DELETE, &format!("/apps/{name}"), None)
+            .await
+        {
             Ok(_) => println!("app {shown} deleted"),
-            Err(e) if !args.files.is_empty() && e.to_string().contains("does not exist") => println!("app {shown} not found"),
+            Err(e) if !args.files.is_empty() && e.to_string().contains("does not exist") => {
+                println!("app {shown} not found")
+            }
             Err(e) => return Err(e),
         }
     }
     Ok(())
 }
-

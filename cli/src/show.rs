@@ -64,7 +64,13 @@ pub async fn get(api: &ApiClient, args: GetArgs) -> anyhow::Result<()> {
     let plural = plural(&args.kind)?;
     let list = match &args.name {
         Some(name) => {
-            let name = if plural == "apps" { AppId::parse(name).map(|i| i.name()).map_err(|e| anyhow::anyhow!(e))? } else { name.clone() };
+            let name = if plural == "apps" {
+                AppId::parse(name)
+                    .map(|i| i.name())
+                    .map_err(|e| anyhow::anyhow!(e))?
+            } else {
+                name.clone()
+            };
             let one = api.get(&format!("/{plural}/{name}")).await?;
             serde_json::json!({"items": [one]})
         }
@@ -96,8 +102,13 @@ fn table(header: &[&str]) -> Table {
 
 /// kubectl-style age: 45s, 3m, 2h, 5d.
 fn age(meta: &pacer_crd::meta::ObjectMeta) -> String {
-    let Some(created) = &meta.creation_timestamp else { return "-".into() };
-    let secs = pacer_crd::meta::jiff::Timestamp::now().duration_since(created.0).as_secs().max(0);
+    let Some(created) = &meta.creation_timestamp else {
+        return "-".into();
+    };
+    let secs = pacer_crd::meta::jiff::Timestamp::now()
+        .duration_since(created.0)
+        .as_secs()
+        .max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -107,7 +118,9 @@ fn age(meta: &pacer_crd::meta::ObjectMeta) -> String {
 }
 
 fn path_of(name: &str) -> String {
-    AppId::parse(name).map(|i| i.path()).unwrap_or_else(|_| name.to_string())
+    AppId::parse(name)
+        .map(|i| i.path())
+        .unwrap_or_else(|_| name.to_string())
 }
 
 fn what_runs(app: &pacer_crd::AppSpec) -> String {
@@ -120,7 +133,17 @@ fn what_runs(app: &pacer_crd::AppSpec) -> String {
 }
 
 fn apps_table(apps: &[App], wide: bool) -> Table {
-    let mut header = vec!["ID", "INSTANCES", "RUNNING", "STAGED", "PENDING", "CPUS", "MEM", "RUNS", "AGE"];
+    let mut header = vec![
+        "ID",
+        "INSTANCES",
+        "RUNNING",
+        "STAGED",
+        "PENDING",
+        "CPUS",
+        "MEM",
+        "RUNS",
+        "AGE",
+    ];
     if wide {
         header.extend(["VERSION", "MESSAGE"]);
     }
@@ -165,8 +188,18 @@ fn tasks_table(tasks: &[Task], wide: bool) -> Table {
             age(&task.metadata),
         ];
         if wide {
-            let container: String = s.container_id.clone().unwrap_or_default().chars().take(12).collect();
-            row.extend([container, s.exit_code.map(|c| c.to_string()).unwrap_or_default(), s.message.unwrap_or_default()]);
+            let container: String = s
+                .container_id
+                .clone()
+                .unwrap_or_default()
+                .chars()
+                .take(12)
+                .collect();
+            row.extend([
+                container,
+                s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                s.message.unwrap_or_default(),
+            ]);
         }
         t.add_row(row);
     }
@@ -174,7 +207,16 @@ fn tasks_table(tasks: &[Task], wide: bool) -> Table {
 }
 
 fn ranges(ports: &[pacer_crd::PortRange]) -> String {
-    let parts: Vec<String> = ports.iter().map(|r| if r.begin == r.end { r.begin.to_string() } else { format!("{}-{}", r.begin, r.end) }).collect();
+    let parts: Vec<String> = ports
+        .iter()
+        .map(|r| {
+            if r.begin == r.end {
+                r.begin.to_string()
+            } else {
+                format!("{}-{}", r.begin, r.end)
+            }
+        })
+        .collect();
     parts.join(",")
 }
 
@@ -196,7 +238,12 @@ fn nodes_table(nodes: &[Node], wide: bool) -> Table {
             age(&node.metadata),
         ];
         if wide {
-            let attrs: Vec<String> = node.spec.attributes.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+            let attrs: Vec<String> = node
+                .spec
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}:{v}"))
+                .collect();
             row.extend([node.spec.address.clone(), attrs.join(";")]);
         }
         t.add_row(row);
@@ -208,7 +255,14 @@ fn offers_table(offers: &[Offer]) -> Table {
     let mut t = table(&["NODE", "ROLE", "CPUS", "MEM", "DISK", "PORTS"]);
     for o in offers {
         let r = o.spec.resources;
-        t.add_row(vec![o.spec.node.clone(), o.spec.role.clone(), format!("{:.2}", r.cpus), r.mem.to_string(), r.disk.to_string(), ranges(&o.spec.ports)]);
+        t.add_row(vec![
+            o.spec.node.clone(),
+            o.spec.role.clone(),
+            format!("{:.2}", r.cpus),
+            r.mem.to_string(),
+            r.disk.to_string(),
+            ranges(&o.spec.ports),
+        ]);
     }
     t
 }
@@ -216,8 +270,18 @@ fn offers_table(offers: &[Offer]) -> Table {
 fn deployments_table(deployments: &[Deployment]) -> Table {
     let mut t = table(&["ID", "APP", "ACTION", "PHASE", "AGE"]);
     for d in deployments {
-        let phase = d.status.as_ref().map(|s| format!("{:?}", s.phase)).unwrap_or_default();
-        t.add_row(vec![d.metadata.name.clone().unwrap_or_default(), path_of(&d.spec.app_id), format!("{:?}", d.spec.action), phase, age(&d.metadata)]);
+        let phase = d
+            .status
+            .as_ref()
+            .map(|s| format!("{:?}", s.phase))
+            .unwrap_or_default();
+        t.add_row(vec![
+            d.metadata.name.clone().unwrap_or_default(),
+            path_of(&d.spec.app_id),
+            format!("{:?}", d.spec.action),
+            phase,
+            age(&d.metadata),
+        ]);
     }
     t
 }
@@ -226,22 +290,43 @@ pub async fn describe(api: &ApiClient, args: DescribeArgs) -> anyhow::Result<()>
     if plural(&args.kind)? != "apps" {
         bail!("describe knows apps only");
     }
-    let name = AppId::parse(&args.id).map(|i| i.name()).map_err(|e| anyhow::anyhow!(e))?;
+    let name = AppId::parse(&args.id)
+        .map(|i| i.name())
+        .map_err(|e| anyhow::anyhow!(e))?;
     let app: App = serde_json::from_value(api.get(&format!("/apps/{name}")).await?)?;
-    let tasks: Vec<Task> = items::<Task>(api.get("/tasks").await?)?.into_iter().filter(|t| t.spec.app_id == name).collect();
-    let deployments: Vec<Deployment> = items::<Deployment>(api.get("/deployments").await?)?.into_iter().filter(|d| d.spec.app_id == name).collect();
+    let tasks: Vec<Task> = items::<Task>(api.get("/tasks").await?)?
+        .into_iter()
+        .filter(|t| t.spec.app_id == name)
+        .collect();
+    let deployments: Vec<Deployment> = items::<Deployment>(api.get("/deployments").await?)?
+        .into_iter()
+        .filter(|d| d.spec.app_id == name)
+        .collect();
     let s = app.status.clone().unwrap_or_default();
     println!("Id:            {}", path_of(&name));
     println!("Version:       {}", app.version());
-    println!("Generation:    {} (observed {})", app.metadata.generation.unwrap_or(0), s.observed_generation);
+    println!(
+        "Generation:    {} (observed {})",
+        app.metadata.generation.unwrap_or(0),
+        s.observed_generation
+    );
     println!("Runs:          {}", what_runs(&app.spec));
-    println!("Resources:     cpus {}, mem {} MiB, disk {} MiB", app.spec.cpus, app.spec.mem, app.spec.disk);
-    println!("Instances:     {} wanted: {} running, {} staged, {} pending", app.spec.instances, s.tasks_running, s.tasks_staged, s.tasks_pending);
+    println!(
+        "Resources:     cpus {}, mem {} MiB, disk {} MiB",
+        app.spec.cpus, app.spec.mem, app.spec.disk
+    );
+    println!(
+        "Instances:     {} wanted: {} running, {} staged, {} pending",
+        app.spec.instances, s.tasks_running, s.tasks_staged, s.tasks_pending
+    );
     if let Some(message) = &s.message {
         println!("Waiting:       {message}");
     }
     if let Some(f) = &s.last_task_failure {
-        println!("Last failure:  {} {} at {}: {}", f.task_id, f.state, f.timestamp, f.message);
+        println!(
+            "Last failure:  {} {} at {}: {}",
+            f.task_id, f.state, f.timestamp, f.message
+        );
     }
     println!("\nTasks:\n{}", tasks_table(&tasks, true));
     println!("\nDeployments:\n{}", deployments_table(&deployments));
@@ -249,7 +334,13 @@ pub async fn describe(api: &ApiClient, args: DescribeArgs) -> anyhow::Result<()>
 }
 
 pub async fn logs(api: &ApiClient, args: LogsArgs) -> anyhow::Result<()> {
-    let text = api.call_text(Method::GET, &format!("/tasks/{}/logs?tail={}", args.task, args.tail), None).await?;
+    let text = api
+        .call_text(
+            Method::GET,
+            &format!("/tasks/{}/logs?tail={}", args.task, args.tail),
+            None,
+        )
+        .await?;
     print!("{text}");
     Ok(())
 }

@@ -26,7 +26,11 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
     let orphans = Controller::new(&cluster.offer_cache, token.clone());
     let ctx = Arc::new(cluster);
     tokio::join!(
-        nodes.run(reconcile_node, |_, _, _| Action::await_change(), ctx.clone()),
+        nodes.run(
+            reconcile_node,
+            |_, _, _| Action::await_change(),
+            ctx.clone()
+        ),
         orphans.run(reconcile_offer, |_, _, _| Action::await_change(), ctx),
     );
 }
@@ -38,7 +42,10 @@ pub fn free_on(node: &Node, tasks: &[Task]) -> OfferSpec {
         let r = &t.spec.resources;
         Resources::new(sum.cpus + r.cpus, sum.mem + r.mem, sum.disk + r.disk)
     });
-    let ports: Vec<u16> = live.iter().flat_map(|t| t.spec.host_ports.iter().copied()).collect();
+    let ports: Vec<u16> = live
+        .iter()
+        .flat_map(|t| t.spec.host_ports.iter().copied())
+        .collect();
     OfferSpec {
         node: node.metadata.name.clone().unwrap_or_default(),
         role: "*".into(),
@@ -56,7 +63,10 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
     let reads = vec![
         TxnOp::get(nodes.etcd_key(&name), None),
         TxnOp::get(offers.etcd_key(&name), None),
-        TxnOp::get(tasks.etcd_prefix(&format!("{name}/")), Some(GetOptions::new().with_prefix())),
+        TxnOp::get(
+            tasks.etcd_prefix(&format!("{name}/")),
+            Some(GetOptions::new().with_prefix()),
+        ),
     ];
     let snapshot = offers
         .client()
@@ -65,11 +75,29 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         .await
         .map_err(|e| Error::Snapshot(name.clone(), e.into()))?;
     let responses = snapshot.op_responses();
-    let kvs = |i: usize| responses.get(i).and_then(get_response).map(|g| g.kvs().to_vec()).unwrap_or_default();
+    let kvs = |i: usize| {
+        responses
+            .get(i)
+            .and_then(get_response)
+            .map(|g| g.kvs().to_vec())
+            .unwrap_or_default()
+    };
     let decode_err = |e| Error::Snapshot(name.clone(), e);
-    let current_node = kvs(0).first().map(|kv| nodes.decode(kv)).transpose().map_err(decode_err)?;
-    let offer = kvs(1).first().map(|kv| offers.decode(kv)).transpose().map_err(decode_err)?;
-    let node_tasks = kvs(2).iter().map(|kv| tasks.decode(kv)).collect::<Result<Vec<_>, _>>().map_err(decode_err)?;
+    let current_node = kvs(0)
+        .first()
+        .map(|kv| nodes.decode(kv))
+        .transpose()
+        .map_err(decode_err)?;
+    let offer = kvs(1)
+        .first()
+        .map(|kv| offers.decode(kv))
+        .transpose()
+        .map_err(decode_err)?;
+    let node_tasks = kvs(2)
+        .iter()
+        .map(|kv| tasks.decode(kv))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(decode_err)?;
 
     let Some(current_node) = current_node else {
         if let Some(offer) = offer {
@@ -82,14 +110,18 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         return Ok(Action::await_change());
     }
     let compare = match &offer {
-        Some(o) => offers.unchanged(o).map_err(|e| Error::OfferWrite(name.clone(), e))?,
+        Some(o) => offers
+            .unchanged(o)
+            .map_err(|e| Error::OfferWrite(name.clone(), e))?,
         None => Compare::create_revision(offers.etcd_key(&name), CompareOp::Equal, 0),
     };
     let mut new_offer = Offer::new(&name, spec);
     if let Some(o) = &offer {
         new_offer.metadata = o.metadata.clone();
     }
-    let put = offers.put_op(&new_offer, None).map_err(|e| Error::OfferWrite(name.clone(), e))?;
+    let put = offers
+        .put_op(&new_offer, None)
+        .map_err(|e| Error::OfferWrite(name.clone(), e))?;
     match offers.commit(vec![compare], vec![put]).await {
         Ok(_) => Ok(Action::await_change()),
         Err(e) if e.is_conflict() => Ok(Action::requeue(CONFLICT_RETRY)),
@@ -103,7 +135,12 @@ async fn reconcile_offer(offer: Arc<Offer>, cluster: Arc<Cluster>) -> Result<Act
     if cluster.node_cache.store().get(node).is_some() {
         return Ok(Action::await_change());
     }
-    let exists = cluster.nodes.get(node).await.map_err(|e| Error::Snapshot(node.clone(), e))?.is_some();
+    let exists = cluster
+        .nodes
+        .get(node)
+        .await
+        .map_err(|e| Error::Snapshot(node.clone(), e))?
+        .is_some();
     if !exists {
         delete_offer(&cluster.offers, &offer).await?;
     }

@@ -35,7 +35,13 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
                 .filter_map(|a| a.metadata.name.clone())
                 .collect()
         });
-    controller.run(reconcile, |_, _, _| Action::await_change(), Arc::new(cluster)).await;
+    controller
+        .run(
+            reconcile,
+            |_, _, _| Action::await_change(),
+            Arc::new(cluster),
+        )
+        .await;
 }
 
 async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error> {
@@ -46,14 +52,25 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     }
     let version = app.version();
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
-    let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) =
-        tasks.iter().filter(|t| !t.spec.kill).partition(|t| t.spec.app_version == version);
+    let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = tasks
+        .iter()
+        .filter(|t| !t.spec.kill)
+        .partition(|t| t.spec.app_version == version);
 
     let mut doomed = pick_to_kill(&current, wanted, app.spec.kill_selection);
     // A new version replaces old tasks only as new ones run, so capacity never drops.
-    let running_current = current.iter().filter(|t| t.state() == TaskState::Running).count();
-    let old_to_kill = (running_current + old.len()).saturating_sub(wanted).min(old.len());
-    doomed.extend(pick_to_kill(&old, old.len() - old_to_kill, KillSelection::OldestFirst));
+    let running_current = current
+        .iter()
+        .filter(|t| t.state() == TaskState::Running)
+        .count();
+    let old_to_kill = (running_current + old.len())
+        .saturating_sub(wanted)
+        .min(old.len());
+    doomed.extend(pick_to_kill(
+        &old,
+        old.len() - old_to_kill,
+        KillSelection::OldestFirst,
+    ));
     for task in doomed {
         kill(&cluster, task).await?;
     }
@@ -61,7 +78,10 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     let missing = wanted.saturating_sub(current.len());
     let mut status = AppStatus {
         observed_generation: app.metadata.generation.unwrap_or(0),
-        tasks_staged: current.iter().filter(|t| matches!(t.state(), TaskState::Staging | TaskState::Starting)).count() as i64,
+        tasks_staged: current
+            .iter()
+            .filter(|t| matches!(t.state(), TaskState::Staging | TaskState::Starting))
+            .count() as i64,
         tasks_running: running_current as i64,
         tasks_pending: missing as i64,
         ..app.status.clone().unwrap_or_default()
@@ -83,7 +103,9 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
                 Placed::All => status.tasks_pending = 0,
                 Placed::Some { unplaced, why } => {
                     status.tasks_pending = unplaced as i64;
-                    status.message = Some(format!("{unplaced} instance(s) pending: no node fits: {why}"));
+                    status.message = Some(format!(
+                        "{unplaced} instance(s) pending: no node fits: {why}"
+                    ));
                 }
             },
         }
@@ -93,18 +115,29 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
 }
 
 /// Which of `tasks` to stop so that `keep` remain.
-fn pick_to_kill<'a>(tasks: &[&'a Arc<Task>], keep: usize, selection: KillSelection) -> Vec<&'a Arc<Task>> {
+fn pick_to_kill<'a>(
+    tasks: &[&'a Arc<Task>],
+    keep: usize,
+    selection: KillSelection,
+) -> Vec<&'a Arc<Task>> {
     let mut sorted = tasks.to_vec();
     sorted.sort_by_key(|t| age_key(t));
     if selection == KillSelection::YoungestFirst {
         sorted.reverse();
     }
-    sorted.into_iter().take(tasks.len().saturating_sub(keep)).collect()
+    sorted
+        .into_iter()
+        .take(tasks.len().saturating_sub(keep))
+        .collect()
 }
 
 /// Oldest first: creation time, then when the agent staged it, then name.
 fn age_key(t: &Task) -> (Option<String>, Option<String>, String) {
-    let created = t.metadata.creation_timestamp.as_ref().map(|ts| ts.0.to_string());
+    let created = t
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|ts| ts.0.to_string());
     let staged = t.status.as_ref().and_then(|s| s.staged_at.clone());
     (created, staged, t.metadata.name.clone().unwrap_or_default())
 }
@@ -121,7 +154,10 @@ async fn kill(cluster: &Cluster, task: &Task) -> Result<(), Error> {
     match result {
         Ok(_) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(Error::TaskKill(task.metadata.name.clone().unwrap_or_default(), e)),
+        Err(e) => Err(Error::TaskKill(
+            task.metadata.name.clone().unwrap_or_default(),
+            e,
+        )),
     }
 }
 
@@ -134,12 +170,20 @@ async fn forget_ended(app: &App, tasks: &[Arc<Task>], cluster: &Cluster) -> Resu
     let mut compares = vec![cluster.apps.unchanged(app).map_err(err)?];
     let mut ops = Vec::new();
     for task in tasks.iter().filter(|t| t.state().is_terminal()) {
-        let failed = matches!(task.state(), TaskState::Failed | TaskState::Error | TaskState::Lost);
+        let failed = matches!(
+            task.state(),
+            TaskState::Failed | TaskState::Error | TaskState::Lost
+        );
         if failed && !task.spec.kill && task.spec.app_version == app.version() {
             record_failure(app, task, &mut status);
         }
         compares.push(cluster.tasks.unchanged(task).map_err(err)?);
-        ops.push(etcd_client::TxnOp::delete(cluster.tasks.etcd_key(&pacer_crd::Record::key(task.as_ref())), None));
+        ops.push(etcd_client::TxnOp::delete(
+            cluster
+                .tasks
+                .etcd_key(&pacer_crd::Record::key(task.as_ref())),
+            None,
+        ));
     }
     if app.status.as_ref() != Some(&status) {
         let mut updated = app.clone();
@@ -157,7 +201,8 @@ fn record_failure(app: &App, task: &Task, status: &mut AppStatus) {
     let spec = &app.spec;
     status.consecutive_failures += 1;
     let exp = (status.consecutive_failures - 1).min(64) as i32;
-    let delay = (spec.backoff_seconds * spec.backoff_factor.powi(exp)).min(spec.max_launch_delay_seconds);
+    let delay =
+        (spec.backoff_seconds * spec.backoff_factor.powi(exp)).min(spec.max_launch_delay_seconds);
     let until = pacer_crd::meta::jiff::Timestamp::now() + Duration::from_secs_f64(delay.max(0.0));
     status.launch_delayed_until = Some(until.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
     let task_status = task.status.clone().unwrap_or_default();
@@ -172,7 +217,8 @@ fn record_failure(app: &App, task: &Task, status: &mut AppStatus) {
 
 /// How long launches are still held back after failures, if at all.
 fn launch_delay(status: &AppStatus) -> Option<Duration> {
-    let until: pacer_crd::meta::jiff::Timestamp = status.launch_delayed_until.as_deref()?.parse().ok()?;
+    let until: pacer_crd::meta::jiff::Timestamp =
+        status.launch_delayed_until.as_deref()?.parse().ok()?;
     let left = until.duration_since(pacer_crd::meta::jiff::Timestamp::now());
     (left.is_positive()).then(|| Duration::from_millis(left.as_millis() as u64))
 }
@@ -185,7 +231,12 @@ enum Placed {
 
 /// Places `missing` instances: one transaction compares every offer it uses, shrinks them and
 /// writes the tasks. A concurrent change to any of those offers fails it as a whole.
-async fn accept_offers(app: &App, current: &[&Arc<Task>], missing: usize, cluster: &Cluster) -> Result<Placed, Error> {
+async fn accept_offers(
+    app: &App,
+    current: &[&Arc<Task>],
+    missing: usize,
+    cluster: &Cluster,
+) -> Result<Placed, Error> {
     let name = app.metadata.name.clone().unwrap_or_default();
     let err = |e| Error::AcceptOffers(name.clone(), e);
     let mut candidates: Vec<Candidate> = cluster
@@ -194,17 +245,26 @@ async fn accept_offers(app: &App, current: &[&Arc<Task>], missing: usize, cluste
         .list()
         .into_iter()
         .map(|o| {
-            let here = current.iter().filter(|t| t.spec.node == o.spec.node).count();
+            let here = current
+                .iter()
+                .filter(|t| t.spec.node == o.spec.node)
+                .count();
             Candidate::new((*o).clone(), here)
         })
         .collect();
     let plan = placement::plan(&app.spec, missing, &mut candidates);
     if plan.assignments.is_empty() {
-        return Ok(Placed::Some { unplaced: plan.unplaced, why: plan.explain() });
+        return Ok(Placed::Some {
+            unplaced: plan.unplaced,
+            why: plan.explain(),
+        });
     }
     let mut compares = Vec::new();
     let mut ops = Vec::new();
-    for c in candidates.iter().filter(|c| plan.assignments.iter().any(|a| a.node == c.node())) {
+    for c in candidates
+        .iter()
+        .filter(|c| plan.assignments.iter().any(|a| a.node == c.node()))
+    {
         compares.push(cluster.offers.unchanged(&c.offer).map_err(err)?);
         let mut shrunk = c.offer.clone();
         shrunk.spec.resources = c.free;
@@ -217,7 +277,10 @@ async fn accept_offers(app: &App, current: &[&Arc<Task>], missing: usize, cluste
     }
     match cluster.offers.commit(compares, ops).await {
         Ok(_) if plan.unplaced == 0 => Ok(Placed::All),
-        Ok(_) => Ok(Placed::Some { unplaced: plan.unplaced, why: plan.explain() }),
+        Ok(_) => Ok(Placed::Some {
+            unplaced: plan.unplaced,
+            why: plan.explain(),
+        }),
         Err(e) if e.is_conflict() => Ok(Placed::Conflict),
         Err(e) => Err(err(e)),
     }

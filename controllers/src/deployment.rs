@@ -17,32 +17,65 @@ pub enum Error {
 
 pub async fn run(cluster: Cluster, token: CancellationToken) {
     let by_app = |store: pacer_runtime::Store<Deployment>, app: String| -> Vec<String> {
-        store.filter(|d| d.spec.app_id == app).iter().filter_map(|d| d.metadata.name.clone()).collect()
+        store
+            .filter(|d| d.spec.app_id == app)
+            .iter()
+            .filter_map(|d| d.metadata.name.clone())
+            .collect()
     };
-    let (s1, s2) = (cluster.deployment_cache.store(), cluster.deployment_cache.store());
+    let (s1, s2) = (
+        cluster.deployment_cache.store(),
+        cluster.deployment_cache.store(),
+    );
     let controller = Controller::new(&cluster.deployment_cache, token)
-        .watches(&cluster.app_cache, move |a: &App| by_app(s1.clone(), a.metadata.name.clone().unwrap_or_default()))
-        .watches(&cluster.task_cache, move |t: &Task| by_app(s2.clone(), t.spec.app_id.clone()));
-    controller.run(reconcile, |_, _, _| Action::await_change(), Arc::new(cluster)).await;
+        .watches(&cluster.app_cache, move |a: &App| {
+            by_app(s1.clone(), a.metadata.name.clone().unwrap_or_default())
+        })
+        .watches(&cluster.task_cache, move |t: &Task| {
+            by_app(s2.clone(), t.spec.app_id.clone())
+        });
+    controller
+        .run(
+            reconcile,
+            |_, _, _| Action::await_change(),
+            Arc::new(cluster),
+        )
+        .await;
 }
 
+/// Finished deployments kept per app, newest first; older ones are removed.
+const HISTORY: usize = 10;
+
 async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result<Action, Error> {
-    let phase = deployment.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    let phase = deployment
+        .status
+        .as_ref()
+        .map(|s| s.phase)
+        .unwrap_or_default();
     if phase != DeploymentPhase::Running {
-        return Ok(Action::await_change());
+        return forget_old(&deployment, &cluster).await;
     }
     let spec = &deployment.spec;
     let app = cluster.app_cache.store().get(&spec.app_id);
     let tasks = cluster.tasks_of(&spec.app_id);
     let outcome = match (&app, spec.action) {
-        (None, DeploymentAction::StopApplication) if tasks.is_empty() => Some(DeploymentPhase::Succeeded),
-        (Some(app), _) if app.metadata.generation.unwrap_or(0) > spec.app_generation => Some(DeploymentPhase::Superseded),
+        (None, DeploymentAction::StopApplication) if tasks.is_empty() => {
+            Some(DeploymentPhase::Succeeded)
+        }
+        (Some(app), _) if app.metadata.generation.unwrap_or(0) > spec.app_generation => {
+            Some(DeploymentPhase::Superseded)
+        }
         (Some(app), _) => converged(app, &tasks).then_some(DeploymentPhase::Succeeded),
         _ => None,
     };
-    let Some(phase) = outcome else { return Ok(Action::await_change()) };
+    let Some(phase) = outcome else {
+        return Ok(Action::await_change());
+    };
     let name = deployment.metadata.name.clone().unwrap_or_default();
-    let status = DeploymentStatus { phase, message: None };
+    let status = DeploymentStatus {
+        phase,
+        message: None,
+    };
     match cluster.deployments.update_status(&name, status).await {
         Ok(_) => Ok(Action::await_change()),
         Err(e) if e.is_not_found() => Ok(Action::await_change()),
@@ -50,9 +83,37 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
     }
 }
 
+/// Deletes this deployment if its app has more than `HISTORY` newer finished ones.
+async fn forget_old(deployment: &Deployment, cluster: &Cluster) -> Result<Action, Error> {
+    let finished = |d: &Deployment| {
+        d.spec.app_id == deployment.spec.app_id
+            && d.status
+                .as_ref()
+                .is_some_and(|s| s.phase != DeploymentPhase::Running)
+    };
+    let created = |d: &Deployment| d.metadata.creation_timestamp.clone();
+    let newer = cluster
+        .deployment_cache
+        .store()
+        .filter(|d| finished(d) && created(d) > created(deployment))
+        .len();
+    if newer < HISTORY {
+        return Ok(Action::await_change());
+    }
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    match cluster.deployments.delete_unchanged(deployment).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(e) if e.is_conflict() || e.is_not_found() => Ok(Action::await_change()),
+        Err(e) => Err(Error::StatusWrite(name, e)),
+    }
+}
+
 /// Every wanted instance of the current version runs and nothing else is left.
 fn converged(app: &App, tasks: &[Arc<Task>]) -> bool {
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
-    let running = tasks.iter().filter(|t| t.spec.app_version == app.version() && t.state() == TaskState::Running).count();
+    let running = tasks
+        .iter()
+        .filter(|t| t.spec.app_version == app.version() && t.state() == TaskState::Running)
+        .count();
     running == wanted && tasks.len() == wanted
 }

@@ -18,11 +18,24 @@ pub enum Error {
 
 pub async fn run(cluster: Cluster, token: CancellationToken) {
     let tasks = cluster.task_cache.store();
-    let controller = Controller::new(&cluster.task_cache, token).watches(&cluster.app_cache, move |app: &App| {
-        let name = app.metadata.name.clone().unwrap_or_default();
-        tasks.filter(|t| t.spec.app_id == name).iter().map(|t| t.key()).collect()
-    });
-    controller.run(reconcile, |_, _, _| Action::await_change(), Arc::new(cluster)).await;
+    let controller = Controller::new(&cluster.task_cache, token).watches(
+        &cluster.app_cache,
+        move |app: &App| {
+            let name = app.metadata.name.clone().unwrap_or_default();
+            tasks
+                .filter(|t| t.spec.app_id == name)
+                .iter()
+                .map(|t| t.key())
+                .collect()
+        },
+    );
+    controller
+        .run(
+            reconcile,
+            |_, _, _| Action::await_change(),
+            Arc::new(cluster),
+        )
+        .await;
 }
 
 async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Error> {
@@ -31,14 +44,24 @@ async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     // The cache may lag behind a just-created app: only etcd itself may say it is gone.
-    if cluster.apps.get(app_id).await.map_err(|e| Error::AppLookup(app_id.clone(), e))?.is_some() {
+    if cluster
+        .apps
+        .get(app_id)
+        .await
+        .map_err(|e| Error::AppLookup(app_id.clone(), e))?
+        .is_some()
+    {
         return Ok(Action::await_change());
     }
     let name = task.key();
     let result = if task.state().is_terminal() {
         cluster.tasks.delete_unchanged(&task).await
     } else if !task.spec.kill {
-        cluster.tasks.modify(&name, |t| !std::mem::replace(&mut t.spec.kill, true)).await.map(|_| ())
+        cluster
+            .tasks
+            .modify(&name, |t| !std::mem::replace(&mut t.spec.kill, true))
+            .await
+            .map(|_| ())
     } else {
         Ok(())
     };

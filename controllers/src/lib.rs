@@ -30,8 +30,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts one watcher per kind; the caches fill in the background.
     pub fn watch(client: &Client, token: &CancellationToken) -> Cluster {
-        let (apps, tasks, nodes, offers, deployments) =
-            (Api::new(client), Api::new(client), Api::new(client), Api::new(client), Api::new(client));
+        let (apps, tasks, nodes, offers, deployments) = (
+            Api::new(client),
+            Api::new(client),
+            Api::new(client),
+            Api::new(client),
+            Api::new(client),
+        );
         Cluster {
             app_cache: Reflector::start(Api::clone(&apps), "", token.clone()),
             task_cache: Reflector::start(Api::clone(&tasks), "", token.clone()),

@@ -96,7 +96,10 @@ fn default_kill_grace() -> f64 {
     3.0
 }
 fn default_networks() -> Vec<Network> {
-    vec![Network { mode: NetworkMode::Host, name: None }]
+    vec![Network {
+        mode: NetworkMode::Host,
+        name: None,
+    }]
 }
 
 /// What runs the task: Docker (`DOCKER`) or Mesos' containerizer (`MESOS`, run as a process here).
@@ -294,7 +297,10 @@ fn one() -> f64 {
 
 impl Default for UpgradeStrategy {
     fn default() -> Self {
-        Self { minimum_health_capacity: 1.0, maximum_over_capacity: 1.0 }
+        Self {
+            minimum_health_capacity: 1.0,
+            maximum_over_capacity: 1.0,
+        }
     }
 }
 
@@ -366,10 +372,20 @@ impl AppSpec {
     pub fn requested_host_ports(&self) -> Vec<u16> {
         let bridge = self.networks.iter().any(|n| n.mode == NetworkMode::Bridge);
         if bridge {
-            let mappings = self.container.as_ref().map(|c| c.port_mappings.as_slice()).unwrap_or_default();
-            mappings.iter().map(|m| u16::try_from(m.host_port.unwrap_or(0)).unwrap_or(0)).collect()
+            let mappings = self
+                .container
+                .as_ref()
+                .map(|c| c.port_mappings.as_slice())
+                .unwrap_or_default();
+            mappings
+                .iter()
+                .map(|m| u16::try_from(m.host_port.unwrap_or(0)).unwrap_or(0))
+                .collect()
         } else {
-            self.port_definitions.iter().map(|p| u16::try_from(p.port).unwrap_or(0)).collect()
+            self.port_definitions
+                .iter()
+                .map(|p| u16::try_from(p.port).unwrap_or(0))
+                .collect()
         }
     }
 }
@@ -377,12 +393,20 @@ impl AppSpec {
 impl App {
     /// The app's version (Marathon's `versionInfo.lastConfigChangeAt`); empty before it is stored.
     pub fn version(&self) -> &str {
-        self.metadata.annotations.as_ref().and_then(|a| a.get(VERSION_ANNOTATION)).map(String::as_str).unwrap_or_default()
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(VERSION_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     /// The spec a config change compares: everything but `instances`.
     pub fn config(&self) -> AppSpec {
-        AppSpec { instances: 0, ..self.spec.clone() }
+        AppSpec {
+            instances: 0,
+            ..self.spec.clone()
+        }
     }
 
     /// A minimal valid app, for tests and examples.

@@ -4,7 +4,13 @@ use crate::{App, CustomResourceExt, Deployment, Node, Offer, Task};
 
 /// `(file name, YAML)` for each kind, in a stable order.
 pub fn all() -> Vec<(String, String)> {
-    let crds = [App::crd(), Task::crd(), Node::crd(), Offer::crd(), Deployment::crd()];
+    let crds = [
+        App::crd(),
+        Task::crd(),
+        Node::crd(),
+        Offer::crd(),
+        Deployment::crd(),
+    ];
     crds.iter()
         .map(|crd| {
             let name = format!("{}.yaml", crd.spec.names.plural);

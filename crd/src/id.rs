@@ -10,8 +10,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 static SEGMENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$")
-        .expect("segment regex is valid")
+    Regex::new(
+        r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$",
+    )
+    .expect("segment regex is valid")
 });
 
 /// An absolute Marathon path id, held as its segments.
@@ -22,7 +24,11 @@ impl AppId {
     /// Parses `/prod/web`, `prod/web`, `//prod/web` (a doubled slash is tolerated, as Marathon
     /// did) or the record name `prod_web`. Relative segments `.` and `..` are resolved.
     pub fn parse(input: &str) -> Result<AppId, String> {
-        let path = if input.contains('/') { input.to_string() } else { input.replace('_', "/") };
+        let path = if input.contains('/') {
+            input.to_string()
+        } else {
+            input.replace('_', "/")
+        };
         let mut segments: Vec<String> = Vec::new();
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             match segment {
@@ -31,9 +37,11 @@ impl AppId {
                     segments.pop();
                 }
                 s if SEGMENT.is_match(s) => segments.push(s.to_string()),
-                s => return Err(format!(
-                    "'{s}' in id '{input}' is not a valid segment: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-                )),
+                s => {
+                    return Err(format!(
+                        "'{s}' in id '{input}' is not a valid segment: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+                    ));
+                }
             }
         }
         if segments.is_empty() {
@@ -76,7 +84,10 @@ mod tests {
     #[test]
     fn accepts_marathon_spellings() {
         assert_eq!(AppId::parse("prod//web").unwrap().path(), "/prod/web");
-        assert_eq!(AppId::parse("/prod/./x/../web").unwrap().path(), "/prod/web");
+        assert_eq!(
+            AppId::parse("/prod/./x/../web").unwrap().path(),
+            "/prod/web"
+        );
         assert_eq!(AppId::parse("web").unwrap().path(), "/web");
     }
 

@@ -31,7 +31,14 @@ pub const API_VERSION: &str = "pacer.io/v1";
 
 /// A record kind stored in etcd under `<prefix>/<plural>/<key>`.
 pub trait Record:
-    Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync + 'static
+    Resource<DynamicType = ()>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
 {
     /// The key of this record below its kind's prefix. Most kinds use their name; tasks nest
     /// under their node so that an agent can watch only its own.
@@ -51,7 +58,10 @@ impl Record for Offer {}
 impl Record for Deployment {}
 impl Record for Task {
     fn key(&self) -> String {
-        task::task_key(&self.spec.node, self.meta().name.as_deref().unwrap_or_default())
+        task::task_key(
+            &self.spec.node,
+            self.meta().name.as_deref().unwrap_or_default(),
+        )
     }
 }
 

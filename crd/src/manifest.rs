@@ -2,10 +2,10 @@
 
 use serde_json::Value;
 
+use crate::API_VERSION;
 use crate::app::App;
 use crate::error::{FieldError, FieldErrors};
 use crate::id::AppId;
-use crate::API_VERSION;
 
 /// A record a user may apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +36,10 @@ impl Manifest {
         let mut app: App = serde_path_to_error::deserialize(doc).map_err(|e| {
             let path = e.path().to_string();
             let reason = e.into_inner().to_string();
-            FieldErrors(vec![FieldError::new(if path == "." { String::new() } else { path }, reason)])
+            FieldErrors(vec![FieldError::new(
+                if path == "." { String::new() } else { path },
+                reason,
+            )])
         })?;
         let mut problems = Vec::new();
         match app.metadata.name.as_deref().map(AppId::parse) {
@@ -53,17 +56,32 @@ impl Manifest {
 /// kube-derive types accept any `kind`, so the header is checked on the raw document first.
 fn check_header(doc: &Value) -> Result<(), FieldErrors> {
     let Some(map) = doc.as_object() else {
-        return Err(FieldErrors(vec![FieldError::new("", "a manifest must be a mapping with apiVersion, kind, metadata and spec")]));
+        return Err(FieldErrors(vec![FieldError::new(
+            "",
+            "a manifest must be a mapping with apiVersion, kind, metadata and spec",
+        )]));
     };
     let mut problems = Vec::new();
     match map.get("apiVersion").and_then(Value::as_str) {
         Some(API_VERSION) => {}
-        Some(other) => problems.push(FieldError::new("apiVersion", format!("'{other}' is not served: use {API_VERSION}"))),
-        None => problems.push(FieldError::new("apiVersion", format!("is required ({API_VERSION})"))),
+        Some(other) => problems.push(FieldError::new(
+            "apiVersion",
+            format!("'{other}' is not served: use {API_VERSION}"),
+        )),
+        None => problems.push(FieldError::new(
+            "apiVersion",
+            format!("is required ({API_VERSION})"),
+        )),
     }
     match map.get("kind").and_then(Value::as_str) {
         Some(kind) if APPLYABLE_KINDS.contains(&kind) => {}
-        Some(other) => problems.push(FieldError::new("kind", format!("unknown kind '{other}': expected one of {}", APPLYABLE_KINDS.join(", ")))),
+        Some(other) => problems.push(FieldError::new(
+            "kind",
+            format!(
+                "unknown kind '{other}': expected one of {}",
+                APPLYABLE_KINDS.join(", ")
+            ),
+        )),
         None => problems.push(FieldError::new("kind", "is required")),
     }
     FieldErrors(problems).into_result()
@@ -78,7 +96,8 @@ pub enum ParseError {
 
 /// Splits a YAML (or JSON) text into its documents, skipping empty ones.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, ParseError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| ParseError::Syntax(e.to_string()))?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -96,36 +115,59 @@ mod tests {
         let yaml = "apiVersion: pacer.io/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: sleep 1}\n---\n---\n{\"apiVersion\": \"pacer.io/v1\", \"kind\": \"App\", \"metadata\": {\"name\": \"/prod/b\"}, \"spec\": {\"cmd\": \"x\", \"instances\": 3}}\n";
         let docs = parse_documents(yaml).unwrap();
         assert_eq!(docs.len(), 2);
-        let names: Vec<String> = docs.into_iter().map(|d| Manifest::from_value(d).unwrap().name().to_string()).collect();
+        let names: Vec<String> = docs
+            .into_iter()
+            .map(|d| Manifest::from_value(d).unwrap().name().to_string())
+            .collect();
         assert_eq!(names, vec!["a", "prod_b"]);
     }
 
     #[test]
     fn header_is_checked_before_the_body() {
-        let e = first_error("apiVersion: pacer.io/v1\nkind: Pod\nmetadata: {name: a}\nspec: {cmd: 3}\n");
+        let e = first_error(
+            "apiVersion: pacer.io/v1\nkind: Pod\nmetadata: {name: a}\nspec: {cmd: 3}\n",
+        );
         assert_eq!(e.path, "kind");
         assert!(e.reason.contains("unknown kind 'Pod'"), "{}", e.reason);
-        assert_eq!(first_error("apiVersion: v1\nkind: App\nmetadata: {name: a}\nspec: {}\n").path, "apiVersion");
+        assert_eq!(
+            first_error("apiVersion: v1\nkind: App\nmetadata: {name: a}\nspec: {}\n").path,
+            "apiVersion"
+        );
     }
 
     #[test]
     fn wrong_type_names_the_field() {
-        let e = first_error("apiVersion: pacer.io/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: x, instances: three}\n");
+        let e = first_error(
+            "apiVersion: pacer.io/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: x, instances: three}\n",
+        );
         assert_eq!(e.path, "spec.instances");
         assert!(e.reason.contains("invalid type"), "{}", e.reason);
     }
 
     #[test]
     fn unknown_field_is_an_error() {
-        let e = first_error("apiVersion: pacer.io/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: x, instnces: 3}\n");
-        assert!(e.reason.contains("unknown field `instnces`"), "{}", e.reason);
+        let e = first_error(
+            "apiVersion: pacer.io/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: x, instnces: 3}\n",
+        );
+        assert!(
+            e.reason.contains("unknown field `instnces`"),
+            "{}",
+            e.reason
+        );
     }
 
     #[test]
     fn defaults_are_filled() {
-        let doc = parse_documents("apiVersion: pacer.io/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: x}\n").unwrap().remove(0);
+        let doc = parse_documents(
+            "apiVersion: pacer.io/v1\nkind: App\nmetadata: {name: a}\nspec: {cmd: x}\n",
+        )
+        .unwrap()
+        .remove(0);
         let Manifest::App(app) = Manifest::from_value(doc).unwrap();
-        assert_eq!((app.spec.instances, app.spec.cpus, app.spec.mem), (1, 1.0, 128.0));
+        assert_eq!(
+            (app.spec.instances, app.spec.cpus, app.spec.mem),
+            (1, 1.0, 128.0)
+        );
         assert_eq!(app.spec.upgrade_strategy.minimum_health_capacity, 1.0);
         assert_eq!(app.spec.backoff_factor, 1.15);
     }

@@ -59,21 +59,35 @@ impl Resources {
 
     /// Whether `need` fits in `self`; if not, which resource is short, in plain words.
     pub fn fits(&self, need: &Resources) -> Result<(), String> {
-        let short = [("cpus", self.cpus, need.cpus), ("mem", self.mem, need.mem), ("disk", self.disk, need.disk)]
-            .into_iter()
-            .filter(|(_, have, want)| want - have > EPSILON)
-            .map(|(name, have, want)| format!("{name}: {want} wanted, {have} free"))
-            .collect::<Vec<_>>();
-        if short.is_empty() { Ok(()) } else { Err(short.join(", ")) }
+        let short = [
+            ("cpus", self.cpus, need.cpus),
+            ("mem", self.mem, need.mem),
+            ("disk", self.disk, need.disk),
+        ]
+        .into_iter()
+        .filter(|(_, have, want)| want - have > EPSILON)
+        .map(|(name, have, want)| format!("{name}: {want} wanted, {have} free"))
+        .collect::<Vec<_>>();
+        if short.is_empty() {
+            Ok(())
+        } else {
+            Err(short.join(", "))
+        }
     }
 
     pub fn minus(&self, other: &Resources) -> Resources {
-        Resources::new(self.cpus - other.cpus, self.mem - other.mem, self.disk - other.disk)
+        Resources::new(
+            self.cpus - other.cpus,
+            self.mem - other.mem,
+            self.disk - other.disk,
+        )
     }
 }
 
 /// An inclusive range of ports.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub struct PortRange {
     pub begin: u16,
     pub end: u16,
@@ -82,8 +96,14 @@ pub struct PortRange {
 impl PortRange {
     /// Parses Mesos' `31000-32000`.
     pub fn parse(text: &str) -> Result<PortRange, String> {
-        let (a, b) = text.split_once('-').ok_or_else(|| format!("port range '{text}' is not BEGIN-END"))?;
-        let parse = |s: &str| s.trim().parse::<u16>().map_err(|e| format!("port '{s}' in '{text}': {e}"));
+        let (a, b) = text
+            .split_once('-')
+            .ok_or_else(|| format!("port range '{text}' is not BEGIN-END"))?;
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u16>()
+                .map_err(|e| format!("port '{s}' in '{text}': {e}"))
+        };
         let (begin, end) = (parse(a)?, parse(b)?);
         if begin > end {
             return Err(format!("port range '{text}' ends before it begins"));
@@ -105,12 +125,18 @@ pub fn subtract_ports(ranges: &[PortRange], used: &[u16]) -> Vec<PortRange> {
         let mut start = u32::from(range.begin);
         for &port in used.iter().filter(|p| range.contains(**p)) {
             if u32::from(port) > start {
-                out.push(PortRange { begin: start as u16, end: port - 1 });
+                out.push(PortRange {
+                    begin: start as u16,
+                    end: port - 1,
+                });
             }
             start = start.max(u32::from(port) + 1);
         }
         if start <= u32::from(range.end) {
-            out.push(PortRange { begin: start as u16, end: range.end });
+            out.push(PortRange {
+                begin: start as u16,
+                end: range.end,
+            });
         }
     }
     out
@@ -125,7 +151,10 @@ pub fn pick_ports(free: &[PortRange], wanted: &[u16]) -> Result<Vec<u16>, String
         }
         taken.push(port);
     }
-    let mut candidates = free.iter().flat_map(|r| r.begin..=r.end).filter(|p| !wanted.contains(p));
+    let mut candidates = free
+        .iter()
+        .flat_map(|r| r.begin..=r.end)
+        .filter(|p| !wanted.contains(p));
     let mut picked = Vec::with_capacity(wanted.len());
     for &port in wanted {
         if port != 0 {
@@ -150,15 +179,27 @@ mod tests {
 
     #[test]
     fn subtract_splits_ranges() {
-        assert_eq!(subtract_ports(&[r(10, 20)], &[10, 15, 20]), vec![r(11, 14), r(16, 19)]);
+        assert_eq!(
+            subtract_ports(&[r(10, 20)], &[10, 15, 20]),
+            vec![r(11, 14), r(16, 19)]
+        );
         assert_eq!(subtract_ports(&[r(10, 12)], &[10, 11, 12]), vec![]);
-        assert_eq!(subtract_ports(&[r(10, 12), r(30, 30)], &[99]), vec![r(10, 12), r(30, 30)]);
-        assert_eq!(subtract_ports(&[r(65535, 65535)], &[]), vec![r(65535, 65535)]);
+        assert_eq!(
+            subtract_ports(&[r(10, 12), r(30, 30)], &[99]),
+            vec![r(10, 12), r(30, 30)]
+        );
+        assert_eq!(
+            subtract_ports(&[r(65535, 65535)], &[]),
+            vec![r(65535, 65535)]
+        );
     }
 
     #[test]
     fn pick_takes_fixed_and_lowest_free() {
-        assert_eq!(pick_ports(&[r(10, 20)], &[0, 12, 0]).unwrap(), vec![10, 12, 11]);
+        assert_eq!(
+            pick_ports(&[r(10, 20)], &[0, 12, 0]).unwrap(),
+            vec![10, 12, 11]
+        );
         assert!(pick_ports(&[r(10, 11)], &[0, 0, 0]).is_err());
         assert!(pick_ports(&[r(10, 11)], &[30]).is_err());
         assert!(pick_ports(&[r(10, 11)], &[10, 10]).is_err());

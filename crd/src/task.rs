@@ -65,7 +65,10 @@ pub enum TaskState {
 impl TaskState {
     /// A terminal task holds no resources and will never run again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Finished | Self::Failed | Self::Killed | Self::Error | Self::Lost)
+        matches!(
+            self,
+            Self::Finished | Self::Failed | Self::Killed | Self::Error | Self::Lost
+        )
     }
 
     /// Marathon's spelling, e.g. `TASK_RUNNING`.

@@ -4,7 +4,9 @@ use crate::app::{AppSpec, ContainerType, HealthProtocol, NetworkMode};
 use crate::error::FieldError;
 use crate::id::AppId;
 
-const OPERATORS: [&str; 7] = ["UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS"];
+const OPERATORS: [&str; 7] = [
+    "UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS",
+];
 
 /// Collects problems under one path prefix.
 struct Problems {
@@ -38,19 +40,51 @@ impl AppSpec {
     }
 
     fn check_scalars(&self, p: &mut Problems) {
-        p.check(self.instances >= 0, "spec.instances", format!("must be >= 0 (got {})", self.instances));
+        p.check(
+            self.instances >= 0,
+            "spec.instances",
+            format!("must be >= 0 (got {})", self.instances),
+        );
         for (name, value) in [("cpus", self.cpus), ("mem", self.mem), ("disk", self.disk)] {
-            p.check(value.is_finite() && value >= 0.0, format!("spec.{name}"), format!("must be >= 0 (got {value})"));
+            p.check(
+                value.is_finite() && value >= 0.0,
+                format!("spec.{name}"),
+                format!("must be >= 0 (got {value})"),
+            );
         }
-        p.check(self.backoff_seconds >= 0.0, "spec.backoffSeconds", "must be >= 0");
-        p.check(self.backoff_factor >= 1.0, "spec.backoffFactor", "must be >= 1");
-        p.check(self.max_launch_delay_seconds >= 0.0, "spec.maxLaunchDelaySeconds", "must be >= 0");
-        p.check(self.task_kill_grace_period_seconds >= 0.0, "spec.taskKillGracePeriodSeconds", "must be >= 0");
+        p.check(
+            self.backoff_seconds >= 0.0,
+            "spec.backoffSeconds",
+            "must be >= 0",
+        );
+        p.check(
+            self.backoff_factor >= 1.0,
+            "spec.backoffFactor",
+            "must be >= 1",
+        );
+        p.check(
+            self.max_launch_delay_seconds >= 0.0,
+            "spec.maxLaunchDelaySeconds",
+            "must be >= 0",
+        );
+        p.check(
+            self.task_kill_grace_period_seconds >= 0.0,
+            "spec.taskKillGracePeriodSeconds",
+            "must be >= 0",
+        );
         for key in self.env.keys() {
-            p.check(!key.is_empty() && !key.contains('='), format!("spec.env.{key}"), "name must be non-empty without '='");
+            p.check(
+                !key.is_empty() && !key.contains('='),
+                format!("spec.env.{key}"),
+                "name must be non-empty without '='",
+            );
         }
         for (i, def) in self.port_definitions.iter().enumerate() {
-            p.check((0..=65535).contains(&def.port), format!("spec.portDefinitions[{i}].port"), "must be 0..65535");
+            p.check(
+                (0..=65535).contains(&def.port),
+                format!("spec.portDefinitions[{i}].port"),
+                "must be 0..65535",
+            );
         }
     }
 
@@ -61,8 +95,14 @@ impl AppSpec {
             "spec.args",
             "cmd and args are exclusive: give one of them",
         );
-        let runnable = has_cmd || self.args.as_ref().is_some_and(|a| !a.is_empty()) || self.container.is_some();
-        p.check(runnable, "spec.cmd", "an app needs cmd, args or a container");
+        let runnable = has_cmd
+            || self.args.as_ref().is_some_and(|a| !a.is_empty())
+            || self.container.is_some();
+        p.check(
+            runnable,
+            "spec.cmd",
+            "an app needs cmd, args or a container",
+        );
     }
 
     fn check_container(&self, p: &mut Problems) {
@@ -73,34 +113,67 @@ impl AppSpec {
             "host networking cannot be combined with other networks",
         );
         let Some(container) = &self.container else {
-            p.check(!bridge, "spec.networks", "container/bridge networking needs a container");
+            p.check(
+                !bridge,
+                "spec.networks",
+                "container/bridge networking needs a container",
+            );
             return;
         };
         if container.kind == ContainerType::Docker {
-            let image = container.docker.as_ref().map(|d| d.image.trim()).unwrap_or_default();
-            p.check(!image.is_empty(), "spec.container.docker.image", "is required for a DOCKER container");
+            let image = container
+                .docker
+                .as_ref()
+                .map(|d| d.image.trim())
+                .unwrap_or_default();
+            p.check(
+                !image.is_empty(),
+                "spec.container.docker.image",
+                "is required for a DOCKER container",
+            );
         }
         p.check(
-            container.port_mappings.is_empty() || self.networks.iter().any(|n| n.mode != NetworkMode::Host),
+            container.port_mappings.is_empty()
+                || self.networks.iter().any(|n| n.mode != NetworkMode::Host),
             "spec.container.portMappings",
             "port mappings need container or container/bridge networking",
         );
         for (i, m) in container.port_mappings.iter().enumerate() {
             let at = format!("spec.container.portMappings[{i}]");
-            p.check((0..=65535).contains(&m.container_port), format!("{at}.containerPort"), "must be 0..65535");
+            p.check(
+                (0..=65535).contains(&m.container_port),
+                format!("{at}.containerPort"),
+                "must be 0..65535",
+            );
             p.check(
                 m.host_port.is_none_or(|h| (0..=65535).contains(&h)),
                 format!("{at}.hostPort"),
                 "must be 0..65535",
             );
-            p.check((0..=65535).contains(&m.service_port), format!("{at}.servicePort"), "must be 0..65535");
-            p.check(matches!(m.protocol.as_str(), "tcp" | "udp" | "udp,tcp" | "tcp,udp"), format!("{at}.protocol"), "must be tcp, udp or udp,tcp");
+            p.check(
+                (0..=65535).contains(&m.service_port),
+                format!("{at}.servicePort"),
+                "must be 0..65535",
+            );
+            p.check(
+                matches!(m.protocol.as_str(), "tcp" | "udp" | "udp,tcp" | "tcp,udp"),
+                format!("{at}.protocol"),
+                "must be tcp, udp or udp,tcp",
+            );
         }
         for (i, v) in container.volumes.iter().enumerate() {
             let at = format!("spec.container.volumes[{i}]");
-            p.check(!v.container_path.is_empty(), format!("{at}.containerPath"), "is required");
+            p.check(
+                !v.container_path.is_empty(),
+                format!("{at}.containerPath"),
+                "is required",
+            );
             if let Some(host) = &v.host_path {
-                p.check(host.starts_with('/'), format!("{at}.hostPath"), "must be an absolute path");
+                p.check(
+                    host.starts_with('/'),
+                    format!("{at}.hostPath"),
+                    "must be an absolute path",
+                );
             }
         }
     }
@@ -109,24 +182,47 @@ impl AppSpec {
         for (i, c) in self.constraints.iter().enumerate() {
             let at = format!("spec.constraints[{i}]");
             if !(2..=3).contains(&c.len()) {
-                p.check(false, at, "must be [field, operator] or [field, operator, value]");
+                p.check(
+                    false,
+                    at,
+                    "must be [field, operator] or [field, operator, value]",
+                );
                 continue;
             }
             let op = c[1].as_str();
             if !OPERATORS.contains(&op) {
-                p.check(false, format!("{at}[1]"), format!("unknown operator '{op}': use one of {}", OPERATORS.join(", ")));
+                p.check(
+                    false,
+                    format!("{at}[1]"),
+                    format!(
+                        "unknown operator '{op}': use one of {}",
+                        OPERATORS.join(", ")
+                    ),
+                );
                 continue;
             }
             let value = c.get(2);
             let needs_value = matches!(op, "CLUSTER" | "LIKE" | "UNLIKE" | "MAX_PER" | "IS");
-            p.check(!needs_value || value.is_some(), format!("{at}[2]"), format!("{op} needs a value"));
-            if let (Some(v), "LIKE" | "UNLIKE") = (value, op) {
-                if let Err(e) = regex::Regex::new(&format!("^(?:{v})$")) {
-                    p.check(false, format!("{at}[2]"), format!("not a valid regular expression: {e}"));
-                }
+            p.check(
+                !needs_value || value.is_some(),
+                format!("{at}[2]"),
+                format!("{op} needs a value"),
+            );
+            if let (Some(v), "LIKE" | "UNLIKE") = (value, op)
+                && let Err(e) = regex::Regex::new(&format!("^(?:{v})$"))
+            {
+                p.check(
+                    false,
+                    format!("{at}[2]"),
+                    format!("not a valid regular expression: {e}"),
+                );
             }
             if let (Some(v), "MAX_PER" | "GROUP_BY") = (value, op) {
-                p.check(v.parse::<u32>().is_ok_and(|n| n > 0), format!("{at}[2]"), format!("{op} needs a positive integer"));
+                p.check(
+                    v.parse::<u32>().is_ok_and(|n| n > 0),
+                    format!("{at}[2]"),
+                    format!("{op} needs a positive integer"),
+                );
             }
         }
     }
@@ -135,7 +231,11 @@ impl AppSpec {
         for (i, hc) in self.health_checks.iter().enumerate() {
             let at = format!("spec.healthChecks[{i}]");
             if hc.protocol == HealthProtocol::Command {
-                p.check(hc.command.is_some(), format!("{at}.command"), "is required for COMMAND checks");
+                p.check(
+                    hc.command.is_some(),
+                    format!("{at}.command"),
+                    "is required for COMMAND checks",
+                );
             } else {
                 p.check(
                     !(hc.port.is_some() && hc.port_index.is_some()),
@@ -219,6 +319,9 @@ mod tests {
 
     #[test]
     fn bridge_needs_a_container() {
-        assert_eq!(paths(json!({"cmd": "x", "networks": [{"mode": "container/bridge"}]})), vec!["spec.networks"]);
+        assert_eq!(
+            paths(json!({"cmd": "x", "networks": [{"mode": "container/bridge"}]})),
+            vec!["spec.networks"]
+        );
     }
 }

@@ -16,5 +16,8 @@ fn committed_crds_match_the_types() {
             stale.push(file);
         }
     }
-    assert!(stale.is_empty(), "manifests/crds is out of date for {stale:?}: run `make crds`");
+    assert!(
+        stale.is_empty(),
+        "manifests/crds is out of date for {stale:?}: run `make crds`"
+    );
 }

@@ -19,8 +19,16 @@ pub fn pacer_bin() -> PathBuf {
         return bin.into();
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("pacer")).expect("target dir");
-    assert!(bin.exists(), "{} is missing: build it first (`cargo build -p pacer-cli`, done by `make test`)", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("pacer"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p pacer-cli`, done by `make test`)",
+        bin.display()
+    );
     bin
 }
 
@@ -41,7 +49,9 @@ impl Cluster {
     pub async fn start(name: &str, cpus: f64, mem: f64, ports: (u16, u16)) -> Cluster {
         ensure_image();
         let dir = tempfile::tempdir().expect("temp dir");
-        let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0).await.expect("etcd starts");
+        let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0)
+            .await
+            .expect("etcd starts");
         let node = format!("e2e-{name}-{}", std::process::id());
         let server = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.path().join("pacer.log")).expect("log file");
@@ -49,7 +59,14 @@ impl Cluster {
             .args(["up", "--etcd", &etcd.endpoint, "--listen", &server])
             .args(["--agent-listen", &format!("127.0.0.1:{}", free_port())])
             .args(["--node-name", &node, "--hostname", "127.0.0.1"])
-            .args(["--cpus", &cpus.to_string(), "--mem", &mem.to_string(), "--disk", "1000"])
+            .args([
+                "--cpus",
+                &cpus.to_string(),
+                "--mem",
+                &mem.to_string(),
+                "--disk",
+                "1000",
+            ])
             .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
             .arg("--work-dir")
             .arg(dir.path().join("agent"))
@@ -79,7 +96,12 @@ impl Cluster {
             if self.offers().await.iter().any(|o| o.spec.node == self.node) {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {} did not register within {limit:?}; log:\n{}", self.node, self.log());
+            assert!(
+                Instant::now() < deadline,
+                "node {} did not register within {limit:?}; log:\n{}",
+                self.node,
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -95,7 +117,11 @@ impl Cluster {
 
     /// Runs the CLI against this cluster.
     pub fn pacer(&self, args: &[&str]) -> Output {
-        Command::new(pacer_bin()).args(args).env("PACER_SERVER", &self.server).output().expect("pacer runs")
+        Command::new(pacer_bin())
+            .args(args)
+            .env("PACER_SERVER", &self.server)
+            .output()
+            .expect("pacer runs")
     }
 
     /// Writes `text` to a file in the test's folder and applies it; the CLI's output.
@@ -107,7 +133,9 @@ impl Cluster {
 
     async fn items<K: serde::de::DeserializeOwned>(&self, plural: &str) -> Vec<K> {
         let url = format!("{}/apis/pacer.io/v1/{plural}", self.server);
-        let Ok(resp) = self.http.get(&url).send().await else { return vec![] };
+        let Ok(resp) = self.http.get(&url).send().await else {
+            return vec![];
+        };
         let body: Value = resp.json().await.unwrap_or_default();
         serde_json::from_value(body["items"].clone()).unwrap_or_default()
     }
@@ -131,17 +159,30 @@ impl Cluster {
     /// Tasks of `app` in state TASK_RUNNING.
     pub async fn running(&self, app: &str) -> Vec<Task> {
         let all = self.tasks().await;
-        all.into_iter().filter(|t| t.spec.app_id == app && t.state() == pacer_crd::TaskState::Running).collect()
+        all.into_iter()
+            .filter(|t| t.spec.app_id == app && t.state() == pacer_crd::TaskState::Running)
+            .collect()
     }
 
     /// Ids of this node's containers (all states) with label `key=value`.
     pub fn containers(&self, app: Option<&str>) -> Vec<String> {
-        let mut args = vec!["ps".to_string(), "-aq".into(), "--filter".into(), format!("label=pacer.io/node={}", self.node)];
+        let mut args = vec![
+            "ps".to_string(),
+            "-aq".into(),
+            "--filter".into(),
+            format!("label=pacer.io/node={}", self.node),
+        ];
         if let Some(app) = app {
             args.extend(["--filter".into(), format!("label=pacer.io/app={app}")]);
         }
-        let out = Command::new("docker").args(&args).output().expect("docker ps");
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        let out = Command::new("docker")
+            .args(&args)
+            .output()
+            .expect("docker ps");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Polls `check` until it returns Some, failing with `what` and the server log after `limit`.
@@ -174,7 +215,11 @@ impl Drop for Cluster {
         let _ = self.process.wait();
         let ids = self.containers(None);
         if !ids.is_empty() {
-            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
         }
     }
 }
@@ -188,12 +233,18 @@ fn tail(text: &str, lines: usize) -> String {
 pub fn ensure_image() {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
-        let present = Command::new("docker").args(["image", "inspect", IMAGE]).output().is_ok_and(|o| o.status.success());
+        let present = Command::new("docker")
+            .args(["image", "inspect", IMAGE])
+            .output()
+            .is_ok_and(|o| o.status.success());
         if present {
             return;
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../e2e/images/build.sh");
-        let status = Command::new("bash").arg(script).status().expect("image build runs");
+        let status = Command::new("bash")
+            .arg(script)
+            .status()
+            .expect("image build runs");
         assert!(status.success(), "building {IMAGE} failed");
     });
 }

@@ -2,7 +2,9 @@
 
 use std::marker::PhantomData;
 
-use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
 use pacer_crd::{HasStatus, Record};
 
 use crate::client::Client;
@@ -19,9 +21,18 @@ pub enum Error {
     #[error("etcd request failed")]
     Etcd(#[from] etcd_client::Error),
     #[error("record at '{key}' is not a valid {kind}")]
-    Decode { kind: String, key: String, #[source] source: serde_json::Error },
+    Decode {
+        kind: String,
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("{kind} cannot be encoded")]
-    Encode { kind: String, #[source] source: serde_json::Error },
+    Encode {
+        kind: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -50,14 +61,24 @@ pub struct Api<K> {
 
 impl<K> Clone for Api<K> {
     fn clone(&self) -> Self {
-        Api { client: self.client.clone(), root: self.root.clone(), kind: self.kind.clone(), _kind: PhantomData }
+        Api {
+            client: self.client.clone(),
+            root: self.root.clone(),
+            kind: self.kind.clone(),
+            _kind: PhantomData,
+        }
     }
 }
 
 impl<K: Record> Api<K> {
     pub fn new(client: &Client) -> Self {
         let root = format!("{}{}/", client.prefix(), K::plural_name());
-        Api { client: client.clone(), root, kind: K::kind(&()).into_owned(), _kind: PhantomData }
+        Api {
+            client: client.clone(),
+            root,
+            kind: K::kind(&()).into_owned(),
+            _kind: PhantomData,
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -93,7 +114,10 @@ impl<K: Record> Api<K> {
     pub fn encode(&self, obj: &K) -> Result<Vec<u8>, Error> {
         let mut obj = obj.clone();
         obj.meta_mut().resource_version = None;
-        serde_json::to_vec(&obj).map_err(|source| Error::Encode { kind: self.kind.clone(), source })
+        serde_json::to_vec(&obj).map_err(|source| Error::Encode {
+            kind: self.kind.clone(),
+            source,
+        })
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<K>, Error> {
@@ -108,9 +132,17 @@ impl<K: Record> Api<K> {
 
     /// Every record below `sub`, at one revision.
     pub async fn list(&self, sub: &str) -> Result<ObjectList<K>, Error> {
-        let resp = self.client.etcd().get(self.etcd_prefix(sub), Some(GetOptions::new().with_prefix())).await?;
+        let resp = self
+            .client
+            .etcd()
+            .get(self.etcd_prefix(sub), Some(GetOptions::new().with_prefix()))
+            .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let items = resp.kvs().iter().map(|kv| self.decode(kv)).collect::<Result<_, _>>()?;
+        let items = resp
+            .kvs()
+            .iter()
+            .map(|kv| self.decode(kv))
+            .collect::<Result<_, _>>()?;
         Ok(ObjectList { items, revision })
     }
 
@@ -125,10 +157,22 @@ impl<K: Record> Api<K> {
         prepare_new(&mut obj);
         let key = obj.key();
         let ops = vec![self.put_op(&obj, lease)?];
-        let revision = self.commit(vec![Compare::create_revision(self.etcd_key(&key), CompareOp::Equal, 0)], ops).await;
+        let revision = self
+            .commit(
+                vec![Compare::create_revision(
+                    self.etcd_key(&key),
+                    CompareOp::Equal,
+                    0,
+                )],
+                ops,
+            )
+            .await;
         match revision {
             Ok(rev) => Ok(with_revision(obj, rev)),
-            Err(Error::Conflict { .. }) => Err(Error::AlreadyExists { kind: self.kind.clone(), key }),
+            Err(Error::Conflict { .. }) => Err(Error::AlreadyExists {
+                kind: self.kind.clone(),
+                key,
+            }),
             Err(e) => Err(e),
         }
     }
@@ -137,7 +181,10 @@ impl<K: Record> Api<K> {
     pub async fn replace(&self, obj: &K) -> Result<K, Error> {
         let key = obj.key();
         let compare = self.unchanged(obj)?;
-        match self.commit(vec![compare], vec![self.put_op(obj, None)?]).await {
+        match self
+            .commit(vec![compare], vec![self.put_op(obj, None)?])
+            .await
+        {
             Ok(rev) => Ok(with_revision(obj.clone(), rev)),
             Err(Error::Conflict { kind, .. }) => Err(Error::Conflict { kind, key }),
             Err(e) => Err(e),
@@ -160,31 +207,58 @@ impl<K: Record> Api<K> {
     /// A put of `obj` at its key, for callers building their own transactions.
     pub fn put_op(&self, obj: &K, lease: Option<i64>) -> Result<TxnOp, Error> {
         let options = lease.map(|id| PutOptions::new().with_lease(id));
-        Ok(TxnOp::put(self.etcd_key(&obj.key()), self.encode(obj)?, options))
+        Ok(TxnOp::put(
+            self.etcd_key(&obj.key()),
+            self.encode(obj)?,
+            options,
+        ))
     }
 
     /// A compare that holds while `obj` is the version that was read.
     pub fn unchanged(&self, obj: &K) -> Result<Compare, Error> {
-        let rev = obj.meta().resource_version.as_deref().and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-        Ok(Compare::mod_revision(self.etcd_key(&obj.key()), CompareOp::Equal, rev))
+        let rev = obj
+            .meta()
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        Ok(Compare::mod_revision(
+            self.etcd_key(&obj.key()),
+            CompareOp::Equal,
+            rev,
+        ))
     }
 
     /// Runs a transaction; a failed compare is a `Conflict`. Returns the revision it wrote.
     pub async fn commit(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<i64, Error> {
-        let resp = self.client.etcd().txn(Txn::new().when(compares).and_then(ops)).await?;
+        let resp = self
+            .client
+            .etcd()
+            .txn(Txn::new().when(compares).and_then(ops))
+            .await?;
         if !resp.succeeded() {
-            return Err(Error::Conflict { kind: self.kind.clone(), key: self.root.clone() });
+            return Err(Error::Conflict {
+                kind: self.kind.clone(),
+                key: self.root.clone(),
+            });
         }
         Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
     }
 
     fn not_found(&self, key: &str) -> Error {
-        Error::NotFound { kind: self.kind.clone(), key: key.to_string() }
+        Error::NotFound {
+            kind: self.kind.clone(),
+            key: key.to_string(),
+        }
     }
 
     /// Reads a record, lets `change` edit it and writes it back with CAS, retrying on conflict.
     /// `change` returns false to leave the record as it is.
-    pub async fn modify(&self, key: &str, mut change: impl FnMut(&mut K) -> bool) -> Result<K, Error> {
+    pub async fn modify(
+        &self,
+        key: &str,
+        mut change: impl FnMut(&mut K) -> bool,
+    ) -> Result<K, Error> {
         loop {
             let mut obj = self.get_existing(key).await?;
             if !change(&mut obj) {
@@ -219,7 +293,8 @@ where
 pub fn prepare_new<K: Record>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.resource_version = None;
-    meta.uid.get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
+    meta.uid
+        .get_or_insert_with(|| uuid::Uuid::new_v4().to_string());
     meta.generation.get_or_insert(1);
     if meta.creation_timestamp.is_none() {
         meta.creation_timestamp = Some(k8s_time_now());

@@ -13,7 +13,11 @@ pub struct Client {
 
 impl Client {
     /// Connects to the given endpoints, retrying with backoff for up to `patience`.
-    pub async fn connect(endpoints: &[String], prefix: &str, patience: Duration) -> Result<Client, etcd_client::Error> {
+    pub async fn connect(
+        endpoints: &[String],
+        prefix: &str,
+        patience: Duration,
+    ) -> Result<Client, etcd_client::Error> {
         let options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(10))
@@ -33,7 +37,10 @@ impl Client {
             .retry(backoff)
             .notify(|e, d| tracing::info!(error = %e, retry_in = ?d, "etcd not reachable yet"))
             .await?;
-        Ok(Client { etcd, prefix: normalize_prefix(prefix) })
+        Ok(Client {
+            etcd,
+            prefix: normalize_prefix(prefix),
+        })
     }
 
     /// The raw etcd client, for operations the typed API does not cover.
@@ -49,7 +56,11 @@ impl Client {
 
 fn normalize_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_matches('/');
-    if trimmed.is_empty() { "/".into() } else { format!("/{trimmed}/") }
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        format!("/{trimmed}/")
+    }
 }
 
 #[cfg(test)]

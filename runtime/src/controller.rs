@@ -23,19 +23,26 @@ pub struct Action {
 impl Action {
     /// Reconcile again after `delay` even if nothing changes.
     pub fn requeue(delay: Duration) -> Self {
-        Action { requeue_after: Some(delay) }
+        Action {
+            requeue_after: Some(delay),
+        }
     }
 
     /// Reconcile again only when something watched changes. From an error policy: retry with
     /// the key's exponential backoff.
     pub fn await_change() -> Self {
-        Action { requeue_after: None }
+        Action {
+            requeue_after: None,
+        }
     }
 
     pub fn requeue_after(&self) -> Option<Duration> {
         self.requeue_after
     }
 }
+
+/// Queues the keys a watched kind maps to.
+type Resync = Box<dyn Fn(&WorkQueue) + Send + Sync>;
 
 /// Drives reconciles of records of kind `K`.
 pub struct Controller<K> {
@@ -44,7 +51,7 @@ pub struct Controller<K> {
     token: CancellationToken,
     concurrency: usize,
     /// Fills the queue with every key we should reconcile (on start and periodic resync).
-    resyncs: Vec<Box<dyn Fn(&WorkQueue) + Send + Sync>>,
+    resyncs: Vec<Resync>,
     resync_every: Duration,
 }
 
@@ -63,7 +70,11 @@ impl<K: Record> Controller<K> {
     }
 
     /// Also reconciles the keys `mapper` names whenever a record of kind `O` changes.
-    pub fn watches<O: Record>(mut self, reflector: &Reflector<O>, mapper: impl Fn(&O) -> Vec<String> + Send + Sync + 'static) -> Self {
+    pub fn watches<O: Record>(
+        mut self,
+        reflector: &Reflector<O>,
+        mapper: impl Fn(&O) -> Vec<String> + Send + Sync + 'static,
+    ) -> Self {
         let mapper = Arc::new(mapper);
         let store = reflector.store();
         let resync_mapper = mapper.clone();
@@ -72,7 +83,12 @@ impl<K: Record> Controller<K> {
                 resync_mapper(&obj).iter().for_each(|k| queue.add(k));
             }
         }));
-        let (mut rx, queue, token, store) = (reflector.subscribe(), self.queue.clone(), self.token.clone(), reflector.store());
+        let (mut rx, queue, token, store) = (
+            reflector.subscribe(),
+            self.queue.clone(),
+            self.token.clone(),
+            reflector.store(),
+        );
         tokio::spawn(async move {
             loop {
                 let received = tokio::select! {
@@ -80,9 +96,15 @@ impl<K: Record> Controller<K> {
                     r = rx.recv() => r,
                 };
                 match received {
-                    Ok(event) => keys_of(&event, mapper.as_ref()).iter().for_each(|k| queue.add(k)),
+                    Ok(event) => keys_of(&event, mapper.as_ref())
+                        .iter()
+                        .for_each(|k| queue.add(k)),
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        store.list().iter().flat_map(|o| mapper(o)).for_each(|k| queue.add(&k));
+                        store
+                            .list()
+                            .iter()
+                            .flat_map(|o| mapper(o))
+                            .for_each(|k| queue.add(&k));
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
@@ -121,12 +143,19 @@ impl<K: Record> Controller<K> {
                 _ = self.token.cancelled() => break,
                 key = self.queue.next() => key,
             };
-            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
             let Some(obj) = self.store.get(&key) else {
                 self.queue.done(&key);
                 continue;
             };
-            let (queue, ctx, reconcile, error_policy) = (self.queue.clone(), ctx.clone(), reconcile.clone(), error_policy.clone());
+            let (queue, ctx, reconcile, error_policy) = (
+                self.queue.clone(),
+                ctx.clone(),
+                reconcile.clone(),
+                error_policy.clone(),
+            );
             let span = tracing::info_span!("reconcile", kind = %kind, name = %key);
             tokio::spawn(
                 async move {

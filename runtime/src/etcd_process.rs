@@ -29,24 +29,47 @@ impl EtcdProcess {
     /// Starts etcd with its data under `data_dir`, clients on `client_port` (0 = any free port).
     pub async fn start(data_dir: &Path, client_port: u16) -> Result<EtcdProcess, StartError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StartError::DataDir(data_dir.into(), e))?;
-        let client_port = if client_port == 0 { free_port() } else { client_port };
+        let client_port = if client_port == 0 {
+            free_port()
+        } else {
+            client_port
+        };
         let peer = format!("http://127.0.0.1:{}", free_port());
         let endpoint = format!("http://127.0.0.1:{client_port}");
         let log_path = data_dir.join("etcd.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| StartError::DataDir(log_path.clone(), e))?;
+        let log = std::fs::File::create(&log_path)
+            .map_err(|e| StartError::DataDir(log_path.clone(), e))?;
         let member_dir = data_dir.join("member-data").to_string_lossy().into_owned();
         let command: Vec<String> = [
-            "--name", "pacer", "--data-dir", &member_dir,
-            "--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint,
-            "--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer,
-            "--initial-cluster", &format!("pacer={peer}"),
-            "--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1h",
+            "--name",
+            "pacer",
+            "--data-dir",
+            &member_dir,
+            "--listen-client-urls",
+            &endpoint,
+            "--advertise-client-urls",
+            &endpoint,
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &format!("pacer={peer}"),
+            "--auto-compaction-mode",
+            "periodic",
+            "--auto-compaction-retention",
+            "1h",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let child = spawn(&command, log)?;
-        let mut etcd = EtcdProcess { child, command, endpoint, data_dir: data_dir.into() };
+        let mut etcd = EtcdProcess {
+            child,
+            command,
+            endpoint,
+            data_dir: data_dir.into(),
+        };
         etcd.wait_ready(Duration::from_secs(20), &log_path).await?;
         Ok(etcd)
     }
@@ -55,7 +78,10 @@ impl EtcdProcess {
     pub async fn restart(&mut self) -> Result<(), StartError> {
         self.kill();
         let log_path = self.data_dir.join("etcd.log");
-        let log = std::fs::OpenOptions::new().append(true).open(&log_path).map_err(|e| StartError::DataDir(log_path.clone(), e))?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| StartError::DataDir(log_path.clone(), e))?;
         self.child = spawn(&self.command, log)?;
         self.wait_ready(Duration::from_secs(20), &log_path).await
     }
@@ -66,11 +92,12 @@ impl EtcdProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(StartError::Exited(status, log.into()));
             }
-            let options = etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
-            if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], Some(options)).await {
-                if c.status().await.is_ok() {
-                    return Ok(());
-                }
+            let options =
+                etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+            if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], Some(options)).await
+                && c.status().await.is_ok()
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -91,10 +118,18 @@ impl Drop for EtcdProcess {
 }
 
 fn spawn(args: &[String], log: std::fs::File) -> Result<Child, StartError> {
-    Command::new("etcd").args(args).stdout(Stdio::null()).stderr(log).spawn().map_err(StartError::Spawn)
+    Command::new("etcd")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(StartError::Spawn)
 }
 
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }

@@ -16,9 +16,16 @@ pub struct Lease {
 impl Lease {
     /// Grants a lease of `ttl` and renews it every third of that until `token` is cancelled.
     /// On cancellation the lease is revoked, so its records go at once.
-    pub async fn grant(client: &Client, ttl: Duration, token: CancellationToken) -> Result<Lease, etcd_client::Error> {
+    pub async fn grant(
+        client: &Client,
+        ttl: Duration,
+        token: CancellationToken,
+    ) -> Result<Lease, etcd_client::Error> {
         let mut etcd = client.etcd();
-        let id = etcd.lease_grant(ttl.as_secs().max(2) as i64, None).await?.id();
+        let id = etcd
+            .lease_grant(ttl.as_secs().max(2) as i64, None)
+            .await?
+            .id();
         let (lost_tx, lost) = watch::channel(false);
         tokio::spawn(async move {
             let expired = keep_alive(&mut etcd, id, ttl, &token).await;
@@ -44,7 +51,12 @@ impl Lease {
 }
 
 /// Renews until cancelled (false) or until etcd says the lease is gone (true).
-async fn keep_alive(etcd: &mut etcd_client::Client, id: i64, ttl: Duration, token: &CancellationToken) -> bool {
+async fn keep_alive(
+    etcd: &mut etcd_client::Client,
+    id: i64,
+    ttl: Duration,
+    token: &CancellationToken,
+) -> bool {
     let period = ttl / 3;
     loop {
         match etcd.lease_keep_alive(id).await {

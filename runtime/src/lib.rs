@@ -7,6 +7,7 @@ pub mod etcd_process;
 pub mod lease;
 pub mod queue;
 pub mod reflector;
+pub mod testing;
 pub mod watcher;
 
 pub use api::{Api, Error};
@@ -17,5 +18,7 @@ pub use watcher::Event;
 
 /// Now, as Marathon prints it: ISO-8601 UTC with milliseconds and `Z`.
 pub fn now() -> String {
-    pacer_crd::meta::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    pacer_crd::meta::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }

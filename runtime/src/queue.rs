@@ -144,7 +144,10 @@ mod tests {
         q.add("a");
         let key = q.next().await;
         q.add("a");
-        assert!(q.is_empty(), "an active key is not handed to a second worker");
+        assert!(
+            q.is_empty(),
+            "an active key is not handed to a second worker"
+        );
         q.done(&key);
         assert_eq!(q.len(), 1);
         assert_eq!(q.next().await, "a");

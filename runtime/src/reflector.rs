@@ -18,7 +18,10 @@ pub struct Store<K> {
 
 impl<K> Clone for Store<K> {
     fn clone(&self) -> Self {
-        Store { items: self.items.clone(), ready: self.ready.clone() }
+        Store {
+            items: self.items.clone(),
+            ready: self.ready.clone(),
+        }
     }
 }
 
@@ -28,18 +31,33 @@ impl<K: Record> Store<K> {
     }
 
     pub fn list(&self) -> Vec<Arc<K>> {
-        self.items.read().expect("store lock").values().cloned().collect()
+        self.items
+            .read()
+            .expect("store lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Records whose key starts with `prefix`.
     pub fn list_prefix(&self, prefix: &str) -> Vec<Arc<K>> {
         let items = self.items.read().expect("store lock");
-        items.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect()
+        items
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// Records for which `keep` holds.
     pub fn filter(&self, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
-        self.items.read().expect("store lock").values().filter(|v| keep(v)).cloned().collect()
+        self.items
+            .read()
+            .expect("store lock")
+            .values()
+            .filter(|v| keep(v))
+            .cloned()
+            .collect()
     }
 
     /// Waits until the first full list has arrived.
@@ -72,7 +90,10 @@ pub struct Reflector<K> {
 
 impl<K> Clone for Reflector<K> {
     fn clone(&self) -> Self {
-        Reflector { store: self.store.clone(), events: self.events.clone() }
+        Reflector {
+            store: self.store.clone(),
+            events: self.events.clone(),
+        }
     }
 }
 
@@ -80,7 +101,10 @@ impl<K: Record> Reflector<K> {
     /// Starts watching the records of `api` below `sub`.
     pub fn start(api: Api<K>, sub: &str, token: CancellationToken) -> Self {
         let (ready_tx, ready) = watch::channel(false);
-        let store = Store { items: Arc::default(), ready };
+        let store = Store {
+            items: Arc::default(),
+            ready,
+        };
         let (events, _) = broadcast::channel(4096);
         let mut rx = watcher::watch(api, sub, token);
         let (cache, out) = (store.clone(), events.clone());

@@ -30,20 +30,35 @@ enum Ended {
 
 /// Spawns a watcher of the records below `sub` and returns its events. Errors are retried
 /// with backoff inside; the stream ends only when `token` is cancelled.
-pub fn watch<K: Record>(api: Api<K>, sub: &str, token: CancellationToken) -> mpsc::Receiver<Event<K>> {
+pub fn watch<K: Record>(
+    api: Api<K>,
+    sub: &str,
+    token: CancellationToken,
+) -> mpsc::Receiver<Event<K>> {
     watch_from(api, sub, None, token)
 }
 
 /// Like `watch`, but starts by following changes after `revision` instead of listing;
 /// if that revision was compacted it lists, as it would after any compaction.
-pub fn watch_from<K: Record>(api: Api<K>, sub: &str, revision: Option<i64>, token: CancellationToken) -> mpsc::Receiver<Event<K>> {
+pub fn watch_from<K: Record>(
+    api: Api<K>,
+    sub: &str,
+    revision: Option<i64>,
+    token: CancellationToken,
+) -> mpsc::Receiver<Event<K>> {
     let (tx, rx) = mpsc::channel(1024);
     let sub = sub.to_string();
     tokio::spawn(async move { run(api, sub, revision, tx, token).await });
     rx
 }
 
-async fn run<K: Record>(api: Api<K>, sub: String, mut revision: Option<i64>, tx: mpsc::Sender<Event<K>>, token: CancellationToken) {
+async fn run<K: Record>(
+    api: Api<K>,
+    sub: String,
+    mut revision: Option<i64>,
+    tx: mpsc::Sender<Event<K>>,
+    token: CancellationToken,
+) {
     let mut backoff = new_backoff();
     loop {
         if token.is_cancelled() || tx.is_closed() {
@@ -60,7 +75,11 @@ async fn run<K: Record>(api: Api<K>, sub: String, mut revision: Option<i64>, tx:
                 }
                 Err(e) => {
                     tracing::debug!(kind = api.kind(), error = %e, "list failed, retrying");
-                    if pause(&mut backoff, &token).await { return } else { continue }
+                    if pause(&mut backoff, &token).await {
+                        return;
+                    } else {
+                        continue;
+                    }
                 }
             },
         };
@@ -68,7 +87,11 @@ async fn run<K: Record>(api: Api<K>, sub: String, mut revision: Option<i64>, tx:
         match follow(&api, &sub, start, &tx, &token, &mut revision, &mut backoff).await {
             Ended::Cancelled => return,
             Ended::Compacted => {
-                tracing::info!(kind = api.kind(), revision = start, "watch revision compacted, relisting");
+                tracing::info!(
+                    kind = api.kind(),
+                    revision = start,
+                    "watch revision compacted, relisting"
+                );
                 revision = None;
             }
             Ended::Broken(e) => {
@@ -91,8 +114,17 @@ async fn follow<K: Record>(
     revision: &mut Option<i64>,
     backoff: &mut ExponentialBackoffState,
 ) -> Ended {
-    let options = WatchOptions::new().with_prefix().with_prev_key().with_start_revision(start + 1).with_progress_notify();
-    let mut stream = match api.client().etcd().watch(api.etcd_prefix(sub), Some(options)).await {
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_prev_key()
+        .with_start_revision(start + 1)
+        .with_progress_notify();
+    let mut stream = match api
+        .client()
+        .etcd()
+        .watch(api.etcd_prefix(sub), Some(options))
+        .await
+    {
         Ok(stream) => stream,
         Err(e) => return Ended::Broken(e.into()),
     };
@@ -103,14 +135,20 @@ async fn follow<K: Record>(
         };
         let resp = match message {
             Ok(Some(resp)) => resp,
-            Ok(None) => return Ended::Broken(etcd_client::Error::WatchError("watch stream closed".into()).into()),
+            Ok(None) => {
+                return Ended::Broken(
+                    etcd_client::Error::WatchError("watch stream closed".into()).into(),
+                );
+            }
             Err(e) => return Ended::Broken(e.into()),
         };
         if resp.compact_revision() > 0 {
             return Ended::Compacted;
         }
         if resp.canceled() {
-            return Ended::Broken(etcd_client::Error::WatchError(resp.cancel_reason().to_string()).into());
+            return Ended::Broken(
+                etcd_client::Error::WatchError(resp.cancel_reason().to_string()).into(),
+            );
         }
         *backoff = new_backoff();
         for event in resp.events() {

@@ -4,44 +4,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pacer_crd::{App, AppStatus, Node, NodeSpec, PortRange, Resources};
-use pacer_runtime::etcd_process::EtcdProcess;
+use pacer_runtime::testing::{TestEtcd, eventually};
 use pacer_runtime::watcher::{self, Event};
-use pacer_runtime::{Action, Api, Client, Controller, Reflector};
+use pacer_runtime::{Action, Api, Controller, Reflector};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-struct Harness {
-    etcd: EtcdProcess,
-    client: Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = EtcdProcess::start(dir.path(), 0).await.expect("etcd starts");
-    let client = Client::connect(&[etcd.endpoint.clone()], "/pacer-test", Duration::from_secs(10)).await.unwrap();
-    Harness { etcd, client, _dir: dir }
-}
-
-/// Polls `check` until it holds, failing the test after `limit`.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn harness() -> TestEtcd {
+    TestEtcd::start().await
 }
 
 async fn next_event<K>(rx: &mut mpsc::Receiver<Event<K>>) -> Event<K> {
-    tokio::time::timeout(Duration::from_secs(20), rx.recv()).await.expect("an event within 20 s").expect("watcher alive")
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("an event within 20 s")
+        .expect("watcher alive")
 }
 
 fn names(apps: &[App]) -> Vec<String> {
-    apps.iter().map(|a| a.metadata.name.clone().unwrap()).collect()
+    apps.iter()
+        .map(|a| a.metadata.name.clone().unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -49,7 +32,13 @@ async fn replace_compares_mod_revision() {
     let h = harness().await;
     let apps: Api<App> = Api::new(&h.client);
     let created = apps.create(&App::test("web")).await.unwrap();
-    assert!(apps.create(&App::test("web")).await.unwrap_err().to_string().contains("already exists"));
+    assert!(
+        apps.create(&App::test("web"))
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("already exists")
+    );
 
     let (mut a, mut b) = (created.clone(), created.clone());
     a.spec.instances = 2;
@@ -57,9 +46,16 @@ async fn replace_compares_mod_revision() {
     apps.replace(&a).await.unwrap();
     let err = apps.replace(&b).await.unwrap_err();
     assert!(err.is_conflict(), "{err}");
-    assert_eq!(apps.get_existing("web").await.unwrap().spec.instances, 2, "the losing write changed nothing");
+    assert_eq!(
+        apps.get_existing("web").await.unwrap().spec.instances,
+        2,
+        "the losing write changed nothing"
+    );
 
-    let status = AppStatus { tasks_running: 2, ..Default::default() };
+    let status = AppStatus {
+        tasks_running: 2,
+        ..Default::default()
+    };
     let updated = apps.update_status("web", status).await.unwrap();
     assert_eq!(updated.spec.instances, 2, "a status update keeps the spec");
     assert_eq!(updated.status.unwrap().tasks_running, 2);
@@ -75,18 +71,25 @@ async fn watch_resumes_after_etcd_restart_without_relisting() {
     let mut rx = watcher::watch(apps.clone(), "", token.clone());
     assert!(matches!(next_event(&mut rx).await, Event::Restarted(v) if v.is_empty()));
     apps.create(&App::test("a")).await.unwrap();
-    assert!(matches!(next_event(&mut rx).await, Event::Applied(a) if a.metadata.name.as_deref() == Some("a")));
+    assert!(
+        matches!(next_event(&mut rx).await, Event::Applied(a) if a.metadata.name.as_deref() == Some("a"))
+    );
 
     h.etcd.restart().await.unwrap();
     let mut created = false;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !created {
-        assert!(Instant::now() < deadline, "could not write after the etcd restart");
+        assert!(
+            Instant::now() < deadline,
+            "could not write after the etcd restart"
+        );
         created = apps.create(&App::test("b")).await.is_ok();
     }
     match next_event(&mut rx).await {
         Event::Applied(b) => assert_eq!(b.metadata.name.as_deref(), Some("b")),
-        other => panic!("expected the write after the restart, resumed without a relist, got {other:?}"),
+        other => {
+            panic!("expected the write after the restart, resumed without a relist, got {other:?}")
+        }
     }
     token.cancel();
 }
@@ -107,7 +110,9 @@ async fn watch_from_a_compacted_revision_relists() {
         other => panic!("expected a relist, got {other:?}"),
     }
     apps.create(&App::test("c")).await.unwrap();
-    assert!(matches!(next_event(&mut rx).await, Event::Applied(c) if c.metadata.name.as_deref() == Some("c")));
+    assert!(
+        matches!(next_event(&mut rx).await, Event::Applied(c) if c.metadata.name.as_deref() == Some("c"))
+    );
     token.cancel();
 }
 
@@ -131,24 +136,42 @@ async fn records_bound_to_a_lease_vanish_when_it_expires() {
 
     // An unrenewed lease expires on its own.
     let lease = h.client.etcd().lease_grant(2, None).await.unwrap().id();
-    nodes.create_with_lease(&node("lonely"), Some(lease)).await.unwrap();
-    eventually(Duration::from_secs(15), "the unrenewed lease to expire", || async {
-        nodes.get("lonely").await.unwrap().is_none()
-    })
+    nodes
+        .create_with_lease(&node("lonely"), Some(lease))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the unrenewed lease to expire",
+        || async { nodes.get("lonely").await.unwrap().is_none() },
+    )
     .await;
 
     // A kept-alive lease outlives several TTLs, and is revoked when its holder stops.
     let token = CancellationToken::new();
-    let kept = pacer_runtime::lease::Lease::grant(&h.client, Duration::from_secs(2), token.clone()).await.unwrap();
-    nodes.create_with_lease(&node("kept"), Some(kept.id)).await.unwrap();
+    let kept = pacer_runtime::lease::Lease::grant(&h.client, Duration::from_secs(2), token.clone())
+        .await
+        .unwrap();
+    nodes
+        .create_with_lease(&node("kept"), Some(kept.id))
+        .await
+        .unwrap();
     let outlived = Instant::now() + Duration::from_secs(6);
-    eventually(Duration::from_secs(10), "three TTLs to pass", || async { Instant::now() > outlived }).await;
-    assert!(nodes.get("kept").await.unwrap().is_some(), "a renewed lease keeps its records");
+    eventually(Duration::from_secs(10), "three TTLs to pass", || async {
+        Instant::now() > outlived
+    })
+    .await;
+    assert!(
+        nodes.get("kept").await.unwrap().is_some(),
+        "a renewed lease keeps its records"
+    );
     assert!(!kept.is_lost());
     token.cancel();
-    eventually(Duration::from_secs(10), "the revoked lease's record to go", || async {
-        nodes.get("kept").await.unwrap().is_none()
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the revoked lease's record to go",
+        || async { nodes.get("kept").await.unwrap().is_none() },
+    )
     .await;
 }
 
@@ -161,25 +184,47 @@ async fn controller_reconciles_every_change() {
     let controller = Controller::new(&reflector, token.clone());
     let reconcile = |app: Arc<App>, api: Arc<Api<App>>| async move {
         let name = app.metadata.name.clone().unwrap_or_default();
-        let status = AppStatus { observed_generation: app.metadata.generation.unwrap_or(0), ..Default::default() };
+        let status = AppStatus {
+            observed_generation: app.metadata.generation.unwrap_or(0),
+            ..Default::default()
+        };
         api.update_status(&name, status).await?;
         Ok::<_, pacer_runtime::Error>(Action::await_change())
     };
-    let run = tokio::spawn(controller.run(reconcile, |_, _, _| Action::await_change(), Arc::new(apps.clone())));
+    let run = tokio::spawn(controller.run(
+        reconcile,
+        |_, _, _| Action::await_change(),
+        Arc::new(apps.clone()),
+    ));
 
     apps.create(&App::test("web")).await.unwrap();
     let observed = |g: i64| {
         let apps = apps.clone();
-        async move { apps.get("web").await.unwrap().and_then(|a| a.status).is_some_and(|s| s.observed_generation == g) }
+        async move {
+            apps.get("web")
+                .await
+                .unwrap()
+                .and_then(|a| a.status)
+                .is_some_and(|s| s.observed_generation == g)
+        }
     };
-    eventually(Duration::from_secs(10), "generation 1 observed", || observed(1)).await;
+    eventually(Duration::from_secs(10), "generation 1 observed", || {
+        observed(1)
+    })
+    .await;
     apps.modify("web", |a| {
         a.metadata.generation = Some(2);
         true
     })
     .await
     .unwrap();
-    eventually(Duration::from_secs(10), "generation 2 observed", || observed(2)).await;
+    eventually(Duration::from_secs(10), "generation 2 observed", || {
+        observed(2)
+    })
+    .await;
     token.cancel();
-    tokio::time::timeout(Duration::from_secs(10), run).await.expect("controller stops when cancelled").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("controller stops when cancelled")
+        .unwrap();
 }

@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
-use pacer_crd::app::{NetworkMode, VolumeMode};
 use pacer_crd::Task;
+use pacer_crd::app::{NetworkMode, VolumeMode};
 use pacer_runtime::Api;
 
 use super::{Handle, Runtime, RuntimeError, task_env};
@@ -30,18 +30,33 @@ pub struct Docker {
 
 impl Docker {
     pub async fn connect() -> Result<Docker, DockerError> {
-        let client = bollard::Docker::connect_with_local_defaults()?.negotiate_version().await?;
+        let client = bollard::Docker::connect_with_local_defaults()?
+            .negotiate_version()
+            .await?;
         Ok(Docker { client })
     }
 
     /// Removes this node's labelled containers that no task record wants (left by an earlier run).
     pub async fn remove_unwanted(&self, node: &str, tasks: &Api<Task>) {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_NODE}={node}")])]);
-        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let Ok(containers) = self.client.list_containers(Some(options)).await else { return };
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let Ok(containers) = self.client.list_containers(Some(options)).await else {
+            return;
+        };
         for c in containers {
-            let task = c.labels.as_ref().and_then(|l| l.get(LABEL_TASK)).cloned().unwrap_or_default();
-            let wanted = matches!(tasks.get(&pacer_crd::task::task_key(node, &task)).await, Ok(Some(_)) | Err(_));
+            let task = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_TASK))
+                .cloned()
+                .unwrap_or_default();
+            let wanted = matches!(
+                tasks.get(&pacer_crd::task::task_key(node, &task)).await,
+                Ok(Some(_)) | Err(_)
+            );
             if let (false, Some(id)) = (wanted, c.id) {
                 tracing::info!(container = %id, task = %task, "removing a container no task wants");
                 let _ = self.remove(&Handle { id, pid: None }).await;
@@ -67,13 +82,22 @@ impl Docker {
             Ok(Ok(())) => Ok(()),
             // A failed forced pull still runs a local copy, as Docker itself would.
             _ if present => Ok(()),
-            Ok(Err(e)) => Err(RuntimeError::ImageMissing { image: image.into(), reason: format!("not found locally and the pull failed: {e}") }),
-            Err(_) => Err(RuntimeError::ImageMissing { image: image.into(), reason: format!("not found locally and the pull took over {PULL_TIMEOUT:?}") }),
+            Ok(Err(e)) => Err(RuntimeError::ImageMissing {
+                image: image.into(),
+                reason: format!("not found locally and the pull failed: {e}"),
+            }),
+            Err(_) => Err(RuntimeError::ImageMissing {
+                image: image.into(),
+                reason: format!("not found locally and the pull took over {PULL_TIMEOUT:?}"),
+            }),
         }
     }
 
     fn container_name(task: &Task) -> String {
-        format!("pacer-{}", task.metadata.name.as_deref().unwrap_or_default())
+        format!(
+            "pacer-{}",
+            task.metadata.name.as_deref().unwrap_or_default()
+        )
     }
 }
 
@@ -87,9 +111,15 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, RuntimeEr
     labels.insert(LABEL_TASK.into(), name);
     labels.insert(LABEL_APP.into(), task.spec.app_id.clone());
     labels.insert(LABEL_NODE.into(), task.spec.node.clone());
-    let mut env: Vec<String> = task_env(task, host).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut env: Vec<String> = task_env(task, host)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let (entrypoint, cmd) = match (&app.cmd, &app.args) {
-        (Some(cmd), _) => (Some(vec!["/bin/sh".to_string(), "-c".to_string()]), Some(vec![cmd.clone()])),
+        (Some(cmd), _) => (
+            Some(vec!["/bin/sh".to_string(), "-c".to_string()]),
+            Some(vec![cmd.clone()]),
+        ),
         (None, Some(args)) => (None, Some(args.clone())),
         (None, None) => (None, None),
     };
@@ -101,7 +131,10 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, RuntimeEr
             for proto in mapping.protocol.split(',') {
                 let key = format!("{}/{}", mapping.container_port, proto.trim());
                 exposed.push(key.clone());
-                let binding = PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some(host_port.to_string()) };
+                let binding = PortBinding {
+                    host_ip: Some("0.0.0.0".into()),
+                    host_port: Some(host_port.to_string()),
+                };
                 port_bindings.insert(key, Some(vec![binding]));
             }
         }
@@ -111,7 +144,9 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, RuntimeEr
         .iter()
         .filter_map(|v| {
             let mode = if v.mode == VolumeMode::RO { "ro" } else { "rw" };
-            v.host_path.as_ref().map(|h| format!("{h}:{}:{mode}", v.container_path))
+            v.host_path
+                .as_ref()
+                .map(|h| format!("{h}:{}:{mode}", v.container_path))
         })
         .collect();
     let mut body = ContainerCreateBody {
@@ -148,37 +183,77 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, RuntimeEr
 }
 
 fn is_not_found(e: &DockerError) -> bool {
-    matches!(e, DockerError::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
 }
 
 #[async_trait]
 impl Runtime for Docker {
     async fn adopt(&self, task: &Task) -> Option<Handle> {
-        let info = self.client.inspect_container(&Self::container_name(task), None).await.ok()?;
+        let info = self
+            .client
+            .inspect_container(&Self::container_name(task), None)
+            .await
+            .ok()?;
         let state = info.state?;
         if state.running != Some(true) {
             return None;
         }
-        Some(Handle { id: info.id?, pid: state.pid.and_then(|p| u32::try_from(p).ok()) })
+        Some(Handle {
+            id: info.id?,
+            pid: state.pid.and_then(|p| u32::try_from(p).ok()),
+        })
     }
 
     async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError> {
         let image = task.spec.app.image().unwrap_or_default().to_string();
-        let force = task.spec.app.container.as_ref().and_then(|c| c.docker.as_ref()).is_some_and(|d| d.force_pull_image);
+        let force = task
+            .spec
+            .app
+            .container
+            .as_ref()
+            .and_then(|c| c.docker.as_ref())
+            .is_some_and(|d| d.force_pull_image);
         self.ensure_image(&image, force).await?;
         let body = create_body(task, host)?;
         let name = Self::container_name(task);
         // A container of this name is a leftover of an attempt that never reported: replace it.
-        let _ = self.client.remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await;
+        let _ = self
+            .client
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = self.client.create_container(Some(options), body).await.map_err(RuntimeError::ContainerCreate)?;
-        let handle = Handle { id: created.id, pid: None };
+        let created = self
+            .client
+            .create_container(Some(options), body)
+            .await
+            .map_err(RuntimeError::ContainerCreate)?;
+        let handle = Handle {
+            id: created.id,
+            pid: None,
+        };
         if let Err(e) = self.client.start_container(&handle.id, None).await {
             let _ = self.remove(&handle).await;
             return Err(RuntimeError::ContainerStart(e));
         }
-        let pid = self.client.inspect_container(&handle.id, None).await.ok().and_then(|i| i.state?.pid);
-        Ok(Handle { pid: pid.and_then(|p| u32::try_from(p).ok()), ..handle })
+        let pid = self
+            .client
+            .inspect_container(&handle.id, None)
+            .await
+            .ok()
+            .and_then(|i| i.state?.pid);
+        Ok(Handle {
+            pid: pid.and_then(|p| u32::try_from(p).ok()),
+            ..handle
+        })
     }
 
     async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError> {
@@ -190,7 +265,11 @@ impl Runtime for Docker {
                 Some(Err(e)) if is_not_found(&e) => return Err(RuntimeError::Docker(e)),
                 // The engine's request timeout ends long waits: ask again unless it has exited.
                 _ => {
-                    let info = self.client.inspect_container(&handle.id, None).await.map_err(RuntimeError::Docker)?;
+                    let info = self
+                        .client
+                        .inspect_container(&handle.id, None)
+                        .await
+                        .map_err(RuntimeError::Docker)?;
                     let state = info.state.unwrap_or_default();
                     if state.running != Some(true) {
                         return Ok(state.exit_code.unwrap_or(-1));
@@ -201,26 +280,44 @@ impl Runtime for Docker {
     }
 
     async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError> {
-        let options = StopContainerOptionsBuilder::new().t(grace.as_secs().max(1) as i32).build();
+        let options = StopContainerOptionsBuilder::new()
+            .t(grace.as_secs().max(1) as i32)
+            .build();
         match self.client.stop_container(&handle.id, Some(options)).await {
             Ok(()) => Ok(()),
-            Err(DockerError::DockerResponseServerError { status_code: 304 | 404, .. }) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
             Err(e) => Err(RuntimeError::Docker(e)),
         }
     }
 
     async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError> {
-        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
-        match self.client.remove_container(&handle.id, Some(options)).await {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self
+            .client
+            .remove_container(&handle.id, Some(options))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
-            Err(DockerError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
             Err(e) => Err(RuntimeError::Docker(e)),
         }
     }
 
     async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError> {
-        let options = LogsOptionsBuilder::new().stdout(true).stderr(true).tail(&tail.to_string()).build();
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail.to_string())
+            .build();
         let mut stream = self.client.logs(&handle.id, Some(options));
         let mut out = String::new();
         while let Some(chunk) = stream.next().await {
@@ -234,6 +331,9 @@ impl Docker {
     /// The container of a task record, if the record names one.
     pub fn handle_of(task: &Task) -> Option<Handle> {
         let status = task.status.as_ref()?;
-        Some(Handle { id: status.container_id.clone()?, pid: status.pid })
+        Some(Handle {
+            id: status.container_id.clone()?,
+            pid: status.pid,
+        })
     }
 }

@@ -65,21 +65,35 @@ pub struct Runtimes {
 
 impl Runtimes {
     pub async fn connect(work_dir: &Path) -> Result<Runtimes, bollard::errors::Error> {
-        Ok(Runtimes { docker: Arc::new(Docker::connect().await?), process: Arc::new(Process::new(work_dir)) })
+        Ok(Runtimes {
+            docker: Arc::new(Docker::connect().await?),
+            process: Arc::new(Process::new(work_dir)),
+        })
     }
 
     /// Docker for tasks with an image, a plain process otherwise (Marathon's command tasks).
     pub fn for_task(&self, task: &Task) -> Arc<dyn Runtime> {
-        if task.spec.app.is_process() { self.process.clone() } else { self.docker.clone() }
+        if task.spec.app.is_process() {
+            self.process.clone()
+        } else {
+            self.docker.clone()
+        }
     }
 }
 
 /// The environment of a task: the app's `env`, then what Marathon and Mesos set.
 pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
     let spec = &task.spec;
-    let mut env: Vec<(String, String)> = spec.app.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut env: Vec<(String, String)> = spec
+        .app
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let task_id = task.metadata.name.clone().unwrap_or_default();
-    let app_path = AppId::parse(&spec.app_id).map(|id| id.path()).unwrap_or_else(|_| spec.app_id.clone());
+    let app_path = AppId::parse(&spec.app_id)
+        .map(|id| id.path())
+        .unwrap_or_else(|_| spec.app_id.clone());
     for (i, port) in spec.host_ports.iter().enumerate() {
         env.push((format!("PORT{i}"), port.to_string()));
     }

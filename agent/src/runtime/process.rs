@@ -22,7 +22,10 @@ pub struct Process {
 
 impl Process {
     pub fn new(work_dir: &Path) -> Process {
-        Process { sandboxes: work_dir.join("sandboxes"), exits: Mutex::default() }
+        Process {
+            sandboxes: work_dir.join("sandboxes"),
+            exits: Mutex::default(),
+        }
     }
 
     fn sandbox(&self, id: &str) -> PathBuf {
@@ -77,7 +80,11 @@ impl Runtime for Process {
                 c.args(&args[1..]);
                 c
             }
-            _ => return Err(RuntimeError::Spawn(std::io::Error::other("the app has neither cmd nor args"))),
+            _ => {
+                return Err(RuntimeError::Spawn(std::io::Error::other(
+                    "the app has neither cmd nor args",
+                )));
+            }
         };
         command
             .envs(task_env(task, host))
@@ -100,20 +107,34 @@ impl Runtime for Process {
             };
             let _ = tx.send(Some(code));
         });
-        self.exits.lock().expect("exits lock").insert(id.clone(), rx);
+        self.exits
+            .lock()
+            .expect("exits lock")
+            .insert(id.clone(), rx);
         Ok(Handle { id, pid })
     }
 
     async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError> {
-        let mut rx = self.exit_of(&handle.id).ok_or_else(|| RuntimeError::Unknown(handle.id.clone()))?;
-        let code = rx.wait_for(Option::is_some).await.map(|c| c.unwrap_or(-1)).unwrap_or(-1);
+        let mut rx = self
+            .exit_of(&handle.id)
+            .ok_or_else(|| RuntimeError::Unknown(handle.id.clone()))?;
+        let code = rx
+            .wait_for(Option::is_some)
+            .await
+            .map(|c| c.unwrap_or(-1))
+            .unwrap_or(-1);
         Ok(code)
     }
 
     async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError> {
-        let Some(mut rx) = self.exit_of(&handle.id) else { return Ok(()) };
+        let Some(mut rx) = self.exit_of(&handle.id) else {
+            return Ok(());
+        };
         signal_group(handle.pid, Signal::SIGTERM);
-        if tokio::time::timeout(grace, rx.wait_for(Option::is_some)).await.is_err() {
+        if tokio::time::timeout(grace, rx.wait_for(Option::is_some))
+            .await
+            .is_err()
+        {
             signal_group(handle.pid, Signal::SIGKILL);
             let _ = rx.wait_for(Option::is_some).await;
         }

@@ -22,7 +22,12 @@ pub struct Candidate {
 impl Candidate {
     pub fn new(offer: Offer, app_tasks: usize) -> Self {
         let (free, ports) = (offer.spec.resources, offer.spec.ports.clone());
-        Candidate { offer, free, ports, app_tasks }
+        Candidate {
+            offer,
+            free,
+            ports,
+            app_tasks,
+        }
     }
 
     pub fn node(&self) -> &str {
@@ -58,7 +63,11 @@ impl Plan {
         if self.reasons.is_empty() {
             return "no node offers resources".into();
         }
-        self.reasons.iter().map(|(node, why)| format!("{node}: {why}")).collect::<Vec<_>>().join("; ")
+        self.reasons
+            .iter()
+            .map(|(node, why)| format!("{node}: {why}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -76,7 +85,11 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
         result.reasons.clear();
         let mut best: Option<usize> = None;
         for (i, c) in candidates.iter().enumerate() {
-            if let Some(reason) = filters.iter().find_map(|f| f.check(app, c).err().map(|r| format!("{} ({})", r, f.name()))) {
+            if let Some(reason) = filters.iter().find_map(|f| {
+                f.check(app, c)
+                    .err()
+                    .map(|r| format!("{} ({})", r, f.name()))
+            }) {
                 result.reasons.insert(c.node().to_string(), reason);
                 continue;
             }
@@ -93,7 +106,10 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
         c.free = c.free.minus(&need);
         c.ports = pacer_crd::node::subtract_ports(&c.ports, &host_ports);
         c.app_tasks += 1;
-        result.assignments.push(Assignment { node: c.node().to_string(), host_ports });
+        result.assignments.push(Assignment {
+            node: c.node().to_string(),
+            host_ports,
+        });
     }
     if result.unplaced == 0 {
         result.reasons.clear();
@@ -103,7 +119,12 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
 
 /// Lower is better: fewest instances of the app, then most free cpus and mem, then name.
 fn rank(c: &Candidate) -> (usize, i64, i64, &str) {
-    (c.app_tasks, -(c.free.cpus * 1000.0) as i64, -(c.free.mem as i64), c.node())
+    (
+        c.app_tasks,
+        -(c.free.cpus * 1000.0) as i64,
+        -(c.free.mem as i64),
+        c.node(),
+    )
 }
 
 #[cfg(test)]
@@ -118,7 +139,10 @@ mod tests {
             node: node.into(),
             role: "*".into(),
             resources: Resources::new(cpus, mem, 1000.0),
-            ports: vec![PortRange { begin: ports.0, end: ports.1 }],
+            ports: vec![PortRange {
+                begin: ports.0,
+                end: ports.1,
+            }],
         };
         Candidate::new(Offer::new(node, spec), 0)
     }
@@ -130,8 +154,15 @@ mod tests {
     #[test]
     fn spreads_over_nodes_with_name_tie_break() {
         let spec = app(json!({"cmd": "x", "cpus": 1, "mem": 10}));
-        let mut c = vec![offer("b", 4.0, 100.0, (1, 9)), offer("a", 4.0, 100.0, (1, 9))];
-        let nodes: Vec<String> = plan(&spec, 3, &mut c).assignments.into_iter().map(|a| a.node).collect();
+        let mut c = vec![
+            offer("b", 4.0, 100.0, (1, 9)),
+            offer("a", 4.0, 100.0, (1, 9)),
+        ];
+        let nodes: Vec<String> = plan(&spec, 3, &mut c)
+            .assignments
+            .into_iter()
+            .map(|a| a.node)
+            .collect();
         assert_eq!(nodes, vec!["a", "b", "a"]);
     }
 
@@ -142,14 +173,20 @@ mod tests {
         let p = plan(&spec, 4, &mut c);
         assert_eq!(p.assignments.len(), 2);
         assert_eq!(p.unplaced, 2);
-        assert!(p.explain().starts_with("a: cpus: 1 wanted, 0.5 free"), "{}", p.explain());
+        assert!(
+            p.explain().starts_with("a: cpus: 1 wanted, 0.5 free"),
+            "{}",
+            p.explain()
+        );
         assert!(c[0].free.cpus >= 0.0);
     }
 
     #[test]
     fn assigns_distinct_host_ports() {
-        let spec = app(json!({"container": {"docker": {"image": "i"}, "portMappings": [{"containerPort": 80, "hostPort": 0}, {"containerPort": 81}]},
-                              "networks": [{"mode": "container/bridge"}], "cpus": 0.1, "mem": 1}));
+        let spec = app(
+            json!({"container": {"docker": {"image": "i"}, "portMappings": [{"containerPort": 80, "hostPort": 0}, {"containerPort": 81}]},
+                              "networks": [{"mode": "container/bridge"}], "cpus": 0.1, "mem": 1}),
+        );
         let mut c = vec![offer("a", 4.0, 100.0, (100, 104))];
         let p = plan(&spec, 3, &mut c);
         let ports: Vec<Vec<u16>> = p.assignments.iter().map(|a| a.host_ports.clone()).collect();

@@ -12,6 +12,8 @@ impl Filter for Fits {
     }
 
     fn check(&self, app: &AppSpec, candidate: &Candidate) -> Result<(), String> {
-        candidate.free.fits(&Resources::new(app.cpus, app.mem, app.disk))
+        candidate
+            .free
+            .fits(&Resources::new(app.cpus, app.mem, app.disk))
     }
 }
