@@ -33,6 +33,7 @@ fn parse_mem_total(meminfo: &str) -> Option<f64> {
 }
 
 fn free_disk_mib(dir: &Path) -> Option<f64> {
+    let dir = std::path::absolute(dir).ok()?;
     let existing = dir.ancestors().find(|p| p.exists())?;
     let stat = nix::sys::statvfs::statvfs(existing).ok()?;
     Some(stat.blocks_available() as f64 * stat.fragment_size() as f64 / 1024.0 / 1024.0)
