@@ -54,54 +54,52 @@ impl Cluster {
             .expect("etcd starts");
         let node = format!("e2e-{name}-{}", std::process::id());
         let server = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.path().join("pacer.log")).expect("log file");
-        let process = Command::new(pacer_bin())
-            .args(["up", "--etcd", &etcd.endpoint, "--listen", &server])
-            .args(["--agent-listen", &format!("127.0.0.1:{}", free_port())])
-            .args(["--node-name", &node, "--hostname", "127.0.0.1"])
-            .args([
-                "--cpus",
-                &cpus.to_string(),
-                "--mem",
-                &mem.to_string(),
-                "--disk",
-                "1000",
-            ])
-            .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
-            .arg("--work-dir")
-            .arg(dir.path().join("agent"))
-            .env("PACER_LOG", "info,pacer_runtime=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("pacer up starts");
-        let cluster = Cluster {
-            node,
+        let mut cluster = Cluster {
+            process: spawn_up(dir.path(), &etcd.endpoint, &server, &node, cpus, mem, ports),
             server: format!("http://{server}"),
             etcd_endpoint: etcd.endpoint.clone(),
+            node,
             ports,
-            process,
             http: reqwest::Client::new(),
             _etcd: etcd,
             dir,
         };
-        cluster.wait_for_node().await;
+        for attempt in 1.. {
+            match cluster.wait_for_node().await {
+                Ok(()) => break,
+                // Another process took the API port between choosing and binding it: choose again.
+                Err(log) if log.contains("Address already in use") && attempt < 3 => {
+                    let _ = cluster.process.kill();
+                    let _ = cluster.process.wait();
+                    let server = format!("127.0.0.1:{}", free_port());
+                    cluster.server = format!("http://{server}");
+                    cluster.process = spawn_up(
+                        cluster.dir.path(),
+                        &cluster.etcd_endpoint,
+                        &server,
+                        &cluster.node,
+                        cpus,
+                        mem,
+                        ports,
+                    );
+                }
+                Err(log) => panic!("node {} did not register; log:\n{log}", cluster.node),
+            }
+        }
         cluster
     }
 
-    async fn wait_for_node(&self) {
-        let limit = Duration::from_secs(30);
-        let deadline = Instant::now() + limit;
+    /// Waits until the node offers resources; the log if `pacer up` exits or 30 s pass first.
+    async fn wait_for_node(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.offers().await.iter().any(|o| o.spec.node == self.node) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {} did not register within {limit:?}; log:\n{}",
-                self.node,
-                self.log()
-            );
+            let exited = self.process.try_wait().ok().flatten().is_some();
+            if exited || Instant::now() > deadline {
+                return Err(self.log());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -111,6 +109,7 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join("pacer.log")).unwrap_or_default()
     }
 
+    /// The test's temporary folder.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -126,7 +125,7 @@ impl Cluster {
 
     /// Writes `text` to a file in the test's folder and applies it; the CLI's output.
     pub fn apply(&self, file: &str, text: &str) -> Output {
-        let path = self.dir.path().join(file);
+        let path = self.dir().join(file);
         std::fs::write(&path, text).expect("write manifest");
         self.pacer(&["apply", "-f", path.to_str().unwrap_or_default()])
     }
@@ -222,6 +221,46 @@ impl Drop for Cluster {
                 .output();
         }
     }
+}
+
+/// `pacer up` against `etcd` with a one-off node; its log goes to `dir/pacer.log`.
+fn spawn_up(
+    dir: &Path,
+    etcd: &str,
+    server: &str,
+    node: &str,
+    cpus: f64,
+    mem: f64,
+    ports: (u16, u16),
+) -> Child {
+    let log = std::fs::File::create(dir.join("pacer.log")).expect("log file");
+    Command::new(pacer_bin())
+        .args([
+            "up",
+            "--etcd",
+            etcd,
+            "--listen",
+            server,
+            "--agent-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--node-name", node, "--hostname", "127.0.0.1"])
+        .args([
+            "--cpus",
+            &cpus.to_string(),
+            "--mem",
+            &mem.to_string(),
+            "--disk",
+            "1000",
+        ])
+        .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
+        .arg("--work-dir")
+        .arg(dir.join("agent"))
+        .env("PACER_LOG", "info,pacer_runtime=debug")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("pacer up starts")
 }
 
 fn tail(text: &str, lines: usize) -> String {

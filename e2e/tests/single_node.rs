@@ -57,12 +57,23 @@ async fn apply_three_runs_three_reachable_and_reapply_changes_nothing() {
     // The CLI lists them with host and ports; etcd holds readable JSON.
     let listed = stdout(&c.pacer(&["get", "tasks"]));
     assert_eq!(listed.matches("TASK_RUNNING").count(), 3, "{listed}");
-    assert!(ports.iter().all(|p| listed.contains(&p.to_string())), "{listed}");
+    assert!(
+        ports.iter().all(|p| listed.contains(&p.to_string())),
+        "{listed}"
+    );
     let etcd = std::process::Command::new("etcdctl")
-        .args(["--endpoints", &c.etcd_endpoint, "get", "--prefix", "/pacer/apps/", "--print-value-only"])
+        .args([
+            "--endpoints",
+            &c.etcd_endpoint,
+            "get",
+            "--prefix",
+            "/pacer/apps/",
+            "--print-value-only",
+        ])
         .output()
         .expect("etcdctl runs");
-    let record: serde_json::Value = serde_json::from_slice(&etcd.stdout).expect("the app record is JSON");
+    let record: serde_json::Value =
+        serde_json::from_slice(&etcd.stdout).expect("the app record is JSON");
     assert_eq!(record["spec"]["instances"], 3);
 
     // The port mapping answers on the host port with the task's own page.
