@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod error;
 pub mod id;
 pub mod manifest;
+pub mod marathon;
 pub mod node;
 pub mod offer;
 pub mod task;

@@ -1,74 +1,67 @@
-//! Real Marathon app definitions deserialize into AppSpec where they use fields Pacer models.
+//! Real Marathon app definitions are accepted as they are and survive a round trip.
 
 use std::path::PathBuf;
 
-use pacer_crd::AppSpec;
+use pacer_crd::marathon::{AppRuntime, app_from_marathon, app_to_marathon};
+use pacer_crd::{App, AppSpec};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/marathon-fixtures")
+fn fixture(path: &str) -> Value {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/marathon-fixtures")
+        .join(path);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (../shared must sit beside the checkout)",
+            file.display()
+        )
+    });
+    serde_json::from_str(&text).unwrap()
 }
 
-/// Drops what the App record does not model yet (read-only fields and later issues' fields).
-fn modelled(mut app: Value) -> Value {
-    let keep = [
-        "cmd",
-        "args",
-        "env",
-        "instances",
-        "cpus",
-        "mem",
-        "disk",
-        "labels",
-        "container",
-        "constraints",
-        "backoffSeconds",
-        "backoffFactor",
-        "maxLaunchDelaySeconds",
-        "killSelection",
-        "dependencies",
-        "user",
-        "requirePorts",
-        "taskKillGracePeriodSeconds",
-    ];
-    let map = app.as_object_mut().unwrap();
-    map.retain(|k, _| keep.contains(&k.as_str()));
-    if let Some(container) = map.get_mut("container").and_then(Value::as_object_mut) {
-        container
-            .retain(|k, _| ["type", "docker", "volumes", "portMappings"].contains(&k.as_str()));
-        if let Some(docker) = container.get_mut("docker").and_then(Value::as_object_mut) {
-            docker.retain(|k, _| {
-                ["image", "privileged", "parameters", "forcePullImage"].contains(&k.as_str())
-            });
-        }
-        if let Some(vols) = container.get_mut("volumes").and_then(Value::as_array_mut) {
-            vols.retain(|v| v.get("hostPath").is_some());
-        }
-    }
-    if let Some(env) = map.get_mut("env").and_then(Value::as_object_mut) {
-        env.retain(|_, v| v.is_string());
-    }
-    app
+/// Converts, writes back as Marathon would, and converts again: nothing may change.
+fn round_trip(app: &Value) -> AppSpec {
+    let id = app["id"].as_str().unwrap_or("?");
+    let (parsed_id, spec) = app_from_marathon(app, None).unwrap_or_else(|e| panic!("{id}: {e}"));
+    let out = app_to_marathon(
+        &App::new(&parsed_id.name(), spec.clone()),
+        &AppRuntime::default(),
+    );
+    assert_eq!(out["id"], parsed_id.path());
+    let (_, again) = app_from_marathon(&out, None).unwrap_or_else(|e| panic!("{id} echoed: {e}"));
+    assert_eq!(again, spec, "{id} changed on the way back");
+    spec
 }
 
 #[test]
-fn hundred_real_apps_parse_and_validate() {
-    let path = fixtures().join("marathon-benchmark-real/155_100.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        panic!(
-            "fixture {} is missing: ../shared must sit beside the checkout",
-            path.display()
-        );
-    };
-    let doc: Value = serde_json::from_str(&text).unwrap();
+fn hundred_real_apps_are_accepted_and_echoed() {
+    let doc = fixture("marathon-benchmark-real/155_100.json");
     let apps = doc["apps"].as_array().unwrap();
     assert_eq!(apps.len(), 100);
     for app in apps {
-        let id = app["id"].as_str().unwrap();
-        pacer_crd::AppId::parse(id).unwrap_or_else(|e| panic!("{id}: {e}"));
-        let spec: AppSpec = serde_path_to_error::deserialize(modelled(app.clone()))
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
-        let problems = spec.validate();
-        assert!(problems.is_empty(), "{id}: {problems:?}");
+        let spec = round_trip(app);
+        assert_eq!(spec.instances, app["instances"].as_i64().unwrap());
+        assert_eq!(spec.cpus, app["cpus"].as_f64().unwrap());
     }
+}
+
+#[test]
+fn request_examples_of_the_api_spec_are_accepted() {
+    round_trip(&fixture("marathon-docs-articles/request-app-simple.json"));
+    for app in fixture("marathon-rest-api/v2/examples/apps_create.json")
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        round_trip(app);
+    }
+}
+
+/// The spec's big hand-written example sets both `cmd` and `args` (and env secrets), which
+/// Marathon's own validation refuses too: every problem is reported with its path.
+#[test]
+fn the_kitchen_sink_example_is_refused_with_paths() {
+    let err =
+        app_from_marathon(&fixture("marathon-rest-api/v2/examples/app.json"), None).unwrap_err();
+    assert_eq!(err.0[0].path, "/env/PASSWORD", "{err}");
 }

@@ -1,0 +1,312 @@
+//! Marathon's app JSON: input of any era normalized to an AppSpec (1.5+ form), and an App
+//! written back with only the keys Marathon emits. No I/O.
+
+use serde_json::{Map, Value, json};
+
+use crate::App;
+use crate::app::{AppSpec, VERSION_ANNOTATION};
+use crate::error::{FieldError, FieldErrors};
+use crate::id::AppId;
+use crate::task::Task;
+
+/// Read-only keys of Marathon's responses, and keys Pacer accepts but does not model yet.
+/// A response posted back as a request (as Marathon's own clients do) is accepted.
+const DROPPED: [&str; 24] = [
+    "id",
+    "version",
+    "versionInfo",
+    "tasks",
+    "tasksStaged",
+    "tasksRunning",
+    "tasksHealthy",
+    "tasksUnhealthy",
+    "deployments",
+    "lastTaskFailure",
+    "taskStats",
+    "readinessCheckResults",
+    "executor",
+    "fetch",
+    "uris",
+    "storeUrls",
+    "secrets",
+    "readinessChecks",
+    "residency",
+    "acceptedResourceRoles",
+    "role",
+    "unreachableStrategy",
+    "gpus",
+    "ipAddress",
+];
+
+/// An annotation holding when `instances` last changed (Marathon's `versionInfo.lastScalingAt`).
+pub const SCALED_ANNOTATION: &str = "pacer.io/scaled-at";
+
+/// Converts a Marathon app definition, in any era's form, into an id and a normalized spec.
+/// `path_id` is the id from the URL, used when the body has none. Problems carry Marathon's
+/// JSON-pointer paths (`/container/docker/image`).
+pub fn app_from_marathon(
+    body: &Value,
+    path_id: Option<&str>,
+) -> Result<(AppId, AppSpec), FieldErrors> {
+    let Some(input) = body.as_object() else {
+        return Err(one("/", "an app definition must be a JSON object"));
+    };
+    let raw_id = input
+        .get("id")
+        .and_then(Value::as_str)
+        .or(path_id)
+        .ok_or_else(|| one("/id", "is required"))?;
+    let id = AppId::parse(raw_id).map_err(|e| one("/id", &e))?;
+    let mut app = input.clone();
+    upgrade_legacy(&mut app);
+    app.retain(|k, _| !DROPPED.contains(&k.as_str()));
+    let spec: AppSpec = serde_path_to_error::deserialize(Value::Object(app)).map_err(|e| {
+        let path = marathon_path(&e.path().to_string());
+        FieldErrors(vec![FieldError::new(path, e.into_inner().to_string())])
+    })?;
+    let problems: Vec<FieldError> = spec
+        .validate()
+        .into_iter()
+        .map(|e| FieldError::new(marathon_path(&e.path), e.reason))
+        .collect();
+    FieldErrors(problems).into_result()?;
+    Ok((id, spec))
+}
+
+fn one(path: &str, reason: &str) -> FieldErrors {
+    FieldErrors(vec![FieldError::new(path, reason)])
+}
+
+/// `spec.container.portMappings[0].hostPort` -> `/container/portMappings(0)/hostPort`.
+pub fn marathon_path(path: &str) -> String {
+    let trimmed = path.strip_prefix("spec.").unwrap_or(path);
+    if trimmed == "." || trimmed.is_empty() {
+        return "/".into();
+    }
+    format!(
+        "/{}",
+        trimmed
+            .replace('.', "/")
+            .replace('[', "(")
+            .replace(']', ")")
+    )
+}
+
+/// Rewrites pre-1.5 forms into the 1.5+ layout, as Marathon did on input.
+fn upgrade_legacy(app: &mut Map<String, Value>) {
+    if let Some(ports) = app.remove("ports") {
+        if !app.contains_key("portDefinitions") {
+            let defs: Vec<Value> = ports
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| json!({"port": p}))
+                .collect();
+            app.insert("portDefinitions".into(), Value::Array(defs));
+        }
+    }
+    if let Some(network) = app
+        .get("ipAddress")
+        .and_then(|ip| ip.get("networkName"))
+        .cloned()
+    {
+        app.entry("networks")
+            .or_insert_with(|| json!([{"mode": "container", "name": network}]));
+    }
+    let Some(container) = app.get_mut("container").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let docker = container.get_mut("docker").and_then(Value::as_object_mut);
+    let (network, mappings) = match docker {
+        Some(d) => (d.remove("network"), d.remove("portMappings")),
+        None => (None, None),
+    };
+    if let Some(mappings) = mappings.filter(|m| !m.is_null()) {
+        container.entry("portMappings").or_insert(mappings);
+    }
+    let networks = match network.as_ref().and_then(Value::as_str) {
+        Some("BRIDGE") => Some(json!([{"mode": "container/bridge"}])),
+        Some("USER") => Some(json!([{"mode": "container"}])),
+        Some("HOST") => Some(json!([{"mode": "host"}])),
+        _ => None,
+    };
+    if let Some(networks) = networks {
+        app.entry("networks").or_insert(networks);
+    }
+}
+
+/// Status counts and links an app response carries besides its definition.
+#[derive(Debug, Clone, Default)]
+pub struct AppRuntime {
+    pub tasks_staged: i64,
+    pub tasks_running: i64,
+    pub tasks_healthy: i64,
+    pub tasks_unhealthy: i64,
+    pub deployments: Vec<String>,
+}
+
+/// An App as Marathon's `GET /v2/apps/{id}` shows it: the definition with every default,
+/// `id`, `version`, `versionInfo`, counts and running deployments.
+pub fn app_to_marathon(app: &App, runtime: &AppRuntime) -> Value {
+    let mut out = match serde_json::to_value(&app.spec) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let id = AppId::parse(app.metadata.name.as_deref().unwrap_or_default())
+        .map(|i| i.path())
+        .unwrap_or_default();
+    let annotations = app.metadata.annotations.clone().unwrap_or_default();
+    let version = annotations
+        .get(VERSION_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let scaled = annotations
+        .get(SCALED_ANNOTATION)
+        .cloned()
+        .unwrap_or_else(|| version.clone());
+    out.insert("id".into(), json!(id));
+    out.insert("executor".into(), json!(""));
+    out.insert("gpus".into(), json!(0));
+    out.insert("fetch".into(), json!([]));
+    out.insert("version".into(), json!(scaled.clone().max(version.clone())));
+    out.insert(
+        "versionInfo".into(),
+        json!({"lastScalingAt": scaled, "lastConfigChangeAt": version}),
+    );
+    out.insert("tasksStaged".into(), json!(runtime.tasks_staged));
+    out.insert("tasksRunning".into(), json!(runtime.tasks_running));
+    out.insert("tasksHealthy".into(), json!(runtime.tasks_healthy));
+    out.insert("tasksUnhealthy".into(), json!(runtime.tasks_unhealthy));
+    out.insert(
+        "deployments".into(),
+        Value::Array(
+            runtime
+                .deployments
+                .iter()
+                .map(|d| json!({"id": d}))
+                .collect(),
+        ),
+    );
+    if let Some(failure) = app
+        .status
+        .as_ref()
+        .and_then(|s| s.last_task_failure.as_ref())
+    {
+        out.insert(
+            "lastTaskFailure".into(),
+            json!({"appId": id, "host": "", "message": failure.message, "state": failure.state,
+                   "taskId": failure.task_id, "timestamp": failure.timestamp, "version": failure.version}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// A task as Marathon shows it (`id` = `app_path.uuid`).
+pub fn task_to_marathon(task: &Task) -> Value {
+    let status = task.status.clone().unwrap_or_default();
+    let app_id = AppId::parse(&task.spec.app_id)
+        .map(|i| i.path())
+        .unwrap_or_default();
+    let service_ports: Vec<i64> = task
+        .spec
+        .app
+        .container
+        .as_ref()
+        .map(|c| c.port_mappings.iter().map(|m| m.service_port).collect())
+        .unwrap_or_default();
+    let host = status.host.clone().unwrap_or_default();
+    let mut out = json!({
+        "id": task.metadata.name,
+        "appId": app_id,
+        "host": host,
+        "ports": task.spec.host_ports,
+        "servicePorts": service_ports,
+        "slaveId": task.spec.node,
+        "state": task.state().as_str(),
+        "version": task.spec.app_version,
+        "stagedAt": status.staged_at,
+        "startedAt": status.started_at,
+        "ipAddresses": [{"ipAddress": host, "protocol": "IPv4"}],
+    });
+    if status.started_at.is_none() {
+        out.as_object_mut().map(|m| m.remove("startedAt"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convert(v: Value) -> Result<(AppId, AppSpec), FieldErrors> {
+        app_from_marathon(&v, None)
+    }
+
+    #[test]
+    fn legacy_docker_network_and_port_mappings_move_to_1_5_form() {
+        let (id, spec) = convert(json!({
+            "id": "/webserver", "cmd": "httpd", "uris": [],
+            "container": {"type": "DOCKER", "docker": {"image": "busybox", "network": "BRIDGE",
+                "portMappings": [{"containerPort": 8080, "hostPort": 0, "servicePort": 9000, "protocol": "tcp"}]}}
+        }))
+        .unwrap();
+        assert_eq!(id.path(), "/webserver");
+        let container = spec.container.unwrap();
+        assert_eq!(container.port_mappings[0].service_port, 9000);
+        assert_eq!(spec.networks[0].mode, crate::app::NetworkMode::Bridge);
+    }
+
+    #[test]
+    fn legacy_ports_become_port_definitions() {
+        let (_, spec) = convert(json!({"id": "a", "cmd": "x", "ports": [0, 8080]})).unwrap();
+        let ports: Vec<i64> = spec.port_definitions.iter().map(|p| p.port).collect();
+        assert_eq!(ports, vec![0, 8080]);
+    }
+
+    #[test]
+    fn errors_use_marathon_paths() {
+        let err = convert(json!({"id": "/a", "cmd": "x", "cpus": "lots"})).unwrap_err();
+        assert_eq!(err.0[0].path, "/cpus");
+        let err =
+            convert(json!({"id": "/a", "container": {"docker": {"image": ""}}, "instances": -1}))
+                .unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, vec!["/instances", "/container/docker/image"]);
+        assert_eq!(convert(json!({"cmd": "x"})).unwrap_err().0[0].path, "/id");
+        assert_eq!(
+            convert(json!({"id": "/A", "cmd": "x"})).unwrap_err().0[0].path,
+            "/id"
+        );
+        assert_eq!(
+            marathon_path("spec.constraints[1][2]"),
+            "/constraints(1)(2)"
+        );
+    }
+
+    #[test]
+    fn output_has_id_version_and_counts() {
+        let mut app = App::test("prod_web");
+        app.metadata.annotations = Some(
+            [(
+                VERSION_ANNOTATION.to_string(),
+                "2026-01-01T00:00:00.000Z".to_string(),
+            )]
+            .into(),
+        );
+        let out = app_to_marathon(
+            &app,
+            &AppRuntime {
+                tasks_running: 2,
+                deployments: vec!["d1".into()],
+                ..Default::default()
+            },
+        );
+        assert_eq!(out["id"], "/prod/web");
+        assert_eq!(out["version"], "2026-01-01T00:00:00.000Z");
+        assert_eq!(out["tasksRunning"], 2);
+        assert_eq!(out["deployments"][0]["id"], "d1");
+        assert_eq!(out["mem"], 128.0);
+        let again = app_from_marathon(&out, None).unwrap();
+        assert_eq!(again.1, app.spec, "a response posted back is the same app");
+    }
+}
