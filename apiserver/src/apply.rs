@@ -2,9 +2,9 @@
 //! each with its Deployment record in the same etcd transaction.
 
 use etcd_client::{Compare, CompareOp};
-use pacer_crd::app::VERSION_ANNOTATION;
+use pacer_crd::app::{SCALED_ANNOTATION, VERSION_ANNOTATION};
 use pacer_crd::deployment::DeploymentAction;
-use pacer_crd::{App, Deployment, DeploymentSpec, DeploymentStatus, Record};
+use pacer_crd::{App, AppVersion, AppVersionSpec, Deployment, DeploymentSpec, DeploymentStatus, Record};
 use pacer_runtime::{Api, now};
 use serde::Serialize;
 
@@ -67,9 +67,11 @@ pub async fn apply(
         let ops = vec![
             state.apps.put_op(&next, None)?,
             state.deployments.put_op(&deployment, None)?,
+            state.versions.put_op(&version_of(&next), None)?,
         ];
         match state.apps.commit(vec![compare], ops).await {
             Ok(rev) => {
+                prune_versions(state, &name).await;
                 let mut object = next;
                 object.metadata.resource_version = Some(rev.to_string());
                 return Ok(ApplyResult {
@@ -85,37 +87,35 @@ pub async fn apply(
 }
 
 fn new_app(desired: &App) -> App {
-    let mut app = App::new(
-        desired.metadata.name.as_deref().unwrap_or_default(),
-        desired.spec.clone(),
-    );
+    let name = desired.metadata.name.as_deref().unwrap_or_default();
+    let mut app = App::new(name, desired.spec.clone());
     app.metadata.labels = desired.metadata.labels.clone();
-    app.metadata.annotations = Some(
-        user_annotations(desired)
-            .into_iter()
-            .chain([(VERSION_ANNOTATION.to_string(), now())])
-            .collect(),
-    );
+    let now = now();
+    let stamps = [(VERSION_ANNOTATION.to_string(), now.clone()), (SCALED_ANNOTATION.to_string(), now)];
+    app.metadata.annotations = Some(user_annotations(desired).into_iter().chain(stamps).collect());
     pacer_runtime::api::prepare_new(&mut app);
     app
 }
 
-/// The existing app changed to `desired`, or None if nothing would change.
+/// The existing app changed to `desired`, or None if nothing would change. A change to
+/// anything but `instances` is a new version; a change of `instances` is a scale.
 fn updated(existing: &App, desired: &App) -> Option<(App, DeploymentAction)> {
-    let mut annotations = user_annotations(desired);
-    let version = if existing.config() != desired.config() {
-        now()
-    } else {
-        existing.version().to_string()
-    };
-    annotations.insert(VERSION_ANNOTATION.into(), version);
+    let config_changed = existing.config() != desired.config();
+    let scaled = existing.spec.instances != desired.spec.instances;
     let labels_same = existing.metadata.labels.clone().unwrap_or_default()
         == desired.metadata.labels.clone().unwrap_or_default();
-    let annotations_same = existing.metadata.annotations.clone().unwrap_or_default() == annotations;
-    if existing.spec == desired.spec && labels_same && annotations_same {
+    let annotations_same = user_annotations(existing) == user_annotations(desired);
+    if !config_changed && !scaled && labels_same && annotations_same {
         return None;
     }
-    let action = if existing.config() != desired.config() {
+    let mut annotations = user_annotations(desired);
+    let previous = existing.metadata.annotations.clone().unwrap_or_default();
+    for key in [VERSION_ANNOTATION, SCALED_ANNOTATION] {
+        let changed = if key == VERSION_ANNOTATION { config_changed } else { scaled };
+        let stamp = if changed { now() } else { previous.get(key).cloned().unwrap_or_else(now) };
+        annotations.insert(key.into(), stamp);
+    }
+    let action = if config_changed {
         DeploymentAction::RestartApplication
     } else {
         DeploymentAction::ScaleApplication
@@ -127,6 +127,27 @@ fn updated(existing: &App, desired: &App) -> Option<(App, DeploymentAction)> {
     app.metadata.generation = Some(existing.metadata.generation.unwrap_or(0) + 1);
     Some((app, action))
 }
+
+/// The snapshot of `app` stored for `/versions` and rollback.
+fn version_of(app: &App) -> AppVersion {
+    let version = app.last_change();
+    let spec = AppVersionSpec { app_id: app.key(), version: version.clone(), app: app.spec.clone() };
+    let mut snapshot = AppVersion::new(&version, spec);
+    pacer_runtime::api::prepare_new(&mut snapshot);
+    snapshot
+}
+
+/// Keeps the newest `VERSIONS_KEPT` snapshots of an app; best effort, after a change landed.
+async fn prune_versions(state: &ApiState, app: &str) {
+    let Ok(list) = state.versions.list(&format!("{app}/")).await else { return };
+    let excess = list.items.len().saturating_sub(VERSIONS_KEPT);
+    for old in list.items.iter().take(excess) {
+        let _ = state.versions.delete(&old.key()).await;
+    }
+}
+
+/// How many versions of each app are kept for rollback.
+pub const VERSIONS_KEPT: usize = 50;
 
 /// Annotations a user may set: anything outside `pacer.io/`.
 fn user_annotations(app: &App) -> std::collections::BTreeMap<String, String> {

@@ -7,7 +7,7 @@ mod native;
 
 use axum::Router;
 use axum::routing::get;
-use pacer_crd::{App, Deployment, Node, Offer, Task};
+use pacer_crd::{App, AppVersion, Deployment, Node, Offer, Task};
 use pacer_runtime::{Api, Client};
 
 pub use apply::Applied;
@@ -21,6 +21,7 @@ pub struct ApiState {
     pub nodes: Api<Node>,
     pub offers: Api<Offer>,
     pub deployments: Api<Deployment>,
+    pub versions: Api<AppVersion>,
     /// For reaching agents (task logs).
     pub http: reqwest::Client,
 }
@@ -33,6 +34,7 @@ impl ApiState {
             nodes: Api::new(client),
             offers: Api::new(client),
             deployments: Api::new(client),
+            versions: Api::new(client),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()

@@ -350,6 +350,9 @@ pub struct TaskFailure {
     pub version: String,
 }
 
+/// The annotation holding when `instances` last changed (Marathon's `versionInfo.lastScalingAt`).
+pub const SCALED_ANNOTATION: &str = "pacer.io/scaled-at";
+
 /// The annotation holding an app's version: when its config (anything but `instances`) last changed.
 pub const VERSION_ANNOTATION: &str = "pacer.io/version";
 
@@ -399,6 +402,13 @@ impl App {
             .and_then(|a| a.get(VERSION_ANNOTATION))
             .map(String::as_str)
             .unwrap_or_default()
+    }
+
+    /// Marathon's `version`: the last change of any kind (config or scale).
+    pub fn last_change(&self) -> String {
+        let annotations = self.metadata.annotations.clone().unwrap_or_default();
+        let scaled = annotations.get(SCALED_ANNOTATION).cloned().unwrap_or_default();
+        scaled.max(self.version().to_string())
     }
 
     /// The spec a config change compares: everything but `instances`.

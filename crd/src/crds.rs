@@ -1,6 +1,6 @@
 //! CustomResourceDefinition YAML for every kind, written to manifests/crds by `make crds`.
 
-use crate::{App, CustomResourceExt, Deployment, Node, Offer, Task};
+use crate::{App, AppVersion, CustomResourceExt, Deployment, Node, Offer, Task};
 
 /// `(file name, YAML)` for each kind, in a stable order.
 pub fn all() -> Vec<(String, String)> {
@@ -10,6 +10,7 @@ pub fn all() -> Vec<(String, String)> {
         Node::crd(),
         Offer::crd(),
         Deployment::crd(),
+        AppVersion::crd(),
     ];
     crds.iter()
         .map(|crd| {

@@ -1,6 +1,7 @@
 //! Pacer's record types (App, Task, Node, Offer, Deployment): serde, schema, defaults, validation; no I/O.
 
 pub mod app;
+pub mod app_version;
 pub mod crds;
 pub mod deployment;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod task;
 mod validate;
 
 pub use app::{App, AppSpec, AppStatus, KillSelection};
+pub use app_version::{AppVersion, AppVersionSpec};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus};
 pub use error::{FieldError, FieldErrors};
 pub use id::AppId;
@@ -57,6 +59,11 @@ impl Record for App {}
 impl Record for Node {}
 impl Record for Offer {}
 impl Record for Deployment {}
+impl Record for AppVersion {
+    fn key(&self) -> String {
+        format!("{}/{}", self.spec.app_id, self.meta().name.as_deref().unwrap_or_default())
+    }
+}
 impl Record for Task {
     fn key(&self) -> String {
         task::task_key(

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::app::{AppSpec, VERSION_ANNOTATION};
+use crate::app::{AppSpec, SCALED_ANNOTATION, VERSION_ANNOTATION};
 use crate::error::{FieldError, FieldErrors};
 use crate::id::AppId;
 use crate::task::Task;
@@ -38,8 +38,6 @@ const DROPPED: [&str; 24] = [
     "ipAddress",
 ];
 
-/// An annotation holding when `instances` last changed (Marathon's `versionInfo.lastScalingAt`).
-pub const SCALED_ANNOTATION: &str = "pacer.io/scaled-at";
 
 /// Converts a Marathon app definition, in any era's form, into an id and a normalized spec.
 /// `path_id` is the id from the URL, used when the body has none. Problems carry Marathon's
@@ -168,7 +166,7 @@ pub fn app_to_marathon(app: &App, runtime: &AppRuntime) -> Value {
     out.insert("executor".into(), json!(""));
     out.insert("gpus".into(), json!(0));
     out.insert("fetch".into(), json!([]));
-    out.insert("version".into(), json!(scaled.clone().max(version.clone())));
+    out.insert("version".into(), json!(app.last_change()));
     out.insert(
         "versionInfo".into(),
         json!({"lastScalingAt": scaled, "lastConfigChangeAt": version}),
