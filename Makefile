@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 DEB_PACKAGES := etcd-server etcd-client protobuf-compiler libprotobuf-dev busybox-static
 PACER := target/debug/pacer
 
-.PHONY: run test deps build images crds fmt lint unit e2e bench clean
+.PHONY: run test deps build images crds fmt lint unit e2e marathon-client bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -16,6 +16,7 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+	@python3 -m venv --help >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq python3-venv >/dev/null; }
 
 build: deps
 	cargo build --workspace --bins
@@ -26,9 +27,15 @@ images: deps
 run: build images
 	bash scripts/run.sh
 
-# Every tier: unit, integration (real etcd), API and e2e (real etcd + Docker).
+# Every tier: unit, integration (real etcd), API (in-process, and the real marathon client)
+# and e2e (real etcd + Docker).
 test: build images
 	cargo nextest run --workspace --no-fail-fast
+	bash e2e/marathon-client/run.sh
+
+# The real `marathon` Python client (PyPI) against a fresh `pacer up`.
+marathon-client: build images
+	bash e2e/marathon-client/run.sh
 
 unit: deps
 	cargo nextest run --workspace --lib --bins

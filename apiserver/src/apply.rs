@@ -4,7 +4,9 @@
 use etcd_client::{Compare, CompareOp};
 use pacer_crd::app::{SCALED_ANNOTATION, VERSION_ANNOTATION};
 use pacer_crd::deployment::DeploymentAction;
-use pacer_crd::{App, AppVersion, AppVersionSpec, Deployment, DeploymentSpec, DeploymentStatus, Record};
+use pacer_crd::{
+    App, AppVersion, AppVersionSpec, Deployment, DeploymentSpec, DeploymentStatus, Record,
+};
 use pacer_runtime::{Api, now};
 use serde::Serialize;
 
@@ -91,8 +93,16 @@ fn new_app(desired: &App) -> App {
     let mut app = App::new(name, desired.spec.clone());
     app.metadata.labels = desired.metadata.labels.clone();
     let now = now();
-    let stamps = [(VERSION_ANNOTATION.to_string(), now.clone()), (SCALED_ANNOTATION.to_string(), now)];
-    app.metadata.annotations = Some(user_annotations(desired).into_iter().chain(stamps).collect());
+    let stamps = [
+        (VERSION_ANNOTATION.to_string(), now.clone()),
+        (SCALED_ANNOTATION.to_string(), now),
+    ];
+    app.metadata.annotations = Some(
+        user_annotations(desired)
+            .into_iter()
+            .chain(stamps)
+            .collect(),
+    );
     pacer_runtime::api::prepare_new(&mut app);
     app
 }
@@ -111,8 +121,16 @@ fn updated(existing: &App, desired: &App) -> Option<(App, DeploymentAction)> {
     let mut annotations = user_annotations(desired);
     let previous = existing.metadata.annotations.clone().unwrap_or_default();
     for key in [VERSION_ANNOTATION, SCALED_ANNOTATION] {
-        let changed = if key == VERSION_ANNOTATION { config_changed } else { scaled };
-        let stamp = if changed { now() } else { previous.get(key).cloned().unwrap_or_else(now) };
+        let changed = if key == VERSION_ANNOTATION {
+            config_changed
+        } else {
+            scaled
+        };
+        let stamp = if changed {
+            now()
+        } else {
+            previous.get(key).cloned().unwrap_or_else(now)
+        };
         annotations.insert(key.into(), stamp);
     }
     let action = if config_changed {
@@ -131,7 +149,11 @@ fn updated(existing: &App, desired: &App) -> Option<(App, DeploymentAction)> {
 /// The snapshot of `app` stored for `/versions` and rollback.
 fn version_of(app: &App) -> AppVersion {
     let version = app.last_change();
-    let spec = AppVersionSpec { app_id: app.key(), version: version.clone(), app: app.spec.clone() };
+    let spec = AppVersionSpec {
+        app_id: app.key(),
+        version: version.clone(),
+        app: app.spec.clone(),
+    };
     let mut snapshot = AppVersion::new(&version, spec);
     pacer_runtime::api::prepare_new(&mut snapshot);
     snapshot
@@ -139,7 +161,9 @@ fn version_of(app: &App) -> AppVersion {
 
 /// Keeps the newest `VERSIONS_KEPT` snapshots of an app; best effort, after a change landed.
 async fn prune_versions(state: &ApiState, app: &str) {
-    let Ok(list) = state.versions.list(&format!("{app}/")).await else { return };
+    let Ok(list) = state.versions.list(&format!("{app}/")).await else {
+        return;
+    };
     let excess = list.items.len().saturating_sub(VERSIONS_KEPT);
     for old in list.items.iter().take(excess) {
         let _ = state.versions.delete(&old.key()).await;
@@ -220,4 +244,47 @@ pub async fn find_task(
         .into_iter()
         .find(|t| t.metadata.name.as_deref() == Some(id))
         .ok_or_else(|| ApiError::NotFound(format!("Task '{id}' does not exist")))
+}
+
+/// A new version of an app with the same definition: its tasks are replaced (Marathon's restart).
+pub async fn restart(state: &ApiState, name: &str) -> Result<ApplyResult, ApiError> {
+    loop {
+        let existing =
+            state.apps.get(name).await?.ok_or_else(|| {
+                ApiError::NotFound(format!("App '{}' does not exist", path_of(name)))
+            })?;
+        let mut next = existing.clone();
+        let mut annotations = next.metadata.annotations.clone().unwrap_or_default();
+        annotations.insert(VERSION_ANNOTATION.into(), now());
+        next.metadata.annotations = Some(annotations);
+        next.metadata.generation = Some(existing.metadata.generation.unwrap_or(0) + 1);
+        let deployment = new_deployment(&next, DeploymentAction::RestartApplication);
+        let ops = vec![
+            state.apps.put_op(&next, None)?,
+            state.deployments.put_op(&deployment, None)?,
+            state.versions.put_op(&version_of(&next), None)?,
+        ];
+        match state
+            .apps
+            .commit(vec![state.apps.unchanged(&existing)?], ops)
+            .await
+        {
+            Ok(_) => {
+                return Ok(ApplyResult {
+                    result: Applied::Configured,
+                    object: next,
+                    deployment: deployment.metadata.name,
+                });
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `/prod/web` for the record `prod_web`.
+pub fn path_of(name: &str) -> String {
+    pacer_crd::AppId::parse(name)
+        .map(|i| i.path())
+        .unwrap_or_else(|_| name.to_string())
 }

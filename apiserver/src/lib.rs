@@ -3,6 +3,7 @@
 
 mod apply;
 mod error;
+mod marathon;
 mod native;
 
 use axum::Router;
@@ -47,6 +48,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .nest("/apis/pacer.io/v1", native::routes())
+        .merge(marathon::routes())
         .route("/ping", get(|| async { "pong" }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -407,7 +407,10 @@ impl App {
     /// Marathon's `version`: the last change of any kind (config or scale).
     pub fn last_change(&self) -> String {
         let annotations = self.metadata.annotations.clone().unwrap_or_default();
-        let scaled = annotations.get(SCALED_ANNOTATION).cloned().unwrap_or_default();
+        let scaled = annotations
+            .get(SCALED_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
         scaled.max(self.version().to_string())
     }
 

@@ -61,7 +61,11 @@ impl Record for Offer {}
 impl Record for Deployment {}
 impl Record for AppVersion {
     fn key(&self) -> String {
-        format!("{}/{}", self.spec.app_id, self.meta().name.as_deref().unwrap_or_default())
+        format!(
+            "{}/{}",
+            self.spec.app_id,
+            self.meta().name.as_deref().unwrap_or_default()
+        )
     }
 }
 impl Record for Task {

@@ -38,7 +38,6 @@ const DROPPED: [&str; 24] = [
     "ipAddress",
 ];
 
-
 /// Converts a Marathon app definition, in any era's form, into an id and a normalized spec.
 /// `path_id` is the id from the URL, used when the body has none. Problems carry Marathon's
 /// JSON-pointer paths (`/container/docker/image`).

@@ -1,0 +1,234 @@
+//! `/v2/events`: Server-Sent Events made from the etcd watch. A client too slow to keep up is
+//! disconnected: it never gets a stream with holes.
+
+use std::collections::HashMap;
+
+use axum::extract::{RawQuery, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use pacer_crd::deployment::DeploymentPhase;
+use pacer_crd::marathon::task_to_marathon;
+use pacer_crd::{App, Deployment, Task, TaskState};
+use pacer_runtime::now;
+use pacer_runtime::watcher::{self, Event as Change};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::query::Params;
+use super::view::deployment_json;
+use crate::ApiState;
+use crate::apply::path_of;
+
+/// Events a client may fall behind by before it is cut off.
+const BUFFER: usize = 1024;
+
+pub async fn stream(
+    State(s): State<ApiState>,
+    headers: axum::http::HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let filters: Vec<String> = Params::parse(q.as_deref())
+        .all("event_type")
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (tx, rx) = mpsc::channel(BUFFER);
+    let remote = headers
+        .get("x-forwarded-for")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let attached =
+        json!({"remoteAddress": remote, "eventType": "event_stream_attached", "timestamp": now()});
+    let _ = tx.try_send(attached);
+    tokio::spawn(translate(s, tx, filters));
+    let events = ReceiverStream::new(rx).map(|v: Value| {
+        let kind = v["eventType"].as_str().unwrap_or("event").to_string();
+        Ok(Event::default().event(kind).data(v.to_string()))
+    });
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// Follows apps, tasks and deployments and sends Marathon's events for their changes.
+async fn translate(s: ApiState, tx: mpsc::Sender<Value>, filters: Vec<String>) {
+    let token = CancellationToken::new();
+    let _stop_watches = token.clone().drop_guard();
+    let mut apps = watcher::watch(s.apps.clone(), "", token.clone());
+    let mut tasks = watcher::watch(s.tasks.clone(), "", token.clone());
+    let mut deployments = watcher::watch(s.deployments.clone(), "", token.clone());
+    let mut seen = Seen::default();
+    loop {
+        let out = tokio::select! {
+            _ = tx.closed() => return,
+            Some(change) = apps.recv() => seen.app(change),
+            Some(change) = tasks.recv() => seen.task(change),
+            Some(change) = deployments.recv() => seen.deployment(change),
+            else => return,
+        };
+        for event in out {
+            let kind = event["eventType"].as_str().unwrap_or_default();
+            if !filters.is_empty() && !filters.iter().any(|f| f == kind) {
+                continue;
+            }
+            if tx.try_send(event).is_err() {
+                tracing::info!(
+                    "dropping a Marathon event subscriber that fell {BUFFER} events behind"
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// What the stream has reported so far, to turn record changes into events.
+#[derive(Default)]
+struct Seen {
+    apps: HashMap<String, String>,
+    tasks: HashMap<String, TaskState>,
+    deployments: HashMap<String, DeploymentPhase>,
+}
+
+fn event(kind: &str, mut body: Value) -> Value {
+    body["eventType"] = json!(kind);
+    body["timestamp"] = json!(now());
+    body
+}
+
+impl Seen {
+    fn app(&mut self, change: Change<App>) -> Vec<Value> {
+        match change {
+            Change::Restarted(all) => {
+                self.apps = all
+                    .iter()
+                    .map(|a| (a.metadata.name.clone().unwrap_or_default(), a.last_change()))
+                    .collect();
+                vec![]
+            }
+            Change::Applied(app) => {
+                let name = app.metadata.name.clone().unwrap_or_default();
+                let version = app.last_change();
+                if self.apps.insert(name.clone(), version.clone()).as_ref() == Some(&version) {
+                    return vec![];
+                }
+                let definition = pacer_crd::marathon::app_to_marathon(&app, &Default::default());
+                vec![event(
+                    "api_post_event",
+                    json!({"clientIp": "", "uri": format!("/v2/apps{}", path_of(&name)), "appDefinition": definition}),
+                )]
+            }
+            Change::Deleted(app) => {
+                let name = app.metadata.name.clone().unwrap_or_default();
+                self.apps.remove(&name);
+                vec![event(
+                    "app_terminated_event",
+                    json!({"appId": path_of(&name)}),
+                )]
+            }
+        }
+    }
+
+    fn task(&mut self, change: Change<Task>) -> Vec<Value> {
+        let task = match change {
+            Change::Restarted(all) => {
+                self.tasks = all
+                    .iter()
+                    .map(|t| (t.metadata.name.clone().unwrap_or_default(), t.state()))
+                    .collect();
+                return vec![];
+            }
+            Change::Deleted(task) => {
+                self.tasks
+                    .remove(task.metadata.name.as_deref().unwrap_or_default());
+                return vec![];
+            }
+            Change::Applied(task) => task,
+        };
+        let id = task.metadata.name.clone().unwrap_or_default();
+        if self.tasks.insert(id.clone(), task.state()) == Some(task.state()) {
+            return vec![];
+        }
+        let shown = task_to_marathon(&task);
+        let message = task
+            .status
+            .as_ref()
+            .and_then(|s| s.message.clone())
+            .unwrap_or_default();
+        let update = json!({
+            "slaveId": shown["slaveId"], "taskId": id, "taskStatus": task.state().as_str(), "message": message,
+            "appId": shown["appId"], "host": shown["host"], "ipAddresses": shown["ipAddresses"],
+            "ports": shown["ports"], "version": shown["version"],
+        });
+        let instance = json!({
+            "instanceId": id, "condition": condition(task.state()), "runSpecId": shown["appId"], "agentId": shown["slaveId"],
+            "host": shown["host"], "runSpecVersion": shown["version"],
+        });
+        vec![
+            event("status_update_event", update),
+            event("instance_changed_event", instance),
+        ]
+    }
+
+    fn deployment(&mut self, change: Change<Deployment>) -> Vec<Value> {
+        let d = match change {
+            Change::Restarted(all) => {
+                self.deployments = all
+                    .iter()
+                    .map(|d| (d.metadata.name.clone().unwrap_or_default(), phase(d)))
+                    .collect();
+                return vec![];
+            }
+            Change::Deleted(d) => {
+                self.deployments
+                    .remove(d.metadata.name.as_deref().unwrap_or_default());
+                return vec![];
+            }
+            Change::Applied(d) => d,
+        };
+        let id = d.metadata.name.clone().unwrap_or_default();
+        let before = self.deployments.insert(id.clone(), phase(&d));
+        if before == Some(phase(&d)) {
+            return vec![];
+        }
+        let plan = deployment_json(&d);
+        let step = plan["steps"][0].clone();
+        match phase(&d) {
+            DeploymentPhase::Running => vec![event(
+                "deployment_info",
+                json!({"plan": plan, "currentStep": step}),
+            )],
+            DeploymentPhase::Succeeded => vec![
+                event(
+                    "deployment_step_success",
+                    json!({"plan": plan, "currentStep": step}),
+                ),
+                event("deployment_success", json!({"id": id, "plan": plan})),
+            ],
+            DeploymentPhase::Failed => {
+                vec![event("deployment_failed", json!({"id": id, "plan": plan}))]
+            }
+            DeploymentPhase::Superseded => vec![],
+        }
+    }
+}
+
+fn phase(d: &Deployment) -> DeploymentPhase {
+    d.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+/// Marathon's instance condition for a task state.
+fn condition(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Staging => "Staging",
+        TaskState::Starting => "Starting",
+        TaskState::Running => "Running",
+        TaskState::Killing => "Killing",
+        TaskState::Finished => "Finished",
+        TaskState::Failed => "Failed",
+        TaskState::Killed => "Killed",
+        TaskState::Error => "Error",
+        TaskState::Lost => "Gone",
+    }
+}

@@ -1,0 +1,134 @@
+//! What Marathon's responses are built from: one read of apps, tasks and deployments.
+
+use std::collections::BTreeMap;
+
+use pacer_crd::deployment::DeploymentPhase;
+use pacer_crd::marathon::{AppRuntime, app_to_marathon, task_to_marathon};
+use pacer_crd::{App, AppId, Deployment, Task, TaskState};
+use serde_json::{Value, json};
+
+use super::MarathonError;
+use crate::ApiState;
+
+/// Apps, tasks and running deployments, read once per request.
+pub struct Snapshot {
+    pub apps: Vec<App>,
+    pub tasks: Vec<Task>,
+    pub deployments: Vec<Deployment>,
+}
+
+impl Snapshot {
+    pub async fn read(state: &ApiState) -> Result<Snapshot, MarathonError> {
+        let (apps, tasks, deployments) = tokio::try_join!(
+            state.apps.list(""),
+            state.tasks.list(""),
+            state.deployments.list("")
+        )?;
+        let running = deployments
+            .items
+            .into_iter()
+            .filter(|d| phase(d) == DeploymentPhase::Running)
+            .collect();
+        Ok(Snapshot {
+            apps: apps.items,
+            tasks: tasks.items,
+            deployments: running,
+        })
+    }
+
+    pub fn app(&self, name: &str) -> Option<&App> {
+        self.apps
+            .iter()
+            .find(|a| a.metadata.name.as_deref() == Some(name))
+    }
+
+    pub fn tasks_of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks.iter().filter(move |t| t.spec.app_id == name)
+    }
+
+    /// Running deployments of an app.
+    pub fn deployments_of(&self, name: &str) -> Vec<String> {
+        self.deployments
+            .iter()
+            .filter(|d| d.spec.app_id == name)
+            .filter_map(|d| d.metadata.name.clone())
+            .collect()
+    }
+
+    /// An app as Marathon shows it, with its tasks if asked.
+    pub fn app_json(&self, app: &App, with_tasks: bool) -> Value {
+        let name = app.metadata.name.as_deref().unwrap_or_default();
+        let live: Vec<&Task> = self
+            .tasks_of(name)
+            .filter(|t| !t.state().is_terminal())
+            .collect();
+        let count = |s: &[TaskState]| live.iter().filter(|t| s.contains(&t.state())).count() as i64;
+        let runtime = AppRuntime {
+            tasks_staged: count(&[TaskState::Staging, TaskState::Starting]),
+            tasks_running: count(&[TaskState::Running]),
+            tasks_healthy: 0,
+            tasks_unhealthy: 0,
+            deployments: self.deployments_of(name),
+        };
+        let mut out = app_to_marathon(app, &runtime);
+        if with_tasks {
+            out["tasks"] = Value::Array(live.iter().map(|t| task_to_marathon(t)).collect());
+        }
+        out
+    }
+}
+
+fn phase(d: &Deployment) -> DeploymentPhase {
+    d.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+/// A deployment as `GET /v2/deployments` shows it.
+pub fn deployment_json(d: &Deployment) -> Value {
+    let app = AppId::parse(&d.spec.app_id)
+        .map(|i| i.path())
+        .unwrap_or_default();
+    let action = format!("{:?}", d.spec.action);
+    let version = d
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default();
+    json!({
+        "id": d.metadata.name,
+        "version": version,
+        "affectedApps": [app],
+        "affectedPods": [],
+        "steps": [{"actions": [{"action": action, "app": app}]}],
+        "currentActions": [{"action": action, "app": app, "readinessCheckResults": []}],
+        "currentStep": 1,
+        "totalSteps": 1,
+    })
+}
+
+/// `{"version": ..., "deploymentId": ...}`, the answer to most writes.
+pub fn deployment_result(version: &str, deployment: Option<&str>) -> Value {
+    json!({"version": version, "deploymentId": deployment})
+}
+
+/// Apps grouped by the group path that holds them (`/` for top-level apps).
+pub fn by_group(apps: &[App]) -> BTreeMap<String, Vec<&App>> {
+    let mut groups: BTreeMap<String, Vec<&App>> = BTreeMap::new();
+    for app in apps {
+        let path = AppId::parse(app.metadata.name.as_deref().unwrap_or_default())
+            .map(|i| i.path())
+            .unwrap_or_default();
+        let parent = path
+            .rsplit_once('/')
+            .map(|(p, _)| {
+                if p.is_empty() {
+                    "/".to_string()
+                } else {
+                    p.to_string()
+                }
+            })
+            .unwrap_or_default();
+        groups.entry(parent).or_default().push(app);
+    }
+    groups
+}

@@ -1,0 +1,17 @@
+"""Fixtures for the marathon client tests: the server URL and a connected client."""
+import collections
+import collections.abc
+import os
+
+# marathon 0.13.0 still imports the ABC aliases that Python 3.10 removed from `collections`.
+for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable", "MutableSet", "Set"):
+    if not hasattr(collections, _name):
+        setattr(collections, _name, getattr(collections.abc, _name))
+
+import pytest  # noqa: E402
+from marathon import MarathonClient  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def client():
+    return MarathonClient(os.environ["MARATHON_URL"], timeout=30)

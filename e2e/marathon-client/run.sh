@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs the real `marathon` Python client (PyPI) against a fresh `pacer up` on free ports.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+venv="$root/target/marathon-venv"
+if [ ! -x "$venv/bin/pytest" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q -r "$here/requirements.txt"
+fi
+work=$(mktemp -d)
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+api=$(port); etcd=$(port)
+node="marathon-client-$$"
+"$root/target/debug/pacer" up --data-dir "$work" --etcd-port "$etcd" --listen "127.0.0.1:$api" \
+  --agent-listen 127.0.0.1:0 --node-name "$node" --hostname 127.0.0.1 --cpus 2 --mem 2048 --disk 1000 \
+  --ports 32500-32599 --work-dir "$work/agent" 2> "$work/pacer.log" &
+pid=$!
+cleanup() {
+  kill -INT $pid 2>/dev/null || true
+  wait $pid 2>/dev/null || true
+  ids=$(docker ps -aq --filter "label=pacer.io/node=$node")
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+deadline=$((SECONDS + 60))
+until curl -sf "http://127.0.0.1:$api/v2/info" >/dev/null; do
+  kill -0 $pid 2>/dev/null || { cat "$work/pacer.log"; exit 1; }
+  (( SECONDS < deadline )) || { echo "pacer up did not answer within 60 s" >&2; cat "$work/pacer.log"; exit 1; }
+  sleep 0.2
+done
+MARATHON_URL="http://127.0.0.1:$api" "$venv/bin/pytest" -q -p no:cacheprovider "$here" "$@" || { tail -30 "$work/pacer.log"; exit 1; }

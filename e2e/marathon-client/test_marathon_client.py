@@ -1,0 +1,176 @@
+"""The real `marathon` client library (PyPI 0.13.0) against a running Pacer.
+
+The library builds its models from every key of a response and fails on keys it does not
+know, so each call is also a check of the response's shape. Every wait has a deadline.
+"""
+import threading
+import time
+import uuid
+
+import pytest
+from marathon import MarathonApp, MarathonHttpError, NotFoundError
+from marathon.models import MarathonDeployment, MarathonGroup, MarathonTask
+from marathon.models.container import MarathonContainer, MarathonDockerContainer
+from marathon.models.events import MarathonStatusUpdateEvent
+
+IMAGE = "pacer/busybox:latest"
+
+
+def eventually(what, check, limit=60):
+    deadline = time.time() + limit
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.time() < deadline, f"timed out after {limit}s waiting for {what}"
+        time.sleep(0.2)
+
+
+def sleeper(app_id, instances=1, cpus=0.1):
+    return MarathonApp(
+        id=app_id,
+        cmd="exec sleep 600",
+        cpus=cpus,
+        mem=16,
+        instances=instances,
+        container=MarathonContainer(type="DOCKER", docker=MarathonDockerContainer(image=IMAGE)),
+    )
+
+
+def settled(client, app_id):
+    """No deployment holds the app any more."""
+    return not any(app_id in d.affected_apps for d in client.list_deployments())
+
+
+def running(client, app_id, n):
+    app = client.get_app(app_id)
+    return app if app.tasks_running == n and len(app.tasks) == n else None
+
+
+@pytest.fixture
+def app_id(client):
+    app_id = f"/pytest/{uuid.uuid4().hex[:8]}"
+    yield app_id
+    try:
+        client.delete_app(app_id, force=True)
+    except NotFoundError:
+        pass
+
+
+def test_ping_info_leader(client):
+    assert client.ping().strip() in (b"pong", "pong")
+    info = client.get_info()
+    assert info.name == "marathon"
+    assert info.leader
+    assert client.get_leader()["leader"] == info.leader
+
+
+def test_app_lifecycle(client, app_id):
+    created = client.create_app(app_id, sleeper(app_id))
+    assert created.id == app_id
+    assert created.mem == 16 and created.instances == 1
+    assert created.deployments, "a create answers with its deployment"
+
+    app = eventually("1 running task", lambda: running(client, app_id, 1))
+    task = app.tasks[0]
+    assert isinstance(task, MarathonTask)
+    assert task.app_id == app_id and task.id.startswith(app_id.strip("/").replace("/", "_") + ".")
+    assert task.state == "TASK_RUNNING" and task.host and task.started_at
+
+    assert app_id in [a.id for a in client.list_apps()]
+    assert [a.id for a in client.list_apps(app_id=app_id)] == [app_id]
+    eventually("the create deployment to finish", lambda: settled(client, app_id))
+
+    result = client.scale_app(app_id, instances=2)
+    assert result["deploymentId"] and result["version"]
+    eventually("2 running tasks", lambda: running(client, app_id, 2))
+    tasks = client.list_tasks(app_id=app_id)
+    assert len(tasks) == 2 and all(t.ports is not None for t in tasks)
+    eventually("the scale deployment to finish", lambda: settled(client, app_id))
+
+    update = sleeper(app_id, instances=2)
+    update.env = {"COLOR": "blue"}
+    client.update_app(app_id, update)
+    eventually("the new version to run", lambda: client.get_app(app_id).env.get("COLOR") == "blue" and running(client, app_id, 2))
+    versions = client.list_versions(app_id)
+    assert len(versions) >= 3
+    first = client.get_version(app_id, versions[-1])
+    assert first.instances == 1 and not first.env
+
+    victim = client.list_tasks(app_id=app_id)[0].id
+    client.kill_task(app_id, victim)
+    eventually("a replacement for the killed task",
+               lambda: victim not in [t.id for t in client.list_tasks(app_id=app_id)] and running(client, app_id, 2))
+
+    eventually("deployments to finish", lambda: settled(client, app_id))
+    assert client.restart_app(app_id)["deploymentId"]
+    eventually("the restart to finish", lambda: settled(client, app_id) and running(client, app_id, 2))
+
+    client.delete_app(app_id)
+    eventually("the app to go", lambda: app_id not in [a.id for a in client.list_apps()])
+    with pytest.raises(NotFoundError):
+        client.get_app(app_id)
+
+
+def test_conflicts_and_invalid_apps(client, app_id):
+    client.create_app(app_id, sleeper(app_id))
+    with pytest.raises(MarathonHttpError) as duplicate:
+        client.create_app(app_id, sleeper(app_id))
+    assert duplicate.value.status_code == 409
+    bad = sleeper(app_id + "x")
+    bad.mem = -5
+    with pytest.raises(MarathonHttpError) as invalid:
+        client.create_app(app_id + "x", bad)
+    assert invalid.value.status_code == 422
+
+
+def test_deployments_queue_and_delay(client, app_id):
+    client.create_app(app_id, sleeper(app_id, instances=1, cpus=100))
+    deployments = eventually("the deployment to be listed",
+                             lambda: [d for d in client.list_deployments() if app_id in d.affected_apps])
+    assert isinstance(deployments[0], MarathonDeployment)
+    assert deployments[0].current_actions[0].app == app_id
+    queued = eventually("the app to wait in the queue", lambda: [q for q in client.list_queue() if q.app.id == app_id])
+    assert queued[0].count == 1
+    client.reset_delay(app_id)
+    with pytest.raises(MarathonHttpError) as locked:
+        client.scale_app(app_id, instances=2)
+    assert locked.value.status_code == 409
+    client.scale_app(app_id, instances=0, force=True)
+    eventually("the queue to empty", lambda: not [q for q in client.list_queue() if q.app.id == app_id])
+
+
+def test_groups(client):
+    group_id = f"/grp{uuid.uuid4().hex[:6]}"
+    group = MarathonGroup(id=group_id, apps=[sleeper("web"), sleeper("db")])
+    client.create_group(group)
+    try:
+        fetched = client.get_group(group_id)
+        assert sorted(a.id for a in fetched.apps) == [f"{group_id}/db", f"{group_id}/web"]
+        assert group_id in [g.id for g in client.list_groups()]
+        eventually("both apps to run", lambda: all(running(client, f"{group_id}/{n}", 1) for n in ("web", "db")))
+    finally:
+        client.delete_group(group_id, force=True)
+    eventually("the group to go", lambda: group_id not in [g.id for g in client.list_groups()])
+
+
+def test_event_stream_reports_task_updates(client, app_id):
+    seen = []
+    attached = threading.Event()
+
+    def listen():
+        for event in client.event_stream(event_types=["status_update_event"]):
+            attached.set()
+            if isinstance(event, MarathonStatusUpdateEvent) and event.app_id == app_id:
+                seen.append(event)
+                if event.task_status == "TASK_RUNNING":
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.5)  # the stream opens before the app exists; only then is "no event missed" meaningful
+    client.create_app(app_id, sleeper(app_id))
+    listener.join(timeout=60)
+    assert not listener.is_alive(), "no TASK_RUNNING event within 60 s"
+    assert seen[-1].task_status == "TASK_RUNNING"
+    assert seen[-1].task_id.startswith(app_id.strip("/").replace("/", "_"))
