@@ -91,16 +91,16 @@ pub fn marathon_path(path: &str) -> String {
 
 /// Rewrites pre-1.5 forms into the 1.5+ layout, as Marathon did on input.
 fn upgrade_legacy(app: &mut Map<String, Value>) {
-    if let Some(ports) = app.remove("ports") {
-        if !app.contains_key("portDefinitions") {
-            let defs: Vec<Value> = ports
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| json!({"port": p}))
-                .collect();
-            app.insert("portDefinitions".into(), Value::Array(defs));
-        }
+    if let Some(ports) = app.remove("ports")
+        && !app.contains_key("portDefinitions")
+    {
+        let defs: Vec<Value> = ports
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| json!({"port": p}))
+            .collect();
+        app.insert("portDefinitions".into(), Value::Array(defs));
     }
     if let Some(network) = app
         .get("ipAddress")
@@ -195,7 +195,25 @@ pub fn app_to_marathon(app: &App, runtime: &AppRuntime) -> Value {
                    "taskId": failure.task_id, "timestamp": failure.timestamp, "version": failure.version}),
         );
     }
+    out.values_mut().for_each(whole_numbers);
     Value::Object(out)
+}
+
+/// Writes whole floats as integers (`10`, not `10.0`), as Marathon does.
+fn whole_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            if let Some(f) = n
+                .as_f64()
+                .filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15)
+            {
+                *v = json!(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
+    }
 }
 
 /// A task as Marathon shows it (`id` = `app_path.uuid`).
@@ -302,7 +320,12 @@ mod tests {
         assert_eq!(out["version"], "2026-01-01T00:00:00.000Z");
         assert_eq!(out["tasksRunning"], 2);
         assert_eq!(out["deployments"][0]["id"], "d1");
-        assert_eq!(out["mem"], 128.0);
+        assert_eq!(
+            out["mem"],
+            json!(128),
+            "whole numbers are written as integers"
+        );
+        assert_eq!(out["backoffFactor"], json!(1.15));
         let again = app_from_marathon(&out, None).unwrap();
         assert_eq!(again.1, app.spec, "a response posted back is the same app");
     }

@@ -39,7 +39,7 @@ fn not_found(name: &str) -> MarathonError {
 pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>> {
     let params = Params::parse(q.as_deref());
     let snapshot = Snapshot::read(&s).await?;
-    let with_tasks = params.all("embed").iter().any(|e| *e == "apps.tasks");
+    let with_tasks = params.all("embed").contains(&"apps.tasks");
     let apps: Vec<Value> = snapshot
         .apps
         .iter()

@@ -200,7 +200,7 @@ fn group_path(raw: &str) -> Result<String> {
     } else {
         AppId::parse(trimmed)
             .map(|i| i.path())
-            .map_err(|e| MarathonError::BadRequest(e))
+            .map_err(MarathonError::BadRequest)
     }
 }
 

@@ -1,0 +1,515 @@
+//! Marathon's v2 API in-process on a real etcd (no controllers: deployments stay running, which
+//! is what the lock checks need): every endpoint and every error code.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pacer_apiserver::{ApiState, serve};
+use pacer_runtime::testing::TestEtcd;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    _etcd: TestEtcd,
+}
+
+async fn server() -> Server {
+    let etcd = TestEtcd::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve(
+        listener,
+        ApiState::new(&etcd.client),
+        std::future::pending(),
+    ));
+    Server {
+        base,
+        http: reqwest::Client::new(),
+        _etcd: etcd,
+    }
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        (status, headers, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let (code, _, body) = self.call(Method::GET, path, None).await;
+        (code, body)
+    }
+}
+
+fn fixture(path: &str) -> Value {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/marathon-fixtures")
+        .join(path);
+    serde_json::from_str(
+        &std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+    )
+    .unwrap()
+}
+
+fn cent() -> Value {
+    json!({"id": "cent", "cmd": "while sleep 10; do date -u +%T; done", "cpus": 0.5, "mem": 512, "instances": 1,
+           "container": {"type": "DOCKER", "docker": {"image": "centos"}}, "uris": []})
+}
+
+fn webserver() -> Value {
+    json!({"id": "webserver", "cmd": "python3 -m http.server 8080", "cpus": 0.5, "mem": 64, "instances": 1,
+           "container": {"type": "DOCKER", "docker": {"image": "python:3", "network": "BRIDGE",
+               "portMappings": [{"containerPort": 8080, "hostPort": 0, "servicePort": 9000, "protocol": "tcp"}]}}})
+}
+
+/// Marathon's app schema (1.7), which forbids keys it does not define; response-only keys are
+/// removed first, as its README says.
+fn check_schema(app: &Value) {
+    let mut schema = fixture("marathon-schema-v1.7/AppDefinition.json");
+    schema.as_object_mut().unwrap().remove("$schema");
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .build(&schema)
+        .unwrap();
+    let mut app = app.clone();
+    for key in [
+        "tasks",
+        "tasksStaged",
+        "tasksRunning",
+        "tasksHealthy",
+        "tasksUnhealthy",
+        "deployments",
+        "lastTaskFailure",
+    ] {
+        app.as_object_mut().unwrap().remove(key);
+    }
+    let errors: Vec<String> = validator
+        .iter_errors(&app)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}\n{app:#}");
+}
+
+#[tokio::test]
+async fn classic_guide_posts_answer_201_with_marathon_shapes() {
+    let s = server().await;
+    for (body, id) in [(cent(), "/cent"), (webserver(), "/webserver")] {
+        let (code, headers, app) = s.call(Method::POST, "/v2/apps", Some(body)).await;
+        assert_eq!(code, 201, "{app}");
+        assert_eq!(headers["location"], format!("/v2/apps{id}").as_str());
+        let deployment = headers["marathon-deployment-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(app["deployments"][0]["id"], deployment);
+        assert_eq!(app["id"], id);
+        assert_eq!(app["backoffFactor"], 1.15, "defaults are filled in");
+        assert!(app["version"].as_str().unwrap().ends_with('Z'));
+        check_schema(&app);
+    }
+    let (_, web) = s.get("/v2/apps/webserver").await;
+    let web = &web["app"];
+    assert_eq!(
+        web["networks"][0]["mode"], "container/bridge",
+        "legacy docker.network is normalized"
+    );
+    assert_eq!(web["container"]["portMappings"][0]["servicePort"], 9000);
+    assert!(web["container"]["docker"].get("network").is_none() && web.get("uris").is_none());
+    check_schema(web);
+
+    let (code, _, body) = s.call(Method::POST, "/v2/apps", Some(cent())).await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (409, Some("An app with id [/cent] already exists."))
+    );
+}
+
+#[tokio::test]
+async fn errors_have_marathon_codes_and_shapes() {
+    let s = server().await;
+    let resp = s
+        .http
+        .post(format!("{}/v2/apps", s.base))
+        .body("{\"id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let mut bad = cent();
+    bad["mem"] = json!(-1);
+    bad["container"]["docker"]["image"] = json!("");
+    let (code, _, body) = s.call(Method::POST, "/v2/apps", Some(bad)).await;
+    assert_eq!(
+        (code, body["message"].as_str()),
+        (422, Some("Object is not valid"))
+    );
+    let paths: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert_eq!(paths, vec!["/mem", "/container/docker/image"]);
+    assert!(body["details"][0]["errors"][0].is_string());
+    let (code, apps) = s.get("/v2/apps").await;
+    assert_eq!(
+        (code, apps["apps"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "nothing stored"
+    );
+
+    let (code, body) = s.get("/v2/apps/x").await;
+    assert_eq!(
+        (code, body),
+        (404, json!({"message": "App '/x' does not exist"}))
+    );
+    for (method, path) in [
+        (Method::DELETE, "/v2/apps/x"),
+        (Method::GET, "/v2/apps/x/tasks"),
+        (Method::GET, "/v2/apps/x/versions"),
+    ] {
+        assert_eq!(s.call(method, path, None).await.0, 404, "{path}");
+    }
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/deployments/nope", None).await.0,
+        404
+    );
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/queue/x/delay", None).await.0,
+        404
+    );
+    assert_eq!(s.get("/v2/groups/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn updates_lock_force_rollback_restart_and_delete() {
+    let s = server().await;
+    s.call(Method::POST, "/v2/apps", Some(cent())).await;
+    let (code, _, body) = s
+        .call(Method::PUT, "/v2/apps/cent", Some(json!({"instances": 2})))
+        .await;
+    assert_eq!(code, 409, "a running deployment locks the app: {body}");
+    assert!(body["deployments"][0]["id"].is_string());
+
+    let (code, _, body) = s
+        .call(
+            Method::PUT,
+            "/v2/apps//cent?force=TRUE",
+            Some(json!({"instances": 2})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body["deploymentId"].is_string() && body["version"].is_string());
+    let (_, app) = s.get("/v2/apps/cent").await;
+    assert_eq!(app["app"]["instances"], 2);
+    assert_eq!(
+        app["app"]["mem"], 512.0,
+        "a PUT is a partial update by default"
+    );
+
+    let (code, _, _) = s
+        .call(
+            Method::PATCH,
+            "/v2/apps/cent?force=true",
+            Some(json!({"env": {"A": "1"}})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (_, versions) = s.get("/v2/apps/cent/versions").await;
+    let versions: Vec<String> = serde_json::from_value(versions["versions"].clone()).unwrap();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    let (code, first) = s
+        .get(&format!("/v2/apps/cent/versions/{}", versions[2]))
+        .await;
+    assert_eq!((code, first["instances"].as_i64()), (200, Some(1)));
+
+    let rollback = json!({"version": versions[2]});
+    let (code, _, _) = s
+        .call(Method::PUT, "/v2/apps/cent?force=true", Some(rollback))
+        .await;
+    assert_eq!(code, 200);
+    let (_, app) = s.get("/v2/apps/cent").await;
+    assert_eq!(
+        (app["app"]["instances"].as_i64(), app["app"]["env"].clone()),
+        (Some(1), json!({}))
+    );
+
+    let (code, _, body) = s
+        .call(Method::POST, "/v2/apps/cent/restart?force=true", None)
+        .await;
+    assert_eq!(code, 200);
+    assert!(body["deploymentId"].is_string());
+
+    let replaced = json!({"cmd": "sleep 1", "partialUpdate": false});
+    let (code, _, _) = s
+        .call(
+            Method::PUT,
+            "/v2/apps/cent?force=true&partialUpdate=false",
+            Some(replaced.clone()),
+        )
+        .await;
+    assert_eq!(code, 422, "partialUpdate is not an app field");
+    let (code, _, _) = s
+        .call(
+            Method::PUT,
+            "/v2/apps/cent?force=true&partialUpdate=false",
+            Some(json!({"cmd": "sleep 1"})),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (_, app) = s.get("/v2/apps/cent").await;
+    assert_eq!(
+        (app["app"]["mem"].as_f64(), app["app"].get("container")),
+        (Some(128.0), None),
+        "a full PUT replaces"
+    );
+
+    let (code, _, body) = s
+        .call(
+            Method::PUT,
+            "/v2/apps/fresh",
+            Some(json!({"cmd": "sleep 1"})),
+        )
+        .await;
+    assert_eq!(
+        (code, body["id"].as_str()),
+        (201, Some("/fresh")),
+        "PUT creates a missing app"
+    );
+
+    let (code, _, _) = s.call(Method::DELETE, "/v2/apps/cent", None).await;
+    assert_eq!(code, 409, "deleting a locked app needs force");
+    let (code, _, body) = s
+        .call(Method::DELETE, "/v2/apps/cent?force=true", None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(s.get("/v2/apps/cent").await.0, 404);
+}
+
+#[tokio::test]
+async fn lists_filters_groups_deployments_queue_and_info() {
+    let s = server().await;
+    let mut labelled = cent();
+    labelled["id"] = json!("/prod/web");
+    labelled["labels"] = json!({"tier": "front"});
+    s.call(Method::POST, "/v2/apps", Some(labelled)).await;
+    s.call(Method::POST, "/v2/apps", Some(cent())).await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(&s.get("/v2/apps?label=tier==front").await.1),
+        vec!["/prod/web"]
+    );
+    assert_eq!(
+        ids(&s.get("/v2/apps?label=tier!=front").await.1),
+        vec!["/cent"]
+    );
+    assert_eq!(ids(&s.get("/v2/apps?id=prod").await.1), vec!["/prod/web"]);
+    assert_eq!(
+        ids(&s
+            .get("/v2/apps?cmd=date&embed=apps.tasks&embed=apps.counts")
+            .await
+            .1)
+        .len(),
+        2
+    );
+    assert_eq!(ids(&s.get("/v2/apps/prod/*").await.1), vec!["/prod/web"]);
+    assert_eq!(
+        s.get("/v2/apps?embed=apps.tasks").await.1["apps"][0]["tasks"],
+        json!([])
+    );
+
+    let (_, root) = s.get("/v2/groups").await;
+    assert_eq!(root["id"], "/");
+    assert_eq!(root["groups"][0]["id"], "/prod");
+    assert_eq!(root["groups"][0]["apps"][0]["id"], "/prod/web");
+    let (code, group) = s.get("/v2/groups/prod").await;
+    assert_eq!(
+        (code, group["apps"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    let plan = json!({"id": "/batch", "apps": [{"id": "one", "cmd": "sleep 1"}]});
+    let (code, _, body) = s
+        .call(Method::POST, "/v2/groups?dryRun=true", Some(plan.clone()))
+        .await;
+    assert_eq!(
+        (code, body["steps"][0]["actions"][0]["app"].as_str()),
+        (200, Some("/batch/one"))
+    );
+    assert_eq!(
+        s.get("/v2/apps/batch/one").await.0,
+        404,
+        "a dry run changes nothing"
+    );
+    let (code, _, _) = s.call(Method::POST, "/v2/groups", Some(plan)).await;
+    assert_eq!(code, 201);
+    assert_eq!(s.get("/v2/apps/batch/one").await.0, 200);
+    let (code, _, _) = s
+        .call(Method::PUT, "/v2/groups/batch", Some(json!({"scaleBy": 3})))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(s.get("/v2/apps/batch/one").await.1["app"]["instances"], 3);
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/groups/batch", None).await.0,
+        200
+    );
+    assert_eq!(s.get("/v2/apps/batch/one").await.0, 404);
+
+    let (_, deployments) = s.get("/v2/deployments").await;
+    let first = &deployments.as_array().unwrap()[0];
+    for key in [
+        "id",
+        "version",
+        "affectedApps",
+        "steps",
+        "currentActions",
+        "currentStep",
+        "totalSteps",
+    ] {
+        assert!(first.get(key).is_some(), "deployment has {key}: {first}");
+    }
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(
+        s.call(
+            Method::DELETE,
+            &format!("/v2/deployments/{id}?force=true"),
+            None
+        )
+        .await
+        .0,
+        202
+    );
+
+    let (code, tasks) = s.get("/v2/tasks?status=running").await;
+    assert_eq!((code, tasks["tasks"].clone()), (200, json!([])));
+    assert_eq!(
+        s.call(Method::POST, "/v2/tasks/delete", Some(json!({"ids": []})))
+            .await
+            .0,
+        200
+    );
+    let (code, queue) = s.get("/v2/queue").await;
+    assert_eq!((code, queue["queue"].clone()), (200, json!([])));
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/queue/cent/delay", None).await.0,
+        204
+    );
+
+    let (_, info) = s.get("/v2/info").await;
+    assert_eq!(info["name"], "marathon");
+    assert_eq!(s.get("/v2/leader").await.1["leader"], info["leader"]);
+    let ping = s
+        .http
+        .get(format!("{}/ping", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(ping, "pong");
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("pacer_apps 2"), "{metrics}");
+}
+
+#[tokio::test]
+async fn hundred_real_apps_post_and_echo_normalized() {
+    let s = server().await;
+    let doc = fixture("marathon-benchmark-real/155_100.json");
+    for original in doc["apps"].as_array().unwrap() {
+        let (code, _, created) = s
+            .call(Method::POST, "/v2/apps", Some(original.clone()))
+            .await;
+        let id = original["id"].as_str().unwrap();
+        assert_eq!(code, 201, "{id}: {created}");
+        for key in [
+            "id",
+            "cmd",
+            "instances",
+            "cpus",
+            "mem",
+            "constraints",
+            "env",
+            "labels",
+            "killSelection",
+        ] {
+            assert_eq!(
+                created.get(key),
+                original.get(key).or(created.get(key)),
+                "{id}: {key}"
+            );
+        }
+        check_schema(&created);
+        let (_, fetched) = s.get(&format!("/v2/apps{id}")).await;
+        assert_eq!(fetched["app"]["container"], created["container"], "{id}");
+    }
+}
+
+#[tokio::test]
+async fn event_stream_starts_attached_and_filters() {
+    let s = server().await;
+    let resp = s
+        .http
+        .get(format!(
+            "{}/v2/events?event_type=api_post_event&event_type=event_stream_attached",
+            s.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let stream = futures::TryStreamExt::map_err(resp.bytes_stream(), std::io::Error::other);
+    let mut lines = tokio_util::io::StreamReader::new(stream).lines();
+    let mut next_event = async || -> (String, Value) {
+        let mut kind = String::new();
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+                .await
+                .expect("an event within 10 s")
+                .unwrap()
+                .unwrap();
+            if let Some(k) = line.strip_prefix("event: ") {
+                kind = k.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                return (kind, serde_json::from_str(data).unwrap());
+            }
+        }
+    };
+    let (kind, first) = next_event().await;
+    assert_eq!(
+        (kind.as_str(), first["eventType"].as_str()),
+        ("event_stream_attached", Some("event_stream_attached"))
+    );
+    s.call(Method::POST, "/v2/apps", Some(cent())).await;
+    let (kind, posted) = next_event().await;
+    assert_eq!(kind, "api_post_event", "deployment_info is filtered out");
+    assert_eq!(posted["appDefinition"]["id"], "/cent");
+    assert!(posted["timestamp"].as_str().unwrap().ends_with('Z'));
+}
