@@ -242,6 +242,7 @@ pub fn task_to_marathon(task: &Task) -> Value {
         "stagedAt": status.staged_at,
         "startedAt": status.started_at,
         "ipAddresses": [{"ipAddress": host, "protocol": "IPv4"}],
+        "healthCheckResults": [],
     });
     if status.started_at.is_none() {
         out.as_object_mut().map(|m| m.remove("startedAt"));

@@ -14,4 +14,6 @@ cp "$busybox" "$ctx/busybox"
 cp "$here/busybox/Dockerfile" "$ctx/Dockerfile"
 docker build -q -t pacer/busybox:latest "$ctx" >/dev/null
 docker tag pacer/busybox:latest centos:latest
-echo "built pacer/busybox:latest (tagged centos:latest)"
+# The classic guide's webserver names python:3; its cmd is swapped for busybox httpd.
+docker tag pacer/busybox:latest python:3
+echo "built pacer/busybox:latest (tagged centos:latest and python:3)"

@@ -114,6 +114,17 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// A Marathon API call: status and JSON body.
+    pub async fn marathon(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.server));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("the API answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// Runs the CLI against this cluster.
     pub fn pacer(&self, args: &[&str]) -> Output {
         Command::new(pacer_bin())
@@ -268,12 +279,12 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Builds `pacer/busybox:latest` from Debian's busybox-static if it is not there yet.
+/// Builds `pacer/busybox:latest` (and its `centos`, `python:3` tags) if they are not there yet.
 pub fn ensure_image() {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let present = Command::new("docker")
-            .args(["image", "inspect", IMAGE])
+            .args(["image", "inspect", IMAGE, "centos:latest", "python:3"])
             .output()
             .is_ok_and(|o| o.status.success());
         if present {
