@@ -2,6 +2,7 @@
 //! reports their status.
 
 pub mod capacity;
+mod health;
 mod http;
 mod register;
 mod runner;

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use pacer_crd::{Record, Task, TaskState, TaskStatus};
 use pacer_runtime::{Api, now};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::health::Update;
 use crate::runtime::{Docker, Handle, Runtime, Runtimes};
 
 /// What a runner needs from its agent.
@@ -122,26 +123,66 @@ async fn run(
         report.status.started_at = Some(now());
         report.send().await;
     }
-    tokio::select! {
-        code = runtime.wait(&handle) => {
-            let code = code.unwrap_or(-1);
-            let state = if code == 0 { TaskState::Finished } else { TaskState::Failed };
-            report.end(state, Some(code), &format!("exited with code {code}")).await;
-        }
-        _ = kill.cancelled() => {
-            report.status.state = TaskState::Killing;
-            report.send().await;
-            let _ = runtime.stop(&handle, grace).await;
-            let code = runtime.wait(&handle).await.ok();
-            report.end(TaskState::Killed, code, "killed on request").await;
-        }
-        _ = deleted.cancelled() => {}
+    let (updates, mut health) = mpsc::channel(16);
+    let stop_checks = CancellationToken::new();
+    if !task.spec.app.health_checks.is_empty() {
+        tokio::spawn(crate::health::run(
+            task.clone(),
+            handle.clone(),
+            runtime.clone(),
+            updates,
+            stop_checks.clone(),
+        ));
     }
+    let wait = runtime.wait(&handle);
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            code = &mut wait => {
+                let code = code.unwrap_or(-1);
+                let state = if code == 0 { TaskState::Finished } else { TaskState::Failed };
+                report.end(state, Some(code), &format!("exited with code {code}")).await;
+                break;
+            }
+            _ = kill.cancelled() => {
+                stop(&mut report, runtime.as_ref(), &handle, grace, "killed on request").await;
+                break;
+            }
+            Some(update) = health.recv() => match update {
+                Update::Results(results) => {
+                    report.status.health = results;
+                    report.send().await;
+                }
+                Update::Kill(reason) => {
+                    tracing::info!(%reason, "killing an unhealthy task");
+                    stop(&mut report, runtime.as_ref(), &handle, grace, &format!("killed: {reason}")).await;
+                    break;
+                }
+            },
+            _ = deleted.cancelled() => break,
+        }
+    }
+    stop_checks.cancel();
     deleted.cancelled().await;
     let _ = runtime.stop(&handle, grace).await;
     if let Err(e) = runtime.remove(&handle).await {
         tracing::info!(error = %e, "removing the task's container failed");
     }
+}
+
+/// Stops a running task: TASK_KILLING, then TASK_KILLED with `message` once it has exited.
+async fn stop(
+    report: &mut Reporter,
+    runtime: &dyn Runtime,
+    handle: &Handle,
+    grace: Duration,
+    message: &str,
+) {
+    report.status.state = TaskState::Killing;
+    report.send().await;
+    let _ = runtime.stop(handle, grace).await;
+    let code = runtime.wait(handle).await.ok();
+    report.end(TaskState::Killed, code, message).await;
 }
 
 /// Writes a task's status, retrying until it is stored or the task record is gone.

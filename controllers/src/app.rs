@@ -10,7 +10,7 @@ use pacer_runtime::{Action, Controller, now};
 use tokio_util::sync::CancellationToken;
 
 use crate::placement::{self, Candidate};
-use crate::{CONFLICT_RETRY, Cluster};
+use crate::{CONFLICT_RETRY, Cluster, upgrade};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,36 +46,39 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
 
 async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error> {
     let name = app.metadata.name.clone().unwrap_or_default();
+    // Tasks this controller placed must be in the cache before it counts again, or it would
+    // place them twice.
+    if !cluster.sees_placements_of(&name) {
+        return Ok(Action::requeue(CONFLICT_RETRY));
+    }
     let tasks = cluster.tasks_of(&name);
     if tasks.iter().any(|t| t.state().is_terminal()) {
         return forget_ended(&app, &tasks, &cluster).await;
     }
     let version = app.version();
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
-    let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = tasks
-        .iter()
-        .filter(|t| !t.spec.kill)
+    let (stopping, active): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) =
+        tasks.iter().partition(|t| t.spec.kill);
+    let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = active
+        .into_iter()
         .partition(|t| t.spec.app_version == version);
-
-    let mut doomed = pick_to_kill(&current, wanted, app.spec.kill_selection);
-    // A new version replaces old tasks only as new ones run, so capacity never drops.
+    let (doomed, missing) = if old.is_empty() {
+        // A scale: start what is missing, stop the surplus by killSelection.
+        (
+            pick_to_kill(&current, wanted, app.spec.kill_selection),
+            wanted.saturating_sub(current.len()),
+        )
+    } else {
+        rolling_step(&app, wanted, &current, &old, stopping.len())
+    };
+    for task in doomed {
+        kill(&cluster, task).await?;
+    }
     let running_current = current
         .iter()
         .filter(|t| t.state() == TaskState::Running)
         .count();
-    let old_to_kill = (running_current + old.len())
-        .saturating_sub(wanted)
-        .min(old.len());
-    doomed.extend(pick_to_kill(
-        &old,
-        old.len() - old_to_kill,
-        KillSelection::OldestFirst,
-    ));
-    for task in doomed {
-        kill(&cluster, task).await?;
-    }
 
-    let missing = wanted.saturating_sub(current.len());
     let mut status = AppStatus {
         observed_generation: app.metadata.generation.unwrap_or(0),
         tasks_staged: current
@@ -89,7 +92,11 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     status.message = None;
     let mut action = Action::await_change();
     if missing > 0 {
-        match launch_delay(&status) {
+        let same_version = status
+            .last_task_failure
+            .as_ref()
+            .is_some_and(|f| f.version == version);
+        match launch_delay(&status).filter(|_| same_version) {
             Some(wait) => {
                 status.message = Some(format!(
                     "{missing} instance(s) pending: launch delayed until {} after {} failure(s)",
@@ -100,8 +107,16 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
             }
             None => match accept_offers(&app, &current, missing, &cluster).await? {
                 Placed::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
-                Placed::All => status.tasks_pending = 0,
-                Placed::Some { unplaced, why } => {
+                Placed::All(revision) => {
+                    cluster.placed_at(&name, revision);
+                    status.tasks_pending = 0;
+                }
+                Placed::Some {
+                    unplaced,
+                    why,
+                    revision,
+                } => {
+                    cluster.placed_at(&name, revision);
                     status.tasks_pending = unplaced as i64;
                     status.message = Some(format!(
                         "{unplaced} instance(s) pending: no node fits: {why}"
@@ -110,8 +125,61 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
             },
         }
     }
+    if !old.is_empty() && status.message.is_none() {
+        status.message = Some(upgrade_progress(&current, &old, wanted));
+    }
     write_status(&cluster, &name, status).await?;
     Ok(action)
+}
+
+/// One step of a rolling upgrade: which old tasks to stop (unhealthy first, then oldest) and
+/// how many new ones to start, within the app's upgradeStrategy.
+fn rolling_step<'a>(
+    app: &App,
+    wanted: usize,
+    current: &[&'a Arc<Task>],
+    old: &[&'a Arc<Task>],
+    stopping: usize,
+) -> (Vec<&'a Arc<Task>>, usize) {
+    let strategy = &app.spec.upgrade_strategy;
+    let bounds = upgrade::Bounds::new(
+        wanted,
+        strategy.minimum_health_capacity,
+        strategy.maximum_over_capacity,
+    );
+    let counts = upgrade::Counts {
+        old: old.len(),
+        old_healthy: old.iter().filter(|t| t.is_healthy()).count(),
+        new: current.len(),
+        new_healthy: current.iter().filter(|t| t.is_healthy()).count(),
+        stopping,
+    };
+    let step = upgrade::step(wanted, bounds, counts);
+    let mut order = old.to_vec();
+    order.sort_by_key(|t| (t.is_healthy(), age_key(t)));
+    let mut doomed: Vec<&Arc<Task>> = order.into_iter().take(step.stop_old).collect();
+    doomed.extend(pick_to_kill(current, wanted, app.spec.kill_selection));
+    (doomed, step.start_new)
+}
+
+/// Where a rolling upgrade stands, and why it waits if it does.
+fn upgrade_progress(current: &[&Arc<Task>], old: &[&Arc<Task>], wanted: usize) -> String {
+    let healthy = current.iter().filter(|t| t.is_healthy()).count();
+    let mut message = format!(
+        "upgrading: {healthy} of {wanted} new instances healthy, {} old left",
+        old.len()
+    );
+    let failing = current.iter().find_map(|t| {
+        t.status
+            .as_ref()?
+            .health
+            .iter()
+            .find_map(|h| h.last_failure_cause.clone())
+    });
+    if let Some(cause) = failing {
+        message.push_str(&format!("; new instances fail their health check: {cause}"));
+    }
+    message
 }
 
 /// Which of `tasks` to stop so that `keep` remain.
@@ -199,6 +267,14 @@ async fn forget_ended(app: &App, tasks: &[Arc<Task>], cluster: &Cluster) -> Resu
 
 fn record_failure(app: &App, task: &Task, status: &mut AppStatus) {
     let spec = &app.spec;
+    // A new version or a restart starts with a clean slate.
+    if status
+        .last_task_failure
+        .as_ref()
+        .is_some_and(|f| f.version != task.spec.app_version)
+    {
+        status.consecutive_failures = 0;
+    }
     status.consecutive_failures += 1;
     let exp = (status.consecutive_failures - 1).min(64) as i32;
     let delay =
@@ -224,8 +300,13 @@ fn launch_delay(status: &AppStatus) -> Option<Duration> {
 }
 
 enum Placed {
-    All,
-    Some { unplaced: usize, why: String },
+    /// Everything placed, written at this etcd revision.
+    All(i64),
+    Some {
+        unplaced: usize,
+        why: String,
+        revision: i64,
+    },
     Conflict,
 }
 
@@ -257,6 +338,7 @@ async fn accept_offers(
         return Ok(Placed::Some {
             unplaced: plan.unplaced,
             why: plan.explain(),
+            revision: 0,
         });
     }
     let mut compares = Vec::new();
@@ -276,10 +358,11 @@ async fn accept_offers(
         ops.push(cluster.tasks.put_op(&task, None).map_err(err)?);
     }
     match cluster.offers.commit(compares, ops).await {
-        Ok(_) if plan.unplaced == 0 => Ok(Placed::All),
-        Ok(_) => Ok(Placed::Some {
+        Ok(revision) if plan.unplaced == 0 => Ok(Placed::All(revision)),
+        Ok(revision) => Ok(Placed::Some {
             unplaced: plan.unplaced,
             why: plan.explain(),
+            revision,
         }),
         Err(e) if e.is_conflict() => Ok(Placed::Conflict),
         Err(e) => Err(err(e)),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use pacer_crd::deployment::{DeploymentAction, DeploymentPhase};
-use pacer_crd::{App, Deployment, DeploymentStatus, Task, TaskState};
+use pacer_crd::{App, Deployment, DeploymentStatus, Task};
 use pacer_runtime::{Action, Controller};
 use tokio_util::sync::CancellationToken;
 
@@ -113,7 +113,7 @@ fn converged(app: &App, tasks: &[Arc<Task>]) -> bool {
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
     let running = tasks
         .iter()
-        .filter(|t| t.spec.app_version == app.version() && t.state() == TaskState::Running)
+        .filter(|t| t.spec.app_version == app.version() && t.is_healthy())
         .count();
     running == wanted && tasks.len() == wanted
 }

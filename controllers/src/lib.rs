@@ -5,7 +5,10 @@ pub mod app;
 pub mod deployment;
 pub mod gc;
 pub mod placement;
+pub mod upgrade;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pacer_crd::{App, Deployment, Node, Offer, Task};
@@ -25,6 +28,8 @@ pub struct Cluster {
     pub node_cache: Reflector<Node>,
     pub offer_cache: Reflector<Offer>,
     pub deployment_cache: Reflector<Deployment>,
+    /// The etcd revision of each app's last placement, until the task cache has seen it.
+    placements: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl Cluster {
@@ -43,6 +48,7 @@ impl Cluster {
             node_cache: Reflector::start(Api::clone(&nodes), "", token.clone()),
             offer_cache: Reflector::start(Api::clone(&offers), "", token.clone()),
             deployment_cache: Reflector::start(Api::clone(&deployments), "", token.clone()),
+            placements: Arc::default(),
             apps,
             tasks,
             nodes,
@@ -51,8 +57,30 @@ impl Cluster {
         }
     }
 
+    /// Records that tasks of `app` were written at `revision`.
+    pub fn placed_at(&self, app: &str, revision: i64) {
+        if revision > 0 {
+            self.placements
+                .lock()
+                .expect("placements lock")
+                .insert(app.to_string(), revision);
+        }
+    }
+
+    /// Whether the task cache holds every task placed for `app` so far.
+    pub fn sees_placements_of(&self, app: &str) -> bool {
+        let mut placements = self.placements.lock().expect("placements lock");
+        let seen = placements
+            .get(app)
+            .is_none_or(|rev| self.task_cache.store().revision() >= *rev);
+        if seen {
+            placements.remove(app);
+        }
+        seen
+    }
+
     /// The tasks of one app, from the cache.
-    pub fn tasks_of(&self, app: &str) -> Vec<std::sync::Arc<Task>> {
+    pub fn tasks_of(&self, app: &str) -> Vec<Arc<Task>> {
         self.task_cache.store().filter(|t| t.spec.app_id == app)
     }
 }

@@ -23,7 +23,7 @@ pub use kube_core::{CustomResourceExt, Resource};
 pub use manifest::Manifest;
 pub use node::{Node, NodeSpec, NodeStatus, PortRange, Resources};
 pub use offer::{Offer, OfferSpec};
-pub use task::{Task, TaskSpec, TaskState, TaskStatus};
+pub use task::{HealthResult, Task, TaskSpec, TaskState, TaskStatus};
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -199,6 +199,20 @@ pub fn app_to_marathon(app: &App, runtime: &AppRuntime) -> Value {
     Value::Object(out)
 }
 
+/// Marathon's `healthCheckResults` of a task.
+fn health_results(task: &Task, status: &crate::TaskStatus) -> Vec<Value> {
+    let id = task.metadata.name.clone().unwrap_or_default();
+    status
+        .health
+        .iter()
+        .map(|h| {
+            json!({"alive": h.alive, "consecutiveFailures": h.consecutive_failures, "firstSuccess": h.first_success,
+                   "lastSuccess": h.last_success, "lastFailure": h.last_failure, "lastFailureCause": h.last_failure_cause,
+                   "taskId": id, "instanceId": id})
+        })
+        .collect()
+}
+
 /// Writes whole floats as integers (`10`, not `10.0`), as Marathon does.
 fn whole_numbers(v: &mut Value) {
     match v {
@@ -242,7 +256,7 @@ pub fn task_to_marathon(task: &Task) -> Value {
         "stagedAt": status.staged_at,
         "startedAt": status.started_at,
         "ipAddresses": [{"ipAddress": host, "protocol": "IPv4"}],
-        "healthCheckResults": [],
+        "healthCheckResults": health_results(task, &status),
     });
     if status.started_at.is_none() {
         out.as_object_mut().map(|m| m.remove("startedAt"));

@@ -109,6 +109,25 @@ pub struct TaskStatus {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
+    /// One result per health check of the app, in its order (Marathon's `healthCheckResults`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health: Vec<HealthResult>,
+}
+
+/// The state of one health check of one task, as the agent last saw it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthResult {
+    pub alive: bool,
+    pub consecutive_failures: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_success: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_cause: Option<String>,
 }
 
 /// The key of a task below `tasks/`: nested under its node, so agents watch only their own.
@@ -120,5 +139,19 @@ impl Task {
     /// The task's current state; a task nobody has reported on yet is staging.
     pub fn state(&self) -> TaskState {
         self.status.as_ref().map(|s| s.state).unwrap_or_default()
+    }
+
+    /// Running and, if the app has health checks, passing all of them.
+    pub fn is_healthy(&self) -> bool {
+        if self.state() != TaskState::Running {
+            return false;
+        }
+        let checks = self.spec.app.health_checks.len();
+        let results = self
+            .status
+            .as_ref()
+            .map(|s| s.health.as_slice())
+            .unwrap_or_default();
+        checks == 0 || (results.len() == checks && results.iter().all(|r| r.alive))
     }
 }

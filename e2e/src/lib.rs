@@ -115,7 +115,12 @@ impl Cluster {
     }
 
     /// A Marathon API call: status and JSON body.
-    pub async fn marathon(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn marathon(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.server));
         if let Some(body) = body {
             req = req.json(&body);

@@ -32,19 +32,39 @@ async fn classic_guide_apps_run_and_both_apis_see_each_other() {
     assert_eq!(task["servicePorts"], json!([9000]));
     let port = task["ports"][0].as_u64().expect("a host port");
     let url = format!("http://127.0.0.1:{port}/");
-    let page = c.eventually(LIMIT, "the webserver to answer", || async { reqwest::get(&url).await.ok()?.text().await.ok() }).await;
+    let page = c
+        .eventually(LIMIT, "the webserver to answer", || async {
+            reqwest::get(&url).await.ok()?.text().await.ok()
+        })
+        .await;
     assert_eq!(page.trim(), "served");
-    c.eventually(LIMIT, "cent to run", || async { (c.running("cent").await.len() == 1).then_some(()) }).await;
+    c.eventually(LIMIT, "cent to run", || async {
+        (c.running("cent").await.len() == 1).then_some(())
+    })
+    .await;
 
     // One set of records behind both APIs.
     let listed = String::from_utf8_lossy(&c.pacer(&["get", "apps"]).stdout).into_owned();
-    assert!(listed.contains("/cent") && listed.contains("/webserver"), "{listed}");
+    assert!(
+        listed.contains("/cent") && listed.contains("/webserver"),
+        "{listed}"
+    );
     assert!(c.apply("hello.yaml", &web_app("hello", 1)).status.success());
     let (_, apps) = c.marathon(Method::GET, "/v2/apps", None).await;
-    let ids: Vec<&str> = apps["apps"].as_array().unwrap().iter().filter_map(|a| a["id"].as_str()).collect();
+    let ids: Vec<&str> = apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
     assert!(ids.contains(&"/hello"), "{ids:?}");
 
-    let (code, _) = c.marathon(Method::DELETE, "/v2/apps/webserver?force=true", None).await;
+    let (code, _) = c
+        .marathon(Method::DELETE, "/v2/apps/webserver?force=true", None)
+        .await;
     assert_eq!(code, 200);
-    c.eventually(LIMIT, "the webserver's container to go", || async { c.containers(Some("webserver")).is_empty().then_some(()) }).await;
+    c.eventually(LIMIT, "the webserver's container to go", || async {
+        c.containers(Some("webserver")).is_empty().then_some(())
+    })
+    .await;
 }

@@ -1,6 +1,7 @@
 //! An in-memory cache of one record kind, fed by a watcher, whose events others can subscribe to.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use pacer_crd::Record;
@@ -14,6 +15,8 @@ use crate::watcher::{self, Event};
 pub struct Store<K> {
     items: Arc<RwLock<BTreeMap<String, Arc<K>>>>,
     ready: watch::Receiver<bool>,
+    /// The newest etcd revision the cache has applied.
+    revision: Arc<AtomicI64>,
 }
 
 impl<K> Clone for Store<K> {
@@ -21,6 +24,7 @@ impl<K> Clone for Store<K> {
         Store {
             items: self.items.clone(),
             ready: self.ready.clone(),
+            revision: self.revision.clone(),
         }
     }
 }
@@ -66,7 +70,16 @@ impl<K: Record> Store<K> {
         let _ = ready.wait_for(|r| *r).await;
     }
 
+    /// The newest revision applied: a write at revision R is in the cache once this is >= R.
+    pub fn revision(&self) -> i64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
     fn apply(&self, event: &Event<K>) {
+        let seen = match event {
+            Event::Restarted(all) => all.iter().map(revision_of).max().unwrap_or(0),
+            Event::Applied(obj) | Event::Deleted(obj) => revision_of(obj),
+        };
         let mut items = self.items.write().expect("store lock");
         match event {
             Event::Restarted(all) => {
@@ -79,7 +92,16 @@ impl<K: Record> Store<K> {
                 items.remove(&obj.key());
             }
         }
+        self.revision.fetch_max(seen, Ordering::AcqRel);
     }
+}
+
+fn revision_of<K: Record>(obj: &K) -> i64 {
+    obj.meta()
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A watcher plus its cache; events are re-broadcast after the cache has applied them.
@@ -104,6 +126,7 @@ impl<K: Record> Reflector<K> {
         let store = Store {
             items: Arc::default(),
             ready,
+            revision: Arc::default(),
         };
         let (events, _) = broadcast::channel(4096);
         let mut rx = watcher::watch(api, sub, token);

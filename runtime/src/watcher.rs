@@ -155,8 +155,12 @@ async fn follow<K: Record>(
             let Some(kv) = event.kv() else { continue };
             let decoded = match event.event_type() {
                 EventType::Put => api.decode(kv).map(Event::Applied),
+                // A deleted record carries the revision of its deletion.
                 EventType::Delete => match event.prev_kv() {
-                    Some(prev) => api.decode(prev).map(Event::Deleted),
+                    Some(prev) => api.decode(prev).map(|mut obj| {
+                        obj.meta_mut().resource_version = Some(kv.mod_revision().to_string());
+                        Event::Deleted(obj)
+                    }),
                     None => continue,
                 },
             };

@@ -312,6 +312,43 @@ impl Runtime for Docker {
         }
     }
 
+    async fn exec(
+        &self,
+        handle: &Handle,
+        _task: &Task,
+        command: &str,
+    ) -> Result<i64, RuntimeError> {
+        let options = bollard::exec::CreateExecOptions {
+            cmd: Some(vec![
+                "/bin/sh".to_string(),
+                "-c".to_string(),
+                command.to_string(),
+            ]),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self
+            .client
+            .create_exec(&handle.id, options)
+            .await
+            .map_err(RuntimeError::Docker)?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+            .client
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(RuntimeError::Docker)?
+        {
+            while output.next().await.is_some() {}
+        }
+        let inspect = self
+            .client
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(RuntimeError::Docker)?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
     async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError> {
         let options = LogsOptionsBuilder::new()
             .stdout(true)

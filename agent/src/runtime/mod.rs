@@ -54,6 +54,8 @@ pub trait Runtime: Send + Sync {
     /// Frees what the task left behind (container, sandbox).
     async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError>;
     async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError>;
+    /// Runs `command` with `sh -c` inside the task (COMMAND health checks); its exit code.
+    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, RuntimeError>;
 }
 
 /// The runtimes of one agent.

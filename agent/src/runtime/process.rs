@@ -148,6 +148,22 @@ impl Runtime for Process {
         Ok(())
     }
 
+    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, RuntimeError> {
+        let status = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(command)
+            .envs(task_env(task, "127.0.0.1"))
+            .current_dir(self.sandbox(&handle.id))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(RuntimeError::Spawn)?;
+        Ok(status.code().map(i64::from).unwrap_or(-1))
+    }
+
     async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError> {
         let dir = self.sandbox(&handle.id);
         Ok(tail_of(&dir.join("stdout"), tail)? + &tail_of(&dir.join("stderr"), tail)?)

@@ -66,8 +66,14 @@ impl Snapshot {
         let runtime = AppRuntime {
             tasks_staged: count(&[TaskState::Staging, TaskState::Starting]),
             tasks_running: count(&[TaskState::Running]),
-            tasks_healthy: 0,
-            tasks_unhealthy: 0,
+            tasks_healthy: live
+                .iter()
+                .filter(|t| has_checks(t) && t.is_healthy())
+                .count() as i64,
+            tasks_unhealthy: live
+                .iter()
+                .filter(|t| has_checks(t) && t.state() == TaskState::Running && !t.is_healthy())
+                .count() as i64,
             deployments: self.deployments_of(name),
         };
         let mut out = app_to_marathon(app, &runtime);
@@ -76,6 +82,10 @@ impl Snapshot {
         }
         out
     }
+}
+
+fn has_checks(t: &Task) -> bool {
+    !t.spec.app.health_checks.is_empty()
 }
 
 fn phase(d: &Deployment) -> DeploymentPhase {
