@@ -6,6 +6,7 @@ use serde_json::Value;
 
 pub struct ApiClient {
     base: String,
+    server: String,
     http: reqwest::Client,
 }
 
@@ -15,8 +16,10 @@ impl ApiClient {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .unwrap_or_default();
+        let server = server.trim_end_matches('/').to_string();
         ApiClient {
-            base: format!("{}/apis/pacer.io/v1", server.trim_end_matches('/')),
+            base: format!("{server}/apis/pacer.io/v1"),
+            server,
             http,
         }
     }
@@ -39,7 +42,30 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<String> {
-        let url = format!("{}{path}", self.base);
+        self.request(method, format!("{}{path}", self.base), body)
+            .await
+    }
+
+    /// A call to the Marathon API of the same server (`/v2/...`).
+    pub async fn marathon(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let text = self
+            .request(method, format!("{}{path}", self.server), body)
+            .await?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server answered {path} with something that is not JSON"))
+    }
+
+    async fn request(
+        &self,
+        method: Method,
+        url: String,
+        body: Option<&Value>,
+    ) -> anyhow::Result<String> {
         let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(body);

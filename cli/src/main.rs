@@ -3,6 +3,7 @@
 mod client;
 mod daemons;
 mod manifests;
+mod rollout;
 mod show;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +47,10 @@ enum Command {
     Delete(manifests::DeleteArgs),
     /// Print the output of a task.
     Logs(show::LogsArgs),
+    /// Follow, list or undo an app's deployments.
+    Rollout(rollout::RolloutArgs),
+    /// Replace every task of an app with a fresh one (a new version, same definition).
+    Restart(rollout::RestartArgs),
 }
 
 #[tokio::main]
@@ -69,6 +74,8 @@ async fn main() {
         Command::Scale(args) => manifests::scale(&api, args).await,
         Command::Delete(args) => manifests::delete(&api, args).await,
         Command::Logs(args) => show::logs(&api, args).await,
+        Command::Rollout(args) => rollout::rollout(&api, args).await,
+        Command::Restart(args) => rollout::restart(&api, args).await,
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

@@ -26,8 +26,23 @@ pub enum Error {
 
 pub async fn run(cluster: Cluster, token: CancellationToken) {
     let apps = cluster.app_cache.store();
+    let dependents = cluster.app_cache.store();
     let controller = Controller::new(&cluster.app_cache, token)
-        .watches(&cluster.task_cache, |t: &Task| vec![t.spec.app_id.clone()])
+        // A task change concerns its app and the apps that depend on that app.
+        .watches(&cluster.task_cache, move |t: &Task| {
+            let path = pacer_crd::AppId::parse(&t.spec.app_id)
+                .map(|i| i.path())
+                .unwrap_or_default();
+            let waiting = dependents.filter(|a| {
+                a.spec
+                    .dependencies
+                    .iter()
+                    .any(|d| pacer_crd::AppId::parse(d).is_ok_and(|i| i.path() == path))
+            });
+            std::iter::once(t.spec.app_id.clone())
+                .chain(waiting.iter().filter_map(|a| a.metadata.name.clone()))
+                .collect()
+        })
         // More room on a node may let pending instances in.
         .watches(&cluster.offer_cache, move |_: &Offer| {
             apps.filter(|a| a.status.as_ref().is_some_and(|s| s.tasks_pending > 0))
@@ -62,7 +77,9 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = active
         .into_iter()
         .partition(|t| t.spec.app_version == version);
-    let (doomed, missing) = if old.is_empty() {
+    // An upgrade lasts while any task of another version runs, even one already stopping.
+    let upgrading = tasks.iter().any(|t| t.spec.app_version != version);
+    let (doomed, missing) = if !upgrading {
         // A scale: start what is missing, stop the surplus by killSelection.
         (
             pick_to_kill(&current, wanted, app.spec.kill_selection),
@@ -91,7 +108,12 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     };
     status.message = None;
     let mut action = Action::await_change();
-    if missing > 0 {
+    let waiting_for = unready_dependency(&app, &cluster);
+    if let (true, Some(dependency)) = (missing > 0, &waiting_for) {
+        status.message = Some(format!(
+            "{missing} instance(s) pending: waiting for dependency {dependency} to be healthy"
+        ));
+    } else if missing > 0 {
         let same_version = status
             .last_task_failure
             .as_ref()
@@ -125,7 +147,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
             },
         }
     }
-    if !old.is_empty() && status.message.is_none() {
+    if upgrading && status.message.is_none() {
         status.message = Some(upgrade_progress(&current, &old, wanted));
     }
     write_status(&cluster, &name, status).await?;
@@ -160,6 +182,23 @@ fn rolling_step<'a>(
     let mut doomed: Vec<&Arc<Task>> = order.into_iter().take(step.stop_old).collect();
     doomed.extend(pick_to_kill(current, wanted, app.spec.kill_selection));
     (doomed, step.start_new)
+}
+
+/// The first dependency of `app` that does not yet run all its instances healthy.
+fn unready_dependency(app: &App, cluster: &Cluster) -> Option<String> {
+    app.spec.dependencies.iter().find_map(|dep| {
+        let id = pacer_crd::AppId::parse(dep).ok()?;
+        let ready = cluster.app_cache.store().get(&id.name()).is_some_and(|d| {
+            let wanted = usize::try_from(d.spec.instances).unwrap_or(0);
+            let healthy = cluster
+                .tasks_of(&id.name())
+                .iter()
+                .filter(|t| t.spec.app_version == d.version() && t.is_healthy())
+                .count();
+            healthy >= wanted
+        });
+        (!ready).then(|| id.path())
+    })
 }
 
 /// Where a rolling upgrade stands, and why it waits if it does.

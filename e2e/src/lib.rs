@@ -130,6 +130,40 @@ impl Cluster {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Follows every task change, in etcd's order, from the native API's watch.
+    pub async fn watch_tasks(&self) -> TaskWatch {
+        let resp = self
+            .http
+            .get(format!("{}/apis/pacer.io/v1/tasks?watch=true", self.server))
+            .send()
+            .await
+            .expect("watch starts");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut resp = resp;
+            let mut buffer = String::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                buffer.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buffer.find('\n') {
+                    let line: String = buffer.drain(..=end).collect();
+                    let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                        continue;
+                    };
+                    let kind = event["type"].as_str().unwrap_or_default().to_string();
+                    if let Ok(task) = serde_json::from_value::<Task>(event["object"].clone())
+                        && tx.send((kind, task)).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        });
+        TaskWatch {
+            rx,
+            tasks: Default::default(),
+        }
+    }
+
     /// Runs the CLI against this cluster.
     pub fn pacer(&self, args: &[&str]) -> Output {
         Command::new(pacer_bin())
@@ -221,6 +255,37 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Tasks as the watch has reported them so far.
+pub struct TaskWatch {
+    rx: tokio::sync::mpsc::UnboundedReceiver<(String, Task)>,
+    pub tasks: std::collections::BTreeMap<String, Task>,
+}
+
+impl TaskWatch {
+    /// Waits for the next change (at most `limit`) and applies it; the task it concerned.
+    pub async fn next(&mut self, limit: Duration) -> Task {
+        let (kind, task) = tokio::time::timeout(limit, self.rx.recv())
+            .await
+            .expect("a task change in time")
+            .expect("the watch runs");
+        let name = task.metadata.name.clone().unwrap_or_default();
+        if kind == "DELETED" {
+            self.tasks.remove(&name);
+        } else {
+            self.tasks.insert(name, task.clone());
+        }
+        task
+    }
+
+    /// Tasks of `app` that have not ended.
+    pub fn live(&self, app: &str) -> Vec<&Task> {
+        self.tasks
+            .values()
+            .filter(|t| t.spec.app_id == app && !t.state().is_terminal())
+            .collect()
     }
 }
 
