@@ -60,6 +60,11 @@ impl ApiClient {
             .with_context(|| format!("the server answered {path} with something that is not JSON"))
     }
 
+    /// A Marathon API call whose success has no body (204).
+    pub async fn request_empty(&self, method: Method, path: &str) -> anyhow::Result<()> {
+        self.request(method, format!("{}{path}", self.server), None).await.map(|_| ())
+    }
+
     async fn request(
         &self,
         method: Method,

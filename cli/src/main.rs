@@ -51,6 +51,8 @@ enum Command {
     Rollout(rollout::RolloutArgs),
     /// Replace every task of an app with a fresh one (a new version, same definition).
     Restart(rollout::RestartArgs),
+    /// Launch a crash-looping app's next instance now, not after its backoff delay.
+    ResetDelay(rollout::ResetDelayArgs),
 }
 
 #[tokio::main]
@@ -76,6 +78,7 @@ async fn main() {
         Command::Logs(args) => show::logs(&api, args).await,
         Command::Rollout(args) => rollout::rollout(&api, args).await,
         Command::Restart(args) => rollout::restart(&api, args).await,
+        Command::ResetDelay(args) => rollout::reset_delay(&api, args).await,
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

@@ -40,6 +40,20 @@ enum Rollout {
 }
 
 #[derive(Args)]
+pub struct ResetDelayArgs {
+    /// App id: `/prod/web` or `prod_web`.
+    app: String,
+}
+
+/// Launches the next instance of a crash-looping app now instead of after its backoff delay.
+pub async fn reset_delay(api: &ApiClient, args: ResetDelayArgs) -> anyhow::Result<()> {
+    let id = id_of(&args.app)?;
+    api.request_empty(Method::DELETE, &format!("/v2/queue{}/delay", id.path())).await?;
+    println!("app {} launch delay cleared", id.path());
+    Ok(())
+}
+
+#[derive(Args)]
 pub struct RestartArgs {
     /// App id: `/prod/web` or `prod_web`.
     app: String,

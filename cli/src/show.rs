@@ -154,6 +154,7 @@ fn apps_table(apps: &[App], wide: bool) -> Table {
             path_of(app.metadata.name.as_deref().unwrap_or_default()),
             app.spec.instances.to_string(),
             s.tasks_running.to_string(),
+            s.tasks_healthy.to_string(),
             s.tasks_staged.to_string(),
             s.tasks_pending.to_string(),
             app.spec.cpus.to_string(),
@@ -316,8 +317,8 @@ pub async fn describe(api: &ApiClient, args: DescribeArgs) -> anyhow::Result<()>
         app.spec.cpus, app.spec.mem, app.spec.disk
     );
     println!(
-        "Instances:     {} wanted: {} running, {} staged, {} pending",
-        app.spec.instances, s.tasks_running, s.tasks_staged, s.tasks_pending
+        "Instances:     {} wanted: {} running ({} healthy), {} staged, {} pending",
+        app.spec.instances, s.tasks_running, s.tasks_healthy, s.tasks_staged, s.tasks_pending
     );
     if let Some(message) = &s.message {
         println!("Waiting:       {message}");

@@ -323,6 +323,12 @@ pub struct AppStatus {
     pub tasks_staged: i64,
     #[serde(default)]
     pub tasks_running: i64,
+    /// Running tasks passing all their health checks (all running ones when there are none).
+    #[serde(default)]
+    pub tasks_healthy: i64,
+    /// Running tasks failing a health check or not yet passing one.
+    #[serde(default)]
+    pub tasks_unhealthy: i64,
     /// Instances wanted but not placed on any node.
     #[serde(default)]
     pub tasks_pending: i64,

@@ -301,6 +301,34 @@ async fn crash_loop_launches_back_off_and_a_new_version_starts_clean() {
         wait < 4.0,
         "a new version launched after {wait} s instead of at once (the pending delay was 8 s)"
     );
+
+    // Failures of the new version build a delay again (1, 2, then 4 s); clearing it (as
+    // `DELETE /v2/queue/{id}/delay` does) launches at once.
+    let mut launches = std::collections::BTreeSet::new();
+    while launches.len() < 3 {
+        let task = w.next(LIMIT).await;
+        if task.spec.app_version == version && task.status.as_ref().is_some_and(|s| s.staged_at.is_some()) {
+            launches.insert(task.metadata.name.clone().unwrap_or_default());
+        }
+    }
+    c.eventually(LIMIT, "the third failure to set a 4 s delay", || async {
+        let status = c.apps().await.into_iter().next()?.status?;
+        (status.consecutive_failures >= 3).then_some(())
+    })
+    .await;
+    let cleared = Timestamp::now();
+    let out = c.pacer(&["reset-delay", "crash"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let next = loop {
+        let task = w.next(LIMIT).await;
+        let name = task.metadata.name.clone().unwrap_or_default();
+        let staged = task.status.as_ref().and_then(|s| s.staged_at.clone());
+        if let Some(at) = staged.filter(|_| !launches.contains(&name)) {
+            break at.parse::<Timestamp>().unwrap();
+        }
+    };
+    let wait = next.duration_since(cleared).as_secs_f64();
+    assert!(wait < 3.0, "after reset-delay the next launch came after {wait} s (the delay was 4 s)");
 }
 
 #[tokio::test]
