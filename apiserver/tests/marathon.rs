@@ -347,13 +347,32 @@ async fn lists_filters_groups_deployments_queue_and_info() {
         (code, group["apps"].as_array().map(Vec::len)),
         (200, Some(1))
     );
-    let plan = json!({"id": "/batch", "apps": [{"id": "one", "cmd": "sleep 1"}]});
+    let plan = json!({"id": "/batch", "apps": [{"id": "one", "cmd": "sleep 1", "dependencies": ["two"]}, {"id": "two", "cmd": "sleep 1"}]});
     let (code, _, body) = s
         .call(Method::POST, "/v2/groups?dryRun=true", Some(plan.clone()))
         .await;
+    assert_eq!(code, 200);
+    let steps: Vec<&str> = body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["actions"][0]["app"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        (code, body["steps"][0]["actions"][0]["app"].as_str()),
-        (200, Some("/batch/one"))
+        steps,
+        vec!["/batch/two", "/batch/one"],
+        "dependencies first"
+    );
+    let cycle = json!({"id": "/loop", "apps": [{"id": "a", "cmd": "x", "dependencies": ["b"]}, {"id": "b", "cmd": "x", "dependencies": ["a"]}]});
+    let (code, _, body) = s.call(Method::POST, "/v2/groups", Some(cycle)).await;
+    assert_eq!(
+        (code, body["details"][0]["path"].as_str()),
+        (422, Some("/dependencies"))
+    );
+    assert_eq!(
+        s.get("/v2/apps/loop/a").await.0,
+        404,
+        "a refused group writes nothing"
     );
     assert_eq!(
         s.get("/v2/apps/batch/one").await.0,
@@ -368,6 +387,10 @@ async fn lists_filters_groups_deployments_queue_and_info() {
         .await;
     assert_eq!(code, 200);
     assert_eq!(s.get("/v2/apps/batch/one").await.1["app"]["instances"], 3);
+    assert_eq!(
+        s.get("/v2/apps/batch/one").await.1["app"]["dependencies"],
+        json!(["/batch/two"])
+    );
     assert_eq!(
         s.call(Method::DELETE, "/v2/groups/batch", None).await.0,
         200

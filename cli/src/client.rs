@@ -62,7 +62,9 @@ impl ApiClient {
 
     /// A Marathon API call whose success has no body (204).
     pub async fn request_empty(&self, method: Method, path: &str) -> anyhow::Result<()> {
-        self.request(method, format!("{}{path}", self.server), None).await.map(|_| ())
+        self.request(method, format!("{}{path}", self.server), None)
+            .await
+            .map(|_| ())
     }
 
     async fn request(

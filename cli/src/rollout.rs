@@ -48,7 +48,8 @@ pub struct ResetDelayArgs {
 /// Launches the next instance of a crash-looping app now instead of after its backoff delay.
 pub async fn reset_delay(api: &ApiClient, args: ResetDelayArgs) -> anyhow::Result<()> {
     let id = id_of(&args.app)?;
-    api.request_empty(Method::DELETE, &format!("/v2/queue{}/delay", id.path())).await?;
+    api.request_empty(Method::DELETE, &format!("/v2/queue{}/delay", id.path()))
+        .await?;
     println!("app {} launch delay cleared", id.path());
     Ok(())
 }

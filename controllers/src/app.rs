@@ -104,7 +104,10 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
             .count() as i64,
         tasks_running: running_current as i64,
         tasks_healthy: current.iter().filter(|t| t.is_healthy()).count() as i64,
-        tasks_unhealthy: current.iter().filter(|t| t.state() == TaskState::Running && !t.is_healthy()).count() as i64,
+        tasks_unhealthy: current
+            .iter()
+            .filter(|t| t.state() == TaskState::Running && !t.is_healthy())
+            .count() as i64,
         tasks_pending: missing as i64,
         ..app.status.clone().unwrap_or_default()
     };

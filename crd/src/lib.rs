@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod marathon;
 pub mod node;
 pub mod offer;
+pub mod plan;
 pub mod task;
 mod validate;
 

@@ -307,7 +307,9 @@ async fn crash_loop_launches_back_off_and_a_new_version_starts_clean() {
     let mut launches = std::collections::BTreeSet::new();
     while launches.len() < 3 {
         let task = w.next(LIMIT).await;
-        if task.spec.app_version == version && task.status.as_ref().is_some_and(|s| s.staged_at.is_some()) {
+        if task.spec.app_version == version
+            && task.status.as_ref().is_some_and(|s| s.staged_at.is_some())
+        {
             launches.insert(task.metadata.name.clone().unwrap_or_default());
         }
     }
@@ -318,7 +320,11 @@ async fn crash_loop_launches_back_off_and_a_new_version_starts_clean() {
     .await;
     let cleared = Timestamp::now();
     let out = c.pacer(&["reset-delay", "crash"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let next = loop {
         let task = w.next(LIMIT).await;
         let name = task.metadata.name.clone().unwrap_or_default();
@@ -328,7 +334,10 @@ async fn crash_loop_launches_back_off_and_a_new_version_starts_clean() {
         }
     };
     let wait = next.duration_since(cleared).as_secs_f64();
-    assert!(wait < 3.0, "after reset-delay the next launch came after {wait} s (the delay was 4 s)");
+    assert!(
+        wait < 3.0,
+        "after reset-delay the next launch came after {wait} s (the delay was 4 s)"
+    );
 }
 
 #[tokio::test]

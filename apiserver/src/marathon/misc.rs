@@ -7,7 +7,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use pacer_crd::deployment::DeploymentAction;
 use pacer_crd::marathon::task_to_marathon;
+use pacer_crd::plan::Change;
 use pacer_crd::{AppId, Record, Task, TaskState};
 use serde_json::{Value, json};
 
@@ -261,8 +263,30 @@ pub async fn update_group(
         };
         let mut app = app.clone();
         app["id"] = json!(full);
-        let (app_id, spec) =
+        // Dependencies are relative to the app's group, as in Marathon.
+        let parent = full
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default();
+        if let Some(deps) = app.get_mut("dependencies").and_then(Value::as_array_mut) {
+            for dep in deps
+                .iter_mut()
+                .filter(|d| d.as_str().is_some_and(|d| !d.starts_with('/')))
+            {
+                *dep = json!(format!("{parent}/{}", dep.as_str().unwrap_or_default()));
+            }
+        }
+        let (app_id, mut spec) =
             pacer_crd::marathon::app_from_marathon(&app, None).map_err(MarathonError::Invalid)?;
+        spec.dependencies = spec
+            .dependencies
+            .iter()
+            .map(|d| {
+                AppId::parse(d)
+                    .map(|i| i.path())
+                    .unwrap_or_else(|_| d.clone())
+            })
+            .collect();
         let mut record = snapshot
             .app(&app_id.name())
             .cloned()
@@ -270,13 +294,17 @@ pub async fn update_group(
         record.spec = spec;
         desired.push(record);
     }
+    let plan = plan_of(&snapshot, &desired)?;
     if params.flag("dryRun") {
-        let steps: Vec<Value> = desired
+        let steps: Vec<Value> = plan
             .iter()
-            .map(|a| json!({"actions": [{"action": "ScaleApplication", "app": path_of(&a.key())}]}))
+            .map(|step| json!({"actions": step.iter().map(|(action, app)| json!({"action": format!("{action:?}"), "app": app})).collect::<Vec<_>>()}))
             .collect();
         return Ok(Json(json!({"steps": steps})).into_response());
     }
+    // Written in plan order: what others depend on first.
+    let order: Vec<String> = plan.into_iter().flatten().map(|(_, app)| app).collect();
+    desired.sort_by_key(|a| order.iter().position(|p| *p == path_of(&a.key())));
     let mut last = None;
     for app in desired {
         last = Some(apply::apply(&s, app, false).await?);
@@ -298,6 +326,36 @@ pub async fn update_group(
         )),
     )
         .into_response())
+}
+
+/// The deployment plan of a group write; a dependency cycle is invalid input.
+fn plan_of(
+    snapshot: &Snapshot,
+    desired: &[pacer_crd::App],
+) -> Result<Vec<Vec<(DeploymentAction, String)>>> {
+    let changes: Vec<Change> = desired
+        .iter()
+        .map(|app| {
+            let action = match snapshot.app(&app.key()) {
+                None => DeploymentAction::StartApplication,
+                Some(current) if current.config() == app.config() => {
+                    DeploymentAction::ScaleApplication
+                }
+                Some(_) => DeploymentAction::RestartApplication,
+            };
+            Change {
+                app: path_of(&app.key()),
+                action,
+                dependencies: app.spec.dependencies.clone(),
+            }
+        })
+        .collect();
+    pacer_crd::plan::steps(&changes).map_err(|e| {
+        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
+            "/dependencies",
+            e,
+        )]))
+    })
 }
 
 pub async fn create_group(
