@@ -2,7 +2,7 @@
 //! each with its Deployment record in the same etcd transaction.
 
 use etcd_client::{Compare, CompareOp};
-use pacer_crd::app::{SCALED_ANNOTATION, VERSION_ANNOTATION};
+use pacer_crd::app::{DEADLINE_ANNOTATION, SCALED_ANNOTATION, VERSION_ANNOTATION};
 use pacer_crd::deployment::DeploymentAction;
 use pacer_crd::{
     App, AppVersion, AppVersionSpec, Deployment, DeploymentSpec, DeploymentStatus, Record,
@@ -176,7 +176,7 @@ pub const VERSIONS_KEPT: usize = 50;
 /// Annotations a user may set: anything outside `pacer.io/`.
 fn user_annotations(app: &App) -> std::collections::BTreeMap<String, String> {
     let mut annotations = app.metadata.annotations.clone().unwrap_or_default();
-    annotations.retain(|k, _| !k.starts_with("pacer.io/"));
+    annotations.retain(|k, _| !k.starts_with("pacer.io/") || k == DEADLINE_ANNOTATION);
     annotations
 }
 

@@ -269,7 +269,7 @@ fn offers_table(offers: &[Offer]) -> Table {
 }
 
 fn deployments_table(deployments: &[Deployment]) -> Table {
-    let mut t = table(&["ID", "APP", "ACTION", "PHASE", "AGE"]);
+    let mut t = table(&["ID", "APP", "ACTION", "PHASE", "AGE", "MESSAGE"]);
     for d in deployments {
         let phase = d
             .status
@@ -282,6 +282,10 @@ fn deployments_table(deployments: &[Deployment]) -> Table {
             format!("{:?}", d.spec.action),
             phase,
             age(&d.metadata),
+            d.status
+                .as_ref()
+                .and_then(|st| st.message.clone())
+                .unwrap_or_default(),
         ]);
     }
     t

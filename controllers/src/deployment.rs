@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use pacer_crd::app::DEADLINE_ANNOTATION;
 use pacer_crd::deployment::{DeploymentAction, DeploymentPhase};
 use pacer_crd::{App, Deployment, DeploymentStatus, Task};
 use pacer_runtime::{Action, Controller};
@@ -68,19 +69,63 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
         (Some(app), _) => converged(app, &tasks).then_some(DeploymentPhase::Succeeded),
         _ => None,
     };
-    let Some(phase) = outcome else {
-        return Ok(Action::await_change());
-    };
     let name = deployment.metadata.name.clone().unwrap_or_default();
-    let status = DeploymentStatus {
-        phase,
-        message: None,
+    let (phase, message, action) = match outcome {
+        Some(phase) => (phase, None, Action::await_change()),
+        None => match overdue(&deployment, app.as_deref()) {
+            Some(Ok(why)) => (DeploymentPhase::Failed, Some(why), Action::await_change()),
+            Some(Err(left)) => {
+                // Still running: say why it waits, and look again at the deadline.
+                let why = app
+                    .as_ref()
+                    .and_then(|a| a.status.as_ref()?.message.clone());
+                (DeploymentPhase::Running, why, Action::requeue(left))
+            }
+            None => {
+                let why = app
+                    .as_ref()
+                    .and_then(|a| a.status.as_ref()?.message.clone());
+                (DeploymentPhase::Running, why, Action::await_change())
+            }
+        },
     };
+    let status = DeploymentStatus { phase, message };
     match cluster.deployments.update_status(&name, status).await {
-        Ok(_) => Ok(Action::await_change()),
+        Ok(_) => Ok(action),
         Err(e) if e.is_not_found() => Ok(Action::await_change()),
         Err(e) => Err(Error::StatusWrite(name, e)),
     }
+}
+
+/// With a deadline (the app's `pacer.io/deployment-deadline-seconds` annotation): `Ok(reason)`
+/// once it has passed, `Err(time left)` before; `None` without one.
+fn overdue(
+    deployment: &Deployment,
+    app: Option<&App>,
+) -> Option<Result<String, std::time::Duration>> {
+    let deadline: u64 = app?
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(DEADLINE_ANNOTATION)?
+        .parse()
+        .ok()?;
+    let created = deployment.metadata.creation_timestamp.as_ref()?.0;
+    let age = pacer_crd::meta::jiff::Timestamp::now()
+        .duration_since(created)
+        .as_secs()
+        .max(0) as u64;
+    if age < deadline {
+        return Some(Err(std::time::Duration::from_secs(deadline - age)));
+    }
+    let why = app?
+        .status
+        .as_ref()
+        .and_then(|s| s.message.clone())
+        .unwrap_or_else(|| "instances did not become healthy".into());
+    Some(Ok(format!(
+        "not done within its {deadline} s deadline: {why}"
+    )))
 }
 
 /// Deletes this deployment if its app has more than `HISTORY` newer finished ones.

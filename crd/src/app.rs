@@ -359,6 +359,9 @@ pub struct TaskFailure {
 /// The annotation holding when `instances` last changed (Marathon's `versionInfo.lastScalingAt`).
 pub const SCALED_ANNOTATION: &str = "pacer.io/scaled-at";
 
+/// Seconds a deployment of the app may take before it is marked failed (optional, set by users).
+pub const DEADLINE_ANNOTATION: &str = "pacer.io/deployment-deadline-seconds";
+
 /// The annotation holding an app's version: when its config (anything but `instances`) last changed.
 pub const VERSION_ANNOTATION: &str = "pacer.io/version";
 

@@ -373,3 +373,23 @@ async fn a_dependent_app_starts_only_after_its_dependency_is_healthy() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_deployment_that_cannot_finish_fails_at_its_deadline_with_the_reason() {
+    let c = Cluster::start("deadline", 2.0, 2048.0, (32320, 32339)).await;
+    let manifest = "apiVersion: pacer.io/v1\nkind: App\nmetadata:\n  name: huge\n  annotations: {pacer.io/deployment-deadline-seconds: \"2\"}\nspec:\n  cpus: 64\n  mem: 16\n  cmd: sleep 100\n".to_string();
+    assert!(c.apply("huge.yaml", &manifest).status.success());
+    let status = c
+        .eventually(LIMIT, "the deployment to fail", || async {
+            let url = format!("{}/apis/pacer.io/v1/deployments", c.server);
+            let list: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            let d = list["items"].as_array()?.first()?.clone();
+            (d["status"]["phase"] == "Failed").then_some(d["status"].clone())
+        })
+        .await;
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("2 s deadline") && message.contains("cpus: 64 wanted"),
+        "{message}"
+    );
+}
