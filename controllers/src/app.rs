@@ -63,7 +63,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     let name = app.metadata.name.clone().unwrap_or_default();
     // Tasks this controller placed must be in the cache before it counts again, or it would
     // place them twice.
-    if !cluster.sees_placements_of(&name) {
+    if !cluster.sees_placements_of(&name) || !cluster.is_current(&app) {
         return Ok(Action::requeue(CONFLICT_RETRY));
     }
     let tasks = cluster.tasks_of(&name);
@@ -297,13 +297,19 @@ async fn forget_ended(app: &App, tasks: &[Arc<Task>], cluster: &Cluster) -> Resu
             None,
         ));
     }
-    if app.status.as_ref() != Some(&status) {
+    let status_written = app.status.as_ref() != Some(&status);
+    if status_written {
         let mut updated = app.clone();
         updated.status = Some(status);
         ops.push(cluster.apps.put_op(&updated, None).map_err(err)?);
     }
     match cluster.tasks.commit(compares, ops).await {
-        Ok(_) => Ok(Action::requeue(Duration::ZERO)),
+        Ok(revision) => {
+            if status_written {
+                cluster.app_written(&name, revision);
+            }
+            Ok(Action::requeue(Duration::ZERO))
+        }
         Err(e) if e.is_conflict() => Ok(Action::requeue(CONFLICT_RETRY)),
         Err(e) => Err(err(e)),
     }
@@ -432,8 +438,22 @@ pub fn new_task(app: &App, node: &str, host_ports: Vec<u16>) -> Task {
     task
 }
 
+/// Writes the counts and the message; the failure record stays as stored (it is written with the
+/// task deletions that count failures, and cleared by the API), so a stale view cannot undo it.
 async fn write_status(cluster: &Cluster, name: &str, status: AppStatus) -> Result<(), Error> {
-    match cluster.apps.update_status(name, status).await {
+    let result = cluster.apps.modify(name, |app| {
+        let stored = app.status.clone().unwrap_or_default();
+        let next = AppStatus {
+            consecutive_failures: stored.consecutive_failures,
+            launch_delayed_until: stored.launch_delayed_until.clone(),
+            last_task_failure: stored.last_task_failure.clone(),
+            ..status.clone()
+        };
+        let changed = stored != next;
+        app.status = Some(next);
+        changed
+    });
+    match result.await {
         Ok(_) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(Error::StatusWrite(name.to_string(), e)),

@@ -30,6 +30,8 @@ pub struct Cluster {
     pub deployment_cache: Reflector<Deployment>,
     /// The etcd revision of each app's last placement, until the task cache has seen it.
     placements: Arc<Mutex<HashMap<String, i64>>>,
+    /// The revision of each app's last status write by the app controller, until the app cache has it.
+    app_writes: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl Cluster {
@@ -49,6 +51,7 @@ impl Cluster {
             offer_cache: Reflector::start(Api::clone(&offers), "", token.clone()),
             deployment_cache: Reflector::start(Api::clone(&deployments), "", token.clone()),
             placements: Arc::default(),
+            app_writes: Arc::default(),
             apps,
             tasks,
             nodes,
@@ -77,6 +80,31 @@ impl Cluster {
             placements.remove(app);
         }
         seen
+    }
+
+    /// Records that the app controller wrote `app` at `revision`.
+    pub fn app_written(&self, app: &str, revision: i64) {
+        self.app_writes
+            .lock()
+            .expect("app writes lock")
+            .insert(app.to_string(), revision);
+    }
+
+    /// Whether `app` (from the cache) includes the controller's own last write of it.
+    pub fn is_current(&self, app: &App) -> bool {
+        let name = app.metadata.name.clone().unwrap_or_default();
+        let seen: i64 = app
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut writes = self.app_writes.lock().expect("app writes lock");
+        let current = writes.get(&name).is_none_or(|rev| seen >= *rev);
+        if current {
+            writes.remove(&name);
+        }
+        current
     }
 
     /// The tasks of one app, from the cache.
