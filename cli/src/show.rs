@@ -274,7 +274,7 @@ fn deployments_table(deployments: &[Deployment]) -> Table {
         let phase = d
             .status
             .as_ref()
-            .map(|s| format!("{:?}", s.phase))
+            .map(|s| format!("{:?} {}/{}", s.phase, s.healthy, s.wanted))
             .unwrap_or_default();
         t.add_row(vec![
             d.metadata.name.clone().unwrap_or_default(),

@@ -89,7 +89,13 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
             }
         },
     };
-    let status = DeploymentStatus { phase, message };
+    let (healthy, wanted) = progress(app.as_deref(), &tasks);
+    let status = DeploymentStatus {
+        phase,
+        message,
+        healthy,
+        wanted,
+    };
     match cluster.deployments.update_status(&name, status).await {
         Ok(_) => Ok(action),
         Err(e) if e.is_not_found() => Ok(Action::await_change()),
@@ -151,6 +157,16 @@ async fn forget_old(deployment: &Deployment, cluster: &Cluster) -> Result<Action
         Err(e) if e.is_conflict() || e.is_not_found() => Ok(Action::await_change()),
         Err(e) => Err(Error::StatusWrite(name, e)),
     }
+}
+
+/// Healthy instances of the app's current version, and how many are wanted.
+fn progress(app: Option<&App>, tasks: &[Arc<Task>]) -> (i64, i64) {
+    let Some(app) = app else { return (0, 0) };
+    let healthy = tasks
+        .iter()
+        .filter(|t| t.spec.app_version == app.version() && !t.spec.kill && t.is_healthy())
+        .count();
+    (healthy as i64, app.spec.instances)
 }
 
 /// Every wanted instance of the current version runs and nothing else is left.

@@ -34,8 +34,14 @@ pub enum DeploymentAction {
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     pub phase: DeploymentPhase,
+    /// Why it waits (while running) or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Instances of the target version running healthy, of those wanted.
+    #[serde(default)]
+    pub healthy: i64,
+    #[serde(default)]
+    pub wanted: i64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

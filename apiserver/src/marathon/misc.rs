@@ -87,6 +87,7 @@ pub async fn cancel_deployment(
     let cancelled = pacer_crd::DeploymentStatus {
         phase: pacer_crd::deployment::DeploymentPhase::Superseded,
         message: Some("cancelled".into()),
+        ..deployment.status.clone().unwrap_or_default()
     };
     s.deployments.update_status(&id, cancelled).await?;
     if params.flag("force") {
