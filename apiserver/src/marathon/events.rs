@@ -87,7 +87,8 @@ async fn translate(s: ApiState, tx: mpsc::Sender<Value>, filters: Vec<String>) {
 #[derive(Default)]
 struct Seen {
     apps: HashMap<String, String>,
-    tasks: HashMap<String, TaskState>,
+    /// Each task's state and, once checked, whether it passes its health checks.
+    tasks: HashMap<String, (TaskState, Option<bool>)>,
     deployments: HashMap<String, DeploymentPhase>,
 }
 
@@ -135,7 +136,12 @@ impl Seen {
             Change::Restarted(all) => {
                 self.tasks = all
                     .iter()
-                    .map(|t| (t.metadata.name.clone().unwrap_or_default(), t.state()))
+                    .map(|t| {
+                        (
+                            t.metadata.name.clone().unwrap_or_default(),
+                            (t.state(), alive(t)),
+                        )
+                    })
                     .collect();
                 return vec![];
             }
@@ -147,10 +153,19 @@ impl Seen {
             Change::Applied(task) => task,
         };
         let id = task.metadata.name.clone().unwrap_or_default();
-        if self.tasks.insert(id.clone(), task.state()) == Some(task.state()) {
-            return vec![];
-        }
+        let now_seen = (task.state(), alive(&task));
+        let before = self.tasks.insert(id.clone(), now_seen);
         let shown = task_to_marathon(&task);
+        let mut out = Vec::new();
+        if let (Some(alive), true) = (now_seen.1, before.map(|b| b.1) != Some(now_seen.1)) {
+            out.push(event(
+                "health_status_changed_event",
+                json!({"appId": shown["appId"], "taskId": id, "instanceId": id, "version": shown["version"], "alive": alive}),
+            ));
+        }
+        if before.map(|b| b.0) == Some(now_seen.0) {
+            return out;
+        }
         let message = task
             .status
             .as_ref()
@@ -165,10 +180,9 @@ impl Seen {
             "instanceId": id, "condition": condition(task.state()), "runSpecId": shown["appId"], "agentId": shown["slaveId"],
             "host": shown["host"], "runSpecVersion": shown["version"],
         });
-        vec![
-            event("status_update_event", update),
-            event("instance_changed_event", instance),
-        ]
+        out.push(event("status_update_event", update));
+        out.push(event("instance_changed_event", instance));
+        out
     }
 
     fn deployment(&mut self, change: Change<Deployment>) -> Vec<Value> {
@@ -218,6 +232,12 @@ fn phase(d: &Deployment) -> DeploymentPhase {
     d.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
+/// Whether a task passes all its health checks, once it has results.
+fn alive(task: &Task) -> Option<bool> {
+    let results = &task.status.as_ref()?.health;
+    (!results.is_empty()).then(|| results.iter().all(|r| r.alive))
+}
+
 /// Marathon's instance condition for a task state.
 fn condition(state: TaskState) -> &'static str {
     match state {
@@ -230,5 +250,73 @@ fn condition(state: TaskState) -> &'static str {
         TaskState::Killed => "Killed",
         TaskState::Error => "Error",
         TaskState::Lost => "Gone",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pacer_crd::{App, HealthResult, Resources, TaskSpec, TaskStatus};
+
+    use super::*;
+
+    fn task(state: TaskState, health: &[bool]) -> Task {
+        let spec = TaskSpec {
+            app_id: "web".into(),
+            app_version: "v1".into(),
+            node: "n".into(),
+            resources: Resources::default(),
+            host_ports: vec![],
+            kill: false,
+            app: App::test("web").spec,
+        };
+        let mut t = Task::new("web.1", spec);
+        let health = health
+            .iter()
+            .map(|alive| HealthResult {
+                alive: *alive,
+                ..Default::default()
+            })
+            .collect();
+        t.status = Some(TaskStatus {
+            state,
+            health,
+            ..Default::default()
+        });
+        t
+    }
+
+    fn kinds(events: &[Value]) -> Vec<&str> {
+        events
+            .iter()
+            .filter_map(|e| e["eventType"].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn state_and_health_changes_become_events_once() {
+        let mut seen = Seen::default();
+        assert!(
+            seen.task(Change::Restarted(vec![task(TaskState::Staging, &[])]))
+                .is_empty()
+        );
+        let running = seen.task(Change::Applied(task(TaskState::Running, &[])));
+        assert_eq!(
+            kinds(&running),
+            vec!["status_update_event", "instance_changed_event"]
+        );
+        assert_eq!(running[0]["taskStatus"], "TASK_RUNNING");
+        let healthy = seen.task(Change::Applied(task(TaskState::Running, &[true])));
+        assert_eq!(kinds(&healthy), vec!["health_status_changed_event"]);
+        assert_eq!(healthy[0]["alive"], true);
+        assert!(
+            seen.task(Change::Applied(task(TaskState::Running, &[true])))
+                .is_empty(),
+            "no change, no event"
+        );
+        let sick = seen.task(Change::Applied(task(TaskState::Running, &[true, false])));
+        assert_eq!(
+            (kinds(&sick), sick[0]["alive"].clone()),
+            (vec!["health_status_changed_event"], json!(false))
+        );
     }
 }
