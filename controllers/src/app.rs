@@ -132,7 +132,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
                 ));
                 action = Action::requeue(wait);
             }
-            None => match accept_offers(&app, &current, missing, &cluster).await? {
+            None => match accept_offers(&app, &tasks, missing, &cluster).await? {
                 Placed::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
                 Placed::All(revision) => {
                     cluster.placed_at(&name, revision);
@@ -362,9 +362,10 @@ enum Placed {
 
 /// Places `missing` instances: one transaction compares every offer it uses, shrinks them and
 /// writes the tasks. A concurrent change to any of those offers fails it as a whole.
+/// `live` holds every task of the app that has not ended (constraints count them all).
 async fn accept_offers(
     app: &App,
-    current: &[&Arc<Task>],
+    live: &[Arc<Task>],
     missing: usize,
     cluster: &Cluster,
 ) -> Result<Placed, Error> {
@@ -376,11 +377,13 @@ async fn accept_offers(
         .list()
         .into_iter()
         .map(|o| {
-            let here = current
-                .iter()
-                .filter(|t| t.spec.node == o.spec.node)
-                .count();
-            Candidate::new((*o).clone(), here)
+            let here = live.iter().filter(|t| t.spec.node == o.spec.node).count();
+            let node = cluster.node_cache.store().get(&o.spec.node);
+            let attributes = node.map(|n| n.spec.attributes.clone()).unwrap_or_default();
+            Candidate {
+                attributes,
+                ..Candidate::new((*o).clone(), here)
+            }
         })
         .collect();
     let plan = placement::plan(&app.spec, missing, &mut candidates);

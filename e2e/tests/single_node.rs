@@ -398,3 +398,28 @@ async fn bad_manifests_fail_with_the_field_and_store_nothing() {
     assert_eq!(err["details"][0]["path"], "spec.instances");
     assert!(c.apps().await.is_empty(), "nothing was stored");
 }
+
+#[tokio::test]
+async fn a_unique_hostname_constraint_leaves_the_second_instance_pending_with_the_reason() {
+    let c = Cluster::start("unique", 2.0, 1024.0, (32340, 32359)).await;
+    let manifest = web_app("solo", 2).replace(
+        "  instances: 2\n",
+        "  instances: 2\n  constraints: [[hostname, UNIQUE]]\n",
+    );
+    assert!(c.apply("solo.yaml", &manifest).status.success());
+    c.eventually(LIMIT, "1 running", || async {
+        (c.running("solo").await.len() == 1).then_some(())
+    })
+    .await;
+    let message = c
+        .eventually(LIMIT, "the pending reason", || async {
+            let status = c.apps().await.into_iter().next()?.status?;
+            status.message.filter(|_| status.tasks_pending == 1)
+        })
+        .await;
+    assert!(
+        message.contains("hostname UNIQUE") && message.contains("hostname=127.0.0.1"),
+        "{message}"
+    );
+    assert_eq!(c.tasks().await.len(), 1, "the constraint holds");
+}

@@ -1,6 +1,7 @@
 //! Placement: a pipeline of small filters (cheapest first), then spreading; every rejected node
 //! records why, ties go to the node name so results are deterministic.
 
+mod constraints;
 mod ports;
 mod resources;
 
@@ -15,8 +16,10 @@ pub struct Candidate {
     pub offer: Offer,
     pub free: Resources,
     pub ports: Vec<PortRange>,
-    /// Instances of this app already on the node (for spreading).
+    /// Instances of this app already on the node (for spreading and constraints).
     pub app_tasks: usize,
+    /// The node's attributes, `hostname` among them.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl Candidate {
@@ -27,6 +30,7 @@ impl Candidate {
             free,
             ports,
             app_tasks,
+            attributes: BTreeMap::new(),
         }
     }
 
@@ -38,7 +42,7 @@ impl Candidate {
 /// A feasibility check: `Err(reason)` when the node cannot take one more instance now.
 pub trait Filter {
     fn name(&self) -> &'static str;
-    fn check(&self, app: &AppSpec, candidate: &Candidate) -> Result<(), String>;
+    fn check(&self, app: &AppSpec, candidate: &Candidate, all: &[Candidate]) -> Result<(), String>;
 }
 
 /// An instance bound to a node with its host ports.
@@ -72,7 +76,11 @@ impl Plan {
 }
 
 fn filters() -> Vec<Box<dyn Filter + Send + Sync>> {
-    vec![Box::new(resources::Fits), Box::new(ports::Free)]
+    vec![
+        Box::new(resources::Fits),
+        Box::new(ports::Free),
+        Box::new(constraints::Constraints),
+    ]
 }
 
 /// Places `wanted` instances of `app` on `candidates`, spreading over nodes.
@@ -86,7 +94,7 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
         let mut best: Option<usize> = None;
         for (i, c) in candidates.iter().enumerate() {
             if let Some(reason) = filters.iter().find_map(|f| {
-                f.check(app, c)
+                f.check(app, c, candidates)
                     .err()
                     .map(|r| format!("{} ({})", r, f.name()))
             }) {

@@ -12,7 +12,12 @@ impl Filter for Free {
         "ports"
     }
 
-    fn check(&self, app: &AppSpec, candidate: &Candidate) -> Result<(), String> {
+    fn check(
+        &self,
+        app: &AppSpec,
+        candidate: &Candidate,
+        _all: &[Candidate],
+    ) -> Result<(), String> {
         pick_ports(&candidate.ports, &app.requested_host_ports()).map(|_| ())
     }
 }

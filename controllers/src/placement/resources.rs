@@ -11,7 +11,12 @@ impl Filter for Fits {
         "resources"
     }
 
-    fn check(&self, app: &AppSpec, candidate: &Candidate) -> Result<(), String> {
+    fn check(
+        &self,
+        app: &AppSpec,
+        candidate: &Candidate,
+        _all: &[Candidate],
+    ) -> Result<(), String> {
         candidate
             .free
             .fits(&Resources::new(app.cpus, app.mem, app.disk))
