@@ -4,32 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pacer_apiserver::{ApiState, serve};
-use pacer_runtime::testing::TestEtcd;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;
 
-struct Server {
-    base: String,
-    http: reqwest::Client,
-    _etcd: TestEtcd,
-}
+mod common;
+
+use common::Server;
 
 async fn server() -> Server {
-    let etcd = TestEtcd::start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(serve(
-        listener,
-        ApiState::new(&etcd.client),
-        std::future::pending(),
-    ));
-    Server {
-        base,
-        http: reqwest::Client::new(),
-        _etcd: etcd,
-    }
+    common::server("").await
 }
 
 impl Server {

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::MarathonError;
 use super::query::Params;
-use super::view::{Snapshot, deployment_result};
+use super::view::{Snapshot, apply_all, deployment_result, last_result};
 use crate::ApiState;
 use crate::apply::{self, ApplyResult, path_of};
 
@@ -379,19 +379,7 @@ pub async fn update_many(
         }
         desired.push(desired_app(&s, &name, existing, item, true).await?);
     }
-    let mut last = None;
-    for app in desired {
-        last = Some(apply::apply(&s, app, false).await?);
-    }
-    let version = last
-        .as_ref()
-        .map(|r| r.object.last_change())
-        .unwrap_or_default();
-    Ok(Json(deployment_result(
-        &version,
-        last.as_ref().and_then(|r| r.deployment.as_deref()),
-    ))
-    .into_response())
+    Ok(Json(apply_all(&s, desired).await?).into_response())
 }
 
 /// `DELETE /v2/apps/{id}`, `/tasks` and `/tasks/{taskId}`.
@@ -471,15 +459,7 @@ pub async fn kill_tasks(
             mark_killed(s, tasks.iter().filter(|t| t.spec.app_id == name).copied()).await?;
             last = Some(apply::scale(s, name, (app.spec.instances - killed).max(0)).await?);
         }
-        let version = last
-            .as_ref()
-            .map(|r| r.object.last_change())
-            .unwrap_or_default();
-        return Ok(Json(deployment_result(
-            &version,
-            last.as_ref().and_then(|r| r.deployment.as_deref()),
-        ))
-        .into_response());
+        return Ok(Json(last_result(last.as_ref())).into_response());
     }
     mark_killed(s, tasks.iter().copied()).await?;
     let out: Vec<Value> = tasks.iter().map(|t| task_to_marathon(t)).collect();

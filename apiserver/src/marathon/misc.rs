@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::MarathonError;
 use super::apps::{json_body, kill_tasks, name_of};
 use super::query::Params;
-use super::view::{Snapshot, by_group, deployment_json, deployment_result};
+use super::view::{Snapshot, apply_all, by_group, deployment_json, deployment_result};
 use crate::ApiState;
 use crate::apply::{self, path_of};
 
@@ -306,27 +306,13 @@ pub async fn update_group(
     // Written in plan order: what others depend on first.
     let order: Vec<String> = plan.into_iter().flatten().map(|(_, app)| app).collect();
     desired.sort_by_key(|a| order.iter().position(|p| *p == path_of(&a.key())));
-    let mut last = None;
-    for app in desired {
-        last = Some(apply::apply(&s, app, false).await?);
-    }
-    let version = last
-        .as_ref()
-        .map(|r| r.object.last_change())
-        .unwrap_or_default();
+    let result = apply_all(&s, desired).await?;
     let status = if path.is_none() {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(deployment_result(
-            &version,
-            last.as_ref().and_then(|r| r.deployment.as_deref()),
-        )),
-    )
-        .into_response())
+    Ok((status, Json(result)).into_response())
 }
 
 /// The deployment plan of a group write; a dependency cycle is invalid input.

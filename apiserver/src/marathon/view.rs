@@ -121,6 +121,21 @@ pub fn deployment_result(version: &str, deployment: Option<&str>) -> Value {
     json!({"version": version, "deploymentId": deployment})
 }
 
+/// The answer to a write of several apps: the version and deployment of the last one.
+pub fn last_result(last: Option<&crate::apply::ApplyResult>) -> Value {
+    let version = last.map(|r| r.object.last_change()).unwrap_or_default();
+    deployment_result(&version, last.and_then(|r| r.deployment.as_deref()))
+}
+
+/// Applies apps one after the other (callers check them all first); the last one's result.
+pub async fn apply_all(s: &ApiState, desired: Vec<App>) -> Result<Value, MarathonError> {
+    let mut last = None;
+    for app in desired {
+        last = Some(crate::apply::apply(s, app, false).await?);
+    }
+    Ok(last_result(last.as_ref()))
+}
+
 /// Apps grouped by the group path that holds them (`/` for top-level apps).
 pub fn by_group(apps: &[App]) -> BTreeMap<String, Vec<&App>> {
     let mut groups: BTreeMap<String, Vec<&App>> = BTreeMap::new();
