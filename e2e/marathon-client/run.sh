@@ -19,8 +19,12 @@ pid=$!
 cleanup() {
   kill -INT $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
-  ids=$(docker ps -aq --filter "label=pacer.io/node=$node")
-  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  # A create the engine was finishing when pacer stopped can surface a moment later: sweep twice.
+  for _ in 1 2; do
+    ids=$(docker ps -aq --filter "label=pacer.io/node=$node")
+    [ -z "$ids" ] || docker rm -f $ids >/dev/null
+    sleep 1
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -290,16 +290,29 @@ impl TaskWatch {
 }
 
 impl Drop for Cluster {
+    /// Stops `pacer up` and removes the node's containers. A create the engine was still
+    /// finishing when pacer stopped can surface a moment later, so the node is swept until it
+    /// has been empty twice in a row (for at most 5 s).
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
-        let ids = self.containers(None);
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .arg("rm")
-                .arg("-f")
-                .args(&ids)
-                .output();
+        let mut empty_in_a_row = 0;
+        for _ in 0..20 {
+            let ids = self.containers(None);
+            if ids.is_empty() {
+                empty_in_a_row += 1;
+                if empty_in_a_row == 2 {
+                    return;
+                }
+            } else {
+                empty_in_a_row = 0;
+                let _ = Command::new("docker")
+                    .arg("rm")
+                    .arg("-f")
+                    .args(&ids)
+                    .output();
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 }
