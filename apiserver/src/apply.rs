@@ -11,6 +11,7 @@ use pacer_runtime::{Api, now};
 use serde::Serialize;
 
 use crate::{ApiError, ApiState};
+pub use pacer_crd::id::path_of;
 
 /// What an apply did, in kubectl's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -280,11 +281,4 @@ pub async fn restart(state: &ApiState, name: &str) -> Result<ApplyResult, ApiErr
             Err(e) => return Err(e.into()),
         }
     }
-}
-
-/// `/prod/web` for the record `prod_web`.
-pub fn path_of(name: &str) -> String {
-    pacer_crd::AppId::parse(name)
-        .map(|i| i.path())
-        .unwrap_or_else(|_| name.to_string())
 }

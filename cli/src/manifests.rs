@@ -9,6 +9,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::client::ApiClient;
+use pacer_crd::id::path_of;
 
 #[derive(Args)]
 pub struct ApplyArgs {
@@ -105,7 +106,7 @@ pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{origin}: applying app {name}"))?;
         println!(
             "app {} {}",
-            AppId::parse(&name).map(|i| i.path()).unwrap_or(name),
+            path_of(&name),
             result["result"].as_str().unwrap_or("applied")
         );
     }
@@ -132,11 +133,7 @@ pub async fn scale(api: &ApiClient, args: ScaleArgs) -> anyhow::Result<()> {
         Some(&json!({"instances": args.instances})),
     )
     .await?;
-    println!(
-        "app {} scaled to {}",
-        AppId::parse(&name).map(|i| i.path()).unwrap_or(name),
-        args.instances
-    );
+    println!("app {} scaled to {}", path_of(&name), args.instances);
     Ok(())
 }
 

@@ -110,10 +110,9 @@ async fn progress(api: &ApiClient, id: &AppId) -> anyhow::Result<Progress> {
         .filter(|t| t.spec.app_id == id.name() && !t.state().is_terminal());
     let (new, old): (Vec<&Task>, Vec<&Task>) =
         mine.partition(|t| t.spec.app_version == app.version());
-    let running = deployments.iter().any(|d| {
-        d.spec.app_id == id.name()
-            && d.status.as_ref().map(|s| s.phase).unwrap_or_default() == DeploymentPhase::Running
-    });
+    let running = deployments
+        .iter()
+        .any(|d| d.spec.app_id == id.name() && d.phase() == DeploymentPhase::Running);
     Ok(Progress {
         wanted: u64::try_from(app.spec.instances).unwrap_or(0),
         healthy_new: new

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::client::ApiClient;
+use pacer_crd::id::path_of;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Output {
@@ -115,12 +116,6 @@ fn age(meta: &pacer_crd::meta::ObjectMeta) -> String {
         s if s < 172_800 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86400),
     }
-}
-
-fn path_of(name: &str) -> String {
-    AppId::parse(name)
-        .map(|i| i.path())
-        .unwrap_or_else(|_| name.to_string())
 }
 
 fn what_runs(app: &pacer_crd::AppSpec) -> String {

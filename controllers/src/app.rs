@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::placement::{self, Candidate};
 use crate::{CONFLICT_RETRY, Cluster, upgrade};
+use pacer_crd::id::path_of;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,9 +31,7 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
     let controller = Controller::new(&cluster.app_cache, token)
         // A task change concerns its app and the apps that depend on that app.
         .watches(&cluster.task_cache, move |t: &Task| {
-            let path = pacer_crd::AppId::parse(&t.spec.app_id)
-                .map(|i| i.path())
-                .unwrap_or_default();
+            let path = path_of(&t.spec.app_id);
             let waiting = dependents.filter(|a| {
                 a.spec
                     .dependencies
@@ -63,7 +62,17 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     let name = app.metadata.name.clone().unwrap_or_default();
     // Tasks this controller placed must be in the cache before it counts again, or it would
     // place them twice.
-    if !cluster.sees_placements_of(&name) || !cluster.is_current(&app) {
+    let app_revision = app
+        .metadata
+        .resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if !cluster
+        .placements
+        .seen(&name, cluster.task_cache.store().revision())
+        || !cluster.status_writes.seen(&name, app_revision)
+    {
         return Ok(Action::requeue(CONFLICT_RETRY));
     }
     let tasks = cluster.tasks_of(&name);
@@ -135,7 +144,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
             None => match accept_offers(&app, &tasks, missing, &cluster).await? {
                 Placed::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
                 Placed::All(revision) => {
-                    cluster.placed_at(&name, revision);
+                    cluster.placements.record(&name, revision);
                     status.tasks_pending = 0;
                 }
                 Placed::Some {
@@ -143,7 +152,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
                     why,
                     revision,
                 } => {
-                    cluster.placed_at(&name, revision);
+                    cluster.placements.record(&name, revision);
                     status.tasks_pending = unplaced as i64;
                     status.message = Some(format!(
                         "{unplaced} instance(s) pending: no node fits: {why}"
@@ -306,7 +315,7 @@ async fn forget_ended(app: &App, tasks: &[Arc<Task>], cluster: &Cluster) -> Resu
     match cluster.tasks.commit(compares, ops).await {
         Ok(revision) => {
             if status_written {
-                cluster.app_written(&name, revision);
+                cluster.status_writes.record(&name, revision);
             }
             Ok(Action::requeue(Duration::ZERO))
         }
@@ -330,7 +339,7 @@ fn record_failure(app: &App, task: &Task, status: &mut AppStatus) {
     let delay =
         (spec.backoff_seconds * spec.backoff_factor.powi(exp)).min(spec.max_launch_delay_seconds);
     let until = pacer_crd::meta::jiff::Timestamp::now() + Duration::from_secs_f64(delay.max(0.0));
-    status.launch_delayed_until = Some(until.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+    status.launch_delayed_until = Some(pacer_runtime::timestamp(until));
     let task_status = task.status.clone().unwrap_or_default();
     status.last_task_failure = Some(TaskFailure {
         task_id: task.metadata.name.clone().unwrap_or_default(),

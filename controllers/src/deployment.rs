@@ -48,12 +48,7 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
 const HISTORY: usize = 10;
 
 async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result<Action, Error> {
-    let phase = deployment
-        .status
-        .as_ref()
-        .map(|s| s.phase)
-        .unwrap_or_default();
-    if phase != DeploymentPhase::Running {
+    if deployment.phase() != DeploymentPhase::Running {
         return forget_old(&deployment, &cluster).await;
     }
     let spec = &deployment.spec;
@@ -137,10 +132,7 @@ fn overdue(
 /// Deletes this deployment if its app has more than `HISTORY` newer finished ones.
 async fn forget_old(deployment: &Deployment, cluster: &Cluster) -> Result<Action, Error> {
     let finished = |d: &Deployment| {
-        d.spec.app_id == deployment.spec.app_id
-            && d.status
-                .as_ref()
-                .is_some_and(|s| s.phase != DeploymentPhase::Running)
+        d.spec.app_id == deployment.spec.app_id && d.phase() != DeploymentPhase::Running
     };
     let created = |d: &Deployment| d.metadata.creation_timestamp.clone();
     let newer = cluster

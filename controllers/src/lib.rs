@@ -28,10 +28,10 @@ pub struct Cluster {
     pub node_cache: Reflector<Node>,
     pub offer_cache: Reflector<Offer>,
     pub deployment_cache: Reflector<Deployment>,
-    /// The etcd revision of each app's last placement, until the task cache has seen it.
-    placements: Arc<Mutex<HashMap<String, i64>>>,
-    /// The revision of each app's last status write by the app controller, until the app cache has it.
-    app_writes: Arc<Mutex<HashMap<String, i64>>>,
+    /// Each app's last placement of tasks, until the task cache has it.
+    pub placements: OwnWrites,
+    /// Each app's last status write by the app controller, until the app cache has it.
+    pub status_writes: OwnWrites,
 }
 
 impl Cluster {
@@ -50,8 +50,8 @@ impl Cluster {
             node_cache: Reflector::start(Api::clone(&nodes), "", token.clone()),
             offer_cache: Reflector::start(Api::clone(&offers), "", token.clone()),
             deployment_cache: Reflector::start(Api::clone(&deployments), "", token.clone()),
-            placements: Arc::default(),
-            app_writes: Arc::default(),
+            placements: OwnWrites::default(),
+            status_writes: OwnWrites::default(),
             apps,
             tasks,
             nodes,
@@ -60,56 +60,36 @@ impl Cluster {
         }
     }
 
-    /// Records that tasks of `app` were written at `revision`.
-    pub fn placed_at(&self, app: &str, revision: i64) {
-        if revision > 0 {
-            self.placements
-                .lock()
-                .expect("placements lock")
-                .insert(app.to_string(), revision);
-        }
-    }
-
-    /// Whether the task cache holds every task placed for `app` so far.
-    pub fn sees_placements_of(&self, app: &str) -> bool {
-        let mut placements = self.placements.lock().expect("placements lock");
-        let seen = placements
-            .get(app)
-            .is_none_or(|rev| self.task_cache.store().revision() >= *rev);
-        if seen {
-            placements.remove(app);
-        }
-        seen
-    }
-
-    /// Records that the app controller wrote `app` at `revision`.
-    pub fn app_written(&self, app: &str, revision: i64) {
-        self.app_writes
-            .lock()
-            .expect("app writes lock")
-            .insert(app.to_string(), revision);
-    }
-
-    /// Whether `app` (from the cache) includes the controller's own last write of it.
-    pub fn is_current(&self, app: &App) -> bool {
-        let name = app.metadata.name.clone().unwrap_or_default();
-        let seen: i64 = app
-            .metadata
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut writes = self.app_writes.lock().expect("app writes lock");
-        let current = writes.get(&name).is_none_or(|rev| seen >= *rev);
-        if current {
-            writes.remove(&name);
-        }
-        current
-    }
-
     /// The tasks of one app, from the cache.
     pub fn tasks_of(&self, app: &str) -> Vec<Arc<Task>> {
         self.task_cache.store().filter(|t| t.spec.app_id == app)
+    }
+}
+
+/// A controller's own writes, by key, that a cache has not shown yet. Acting on a cache that
+/// lacks them would undo or repeat them (place tasks twice, write back a stale status).
+#[derive(Clone, Default)]
+pub struct OwnWrites(Arc<Mutex<HashMap<String, i64>>>);
+
+impl OwnWrites {
+    /// Records a write of `key` at etcd `revision`.
+    pub fn record(&self, key: &str, revision: i64) {
+        if revision > 0 {
+            self.0
+                .lock()
+                .expect("own writes lock")
+                .insert(key.to_string(), revision);
+        }
+    }
+
+    /// Whether a cache at `revision` holds the last write of `key` (which is then forgotten).
+    pub fn seen(&self, key: &str, revision: i64) -> bool {
+        let mut writes = self.0.lock().expect("own writes lock");
+        let seen = writes.get(key).is_none_or(|written| revision >= *written);
+        if seen {
+            writes.remove(key);
+        }
+        seen
     }
 }
 

@@ -52,3 +52,10 @@ pub enum DeploymentPhase {
     Failed,
     Superseded,
 }
+
+impl Deployment {
+    /// The deployment's phase; one nobody has reported on yet is running.
+    pub fn phase(&self) -> DeploymentPhase {
+        self.status.as_ref().map(|s| s.phase).unwrap_or_default()
+    }
+}

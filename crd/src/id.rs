@@ -61,6 +61,14 @@ impl AppId {
     }
 }
 
+/// Marathon's path of a stored record name (`prod_web` -> `/prod/web`); the name itself if it
+/// is not one (no record is stored under such a name).
+pub fn path_of(name: &str) -> String {
+    AppId::parse(name)
+        .map(|id| id.path())
+        .unwrap_or_else(|_| name.to_string())
+}
+
 impl fmt::Display for AppId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.path())

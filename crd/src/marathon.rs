@@ -7,6 +7,7 @@ use crate::App;
 use crate::app::{AppSpec, SCALED_ANNOTATION, VERSION_ANNOTATION};
 use crate::error::{FieldError, FieldErrors};
 use crate::id::AppId;
+use crate::id::path_of;
 use crate::task::Task;
 
 /// Read-only keys of Marathon's responses, and keys Pacer accepts but does not model yet.
@@ -233,9 +234,7 @@ fn whole_numbers(v: &mut Value) {
 /// A task as Marathon shows it (`id` = `app_path.uuid`).
 pub fn task_to_marathon(task: &Task) -> Value {
     let status = task.status.clone().unwrap_or_default();
-    let app_id = AppId::parse(&task.spec.app_id)
-        .map(|i| i.path())
-        .unwrap_or_default();
+    let app_id = path_of(&task.spec.app_id);
     let service_ports: Vec<i64> = task
         .spec
         .app

@@ -18,7 +18,10 @@ pub use watcher::Event;
 
 /// Now, as Marathon prints it: ISO-8601 UTC with milliseconds and `Z`.
 pub fn now() -> String {
-    pacer_crd::meta::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
+    timestamp(pacer_crd::meta::jiff::Timestamp::now())
+}
+
+/// A time as Marathon prints it: ISO-8601 UTC with milliseconds and `Z`.
+pub fn timestamp(t: pacer_crd::meta::jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pacer_crd::{AppId, Task};
+use pacer_crd::Task;
+use pacer_crd::id::path_of;
 
 pub use docker::Docker;
 pub use process::Process;
@@ -93,9 +94,7 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let task_id = task.metadata.name.clone().unwrap_or_default();
-    let app_path = AppId::parse(&spec.app_id)
-        .map(|id| id.path())
-        .unwrap_or_else(|_| spec.app_id.clone());
+    let app_path = path_of(&spec.app_id);
     for (i, port) in spec.host_ports.iter().enumerate() {
         env.push((format!("PORT{i}"), port.to_string()));
     }

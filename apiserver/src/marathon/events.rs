@@ -190,7 +190,7 @@ impl Seen {
             Change::Restarted(all) => {
                 self.deployments = all
                     .iter()
-                    .map(|d| (d.metadata.name.clone().unwrap_or_default(), phase(d)))
+                    .map(|d| (d.metadata.name.clone().unwrap_or_default(), d.phase()))
                     .collect();
                 return vec![];
             }
@@ -202,13 +202,13 @@ impl Seen {
             Change::Applied(d) => d,
         };
         let id = d.metadata.name.clone().unwrap_or_default();
-        let before = self.deployments.insert(id.clone(), phase(&d));
-        if before == Some(phase(&d)) {
+        let before = self.deployments.insert(id.clone(), d.phase());
+        if before == Some(d.phase()) {
             return vec![];
         }
         let plan = deployment_json(&d);
         let step = plan["steps"][0].clone();
-        match phase(&d) {
+        match d.phase() {
             DeploymentPhase::Running => vec![event(
                 "deployment_info",
                 json!({"plan": plan, "currentStep": step}),
@@ -226,10 +226,6 @@ impl Seen {
             DeploymentPhase::Superseded => vec![],
         }
     }
-}
-
-fn phase(d: &Deployment) -> DeploymentPhase {
-    d.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
 /// Whether a task passes all its health checks, once it has results.

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::MarathonError;
 use crate::ApiState;
+use pacer_crd::id::path_of;
 
 /// Apps, tasks and running deployments, read once per request.
 pub struct Snapshot {
@@ -27,7 +28,7 @@ impl Snapshot {
         let running = deployments
             .items
             .into_iter()
-            .filter(|d| phase(d) == DeploymentPhase::Running)
+            .filter(|d| d.phase() == DeploymentPhase::Running)
             .collect();
         Ok(Snapshot {
             apps: apps.items,
@@ -88,21 +89,15 @@ fn has_checks(t: &Task) -> bool {
     !t.spec.app.health_checks.is_empty()
 }
 
-fn phase(d: &Deployment) -> DeploymentPhase {
-    d.status.as_ref().map(|s| s.phase).unwrap_or_default()
-}
-
 /// A deployment as `GET /v2/deployments` shows it.
 pub fn deployment_json(d: &Deployment) -> Value {
-    let app = AppId::parse(&d.spec.app_id)
-        .map(|i| i.path())
-        .unwrap_or_default();
+    let app = path_of(&d.spec.app_id);
     let action = format!("{:?}", d.spec.action);
     let version = d
         .metadata
         .creation_timestamp
         .as_ref()
-        .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .map(|t| pacer_runtime::timestamp(t.0))
         .unwrap_or_default();
     json!({
         "id": d.metadata.name,
