@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub capacity: Resources,
     pub ports: Vec<PortRange>,
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// Resources set apart for roles (`cpus(ads):2;mem(ads):512`).
+    pub reservations: std::collections::BTreeMap<String, Resources>,
     /// Sandboxes of process tasks live here.
     pub work_dir: PathBuf,
     pub lease_ttl: Duration,
@@ -61,7 +63,6 @@ pub async fn run(
     let runtimes = Runtimes::connect(&config.work_dir)
         .await
         .map_err(Error::Docker)?;
-    let runners: Runners = Arc::default();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Listen(config.listen, e))?;
@@ -71,13 +72,60 @@ pub async fn run(
             .local_addr()
             .map_err(|e| Error::Listen(config.listen, e))?
     );
-    let tasks: Api<Task> = Api::new(&client);
-    runtimes
-        .docker
-        .remove_unwanted(&config.node_name, &tasks)
-        .await;
+    if let Runtimes::Real { docker, .. } = &runtimes {
+        docker
+            .remove_unwanted(&config.node_name, &Api::new(&client))
+            .await;
+    }
+    run_node(config, client, runtimes, Some((listener, address)), token).await;
+    Ok(())
+}
 
-    let http = tokio::spawn(http::serve(listener, runners.clone(), token.clone()));
+/// Runs `count` simulated nodes in this process (`pacer agent --simulate N`): each registers
+/// its own Node on its own lease and watches its own tasks, as a real agent does, with the fake
+/// runtime. Nodes are named `<node_name>-0001`, ... and get the capacity of `config`.
+pub async fn simulate(
+    config: AgentConfig,
+    count: usize,
+    start_delay: Duration,
+    client: Client,
+    token: CancellationToken,
+) {
+    let fake = Arc::new(runtime::Fake::new(start_delay));
+    let nodes = (1..=count).map(|i| {
+        let mut node = config.clone();
+        node.node_name = format!("{}-{i:04}", config.node_name);
+        node.hostname = node.node_name.clone();
+        node.attributes.insert("hostname".into(), node.node_name.clone());
+        run_node(
+            node,
+            client.clone(),
+            Runtimes::Simulated(fake.clone()),
+            None,
+            token.clone(),
+        )
+    });
+    futures::future::join_all(nodes).await;
+}
+
+/// One node: registration, the watch on its own tasks, one runner per task, and (for real
+/// agents) the HTTP endpoint serving logs.
+async fn run_node(
+    config: AgentConfig,
+    client: Client,
+    runtimes: Runtimes,
+    http: Option<(tokio::net::TcpListener, String)>,
+    token: CancellationToken,
+) {
+    let runners: Runners = Arc::default();
+    let tasks: Api<Task> = Api::new(&client);
+    let (http, address) = match http {
+        Some((listener, address)) => (
+            Some(tokio::spawn(http::serve(listener, runners.clone(), token.clone()))),
+            address,
+        ),
+        None => (None, "simulated".to_string()),
+    };
     let registration = tokio::spawn(register::keep_registered(
         client.clone(),
         config.clone(),
@@ -97,8 +145,10 @@ pub async fn run(
     while let Some(event) = events.recv().await {
         apply(&event, &runners, &ctx);
     }
-    let _ = tokio::join!(http, registration);
-    Ok(())
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    let _ = registration.await;
 }
 
 fn apply(event: &Event<Task>, runners: &Runners, ctx: &runner::Ctx) {

@@ -58,6 +58,7 @@ async fn register(
         capacity: config.capacity,
         ports: config.ports.clone(),
         attributes,
+        reservations: config.reservations.clone(),
     };
     let mut node = Node::new(&config.node_name, spec);
     node.status = Some(NodeStatus {

@@ -5,10 +5,11 @@ mod apply;
 mod error;
 mod marathon;
 mod native;
+mod records;
 
 use axum::Router;
 use axum::routing::get;
-use pacer_crd::{App, AppVersion, Deployment, Node, Offer, Task};
+use pacer_crd::{App, AppVersion, Deployment, Job, JobRun, Node, Offer, Role, Task};
 use pacer_runtime::{Api, Client};
 
 pub use apply::Applied;
@@ -23,6 +24,9 @@ pub struct ApiState {
     pub offers: Api<Offer>,
     pub deployments: Api<Deployment>,
     pub versions: Api<AppVersion>,
+    pub roles: Api<Role>,
+    pub jobs: Api<Job>,
+    pub runs: Api<JobRun>,
     /// For reaching agents (task logs).
     pub http: reqwest::Client,
 }
@@ -36,6 +40,9 @@ impl ApiState {
             offers: Api::new(client),
             deployments: Api::new(client),
             versions: Api::new(client),
+            roles: Api::new(client),
+            jobs: Api::new(client),
+            runs: Api::new(client),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
@@ -47,7 +54,7 @@ impl ApiState {
 /// The whole HTTP surface, for `serve` and for in-process tests.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .nest("/apis/pacer.io/v1", native::routes())
+        .nest("/apis/pacer.io/v1", native::routes().merge(records::routes()))
         .merge(marathon::routes())
         .route("/ping", get(|| async { "pong" }))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -59,7 +59,7 @@ pub struct ListQuery {
 
 /// `{"kind": "AppList", "items": [...]}`, or with `?watch=true` a stream of JSON lines
 /// `{"type": "ADDED|MODIFIED|DELETED", "object": ...}` starting with everything that exists.
-async fn list<K: Record>(api: Api<K>, query: ListQuery) -> Result<Response, ApiError> {
+pub(crate) async fn list<K: Record>(api: Api<K>, query: ListQuery) -> Result<Response, ApiError> {
     if query
         .watch
         .as_deref()
@@ -99,7 +99,7 @@ fn watch<K: Record>(api: Api<K>) -> Response {
         .unwrap_or_default()
 }
 
-async fn get_one<K: Record>(api: Api<K>, name: String) -> Result<Json<K>, ApiError> {
+pub(crate) async fn get_one<K: Record>(api: Api<K>, name: String) -> Result<Json<K>, ApiError> {
     let kind = K::kind(&()).into_owned();
     api.get(&name)
         .await?
@@ -140,6 +140,12 @@ fn manifest(body: &Bytes) -> Result<pacer_crd::App, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     match Manifest::from_value(doc).map_err(ApiError::Invalid)? {
         Manifest::App(app) => Ok(app),
+        other => Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![
+            pacer_crd::FieldError::new(
+                "kind",
+                format!("a {} is applied at /{}, not as an App", other.kind(), other.plural()),
+            ),
+        ]))),
     }
 }
 

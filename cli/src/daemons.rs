@@ -63,6 +63,9 @@ pub struct AgentArgs {
     /// Mesos-style attributes: `rack:r1;zone:a`.
     #[arg(long, env = "PACER_ATTRIBUTES", default_value = "")]
     attributes: String,
+    /// Resources reserved for roles, Mesos style: `cpus(ads):2;mem(ads):1024`.
+    #[arg(long, env = "PACER_RESERVED", default_value = "")]
+    reserved: String,
     /// Sandboxes of process tasks.
     #[arg(long, env = "PACER_WORK_DIR", default_value = ".pacer/agent")]
     work_dir: PathBuf,
@@ -77,6 +80,13 @@ pub struct AgentCommand {
     etcd: EtcdArgs,
     #[command(flatten)]
     agent: AgentArgs,
+    /// Run this many simulated nodes (named `<node-name>-0001`, ...) with a fake runtime
+    /// instead of one real node: same registration, watches and status writes, no containers.
+    #[arg(long, value_name = "N")]
+    simulate: Option<usize>,
+    /// With --simulate: how long a simulated task takes to start, in milliseconds.
+    #[arg(long, default_value_t = 0, requires = "simulate")]
+    simulate_start_ms: u64,
 }
 
 #[derive(Args)]
@@ -137,6 +147,8 @@ impl AgentArgs {
             capacity,
             ports,
             attributes,
+            reservations: pacer_crd::node::parse_reservations(&self.reserved)
+                .map_err(|e| anyhow::anyhow!("--reserved: {e}"))?,
             work_dir: std::path::absolute(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone()),
             lease_ttl: Duration::from_secs(self.lease_ttl.max(2)),
         })
@@ -200,6 +212,12 @@ pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
     let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
+    if let Some(count) = args.simulate {
+        tracing::info!(nodes = count, base = %config.node_name, "simulating nodes");
+        let delay = Duration::from_millis(args.simulate_start_ms);
+        pacer_agent::simulate(config, count, delay, client, token).await;
+        return Ok(());
+    }
     pacer_agent::run(config, client, token)
         .await
         .context("the agent failed")

@@ -2,6 +2,7 @@
 
 mod client;
 mod daemons;
+mod jobs;
 mod manifests;
 mod rollout;
 mod show;
@@ -53,6 +54,10 @@ enum Command {
     Restart(rollout::RestartArgs),
     /// Launch a crash-looping app's next instance now, not after its backoff delay.
     ResetDelay(rollout::ResetDelayArgs),
+    /// Run a command once on the cluster and exit with its exit code (mesos-execute).
+    Run(jobs::RunArgs),
+    /// Why an app's instances are not placed: per node, the reason.
+    Explain(jobs::ExplainArgs),
 }
 
 #[tokio::main]
@@ -79,6 +84,11 @@ async fn main() {
         Command::Rollout(args) => rollout::rollout(&api, args).await,
         Command::Restart(args) => rollout::restart(&api, args).await,
         Command::ResetDelay(args) => rollout::reset_delay(&api, args).await,
+        Command::Explain(args) => jobs::explain(&api, args).await,
+        Command::Run(args) => match jobs::run(&api, args).await {
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");

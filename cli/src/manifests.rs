@@ -96,17 +96,27 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
-    for (origin, manifest) in read_manifests(&args.files)? {
-        let Manifest::App(app) = &manifest;
+    let mut manifests = read_manifests(&args.files)?;
+    // Roles first: apps and jobs may name them.
+    manifests.sort_by_key(|(_, m)| !matches!(m, Manifest::Role(_)));
+    for (origin, manifest) in manifests {
         let name = manifest.name().to_string();
-        let body = serde_json::to_value(app)?;
+        let body = match &manifest {
+            Manifest::App(r) => serde_json::to_value(r)?,
+            Manifest::Role(r) => serde_json::to_value(r)?,
+            Manifest::Job(r) => serde_json::to_value(r)?,
+        };
+        let kind = manifest.kind().to_lowercase();
         let result = api
-            .call(Method::PUT, &format!("/apps/{name}"), Some(&body))
+            .call(Method::PUT, &format!("/{}/{name}", manifest.plural()), Some(&body))
             .await
-            .with_context(|| format!("{origin}: applying app {name}"))?;
+            .with_context(|| format!("{origin}: applying {kind} {name}"))?;
+        let shown = match &manifest {
+            Manifest::App(_) => path_of(&name),
+            _ => name.clone(),
+        };
         println!(
-            "app {} {}",
-            path_of(&name),
+            "{kind} {shown} {}",
             result["result"].as_str().unwrap_or("applied")
         );
     }
@@ -115,7 +125,7 @@ pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
 
 fn app_name(kind: &str, id: &str) -> anyhow::Result<String> {
     if !matches!(kind, "app" | "apps") {
-        bail!("unknown kind '{kind}': only apps can be changed this way");
+        bail!("unknown kind '{kind}': use app, job or role");
     }
     AppId::parse(id)
         .map(|i| i.name())
@@ -138,25 +148,38 @@ pub async fn scale(api: &ApiClient, args: ScaleArgs) -> anyhow::Result<()> {
 }
 
 pub async fn delete(api: &ApiClient, args: DeleteArgs) -> anyhow::Result<()> {
-    let names: Vec<String> = match (&args.kind, &args.id, args.files.is_empty()) {
-        (Some(kind), Some(id), true) => vec![app_name(kind, id)?],
+    // (plural, record name, as shown)
+    let targets: Vec<(&str, String, String)> = match (&args.kind, &args.id, args.files.is_empty()) {
+        (Some(kind), Some(id), true) => match kind.as_str() {
+            "job" | "jobs" => vec![("jobs", id.clone(), id.clone())],
+            "role" | "roles" => vec![("roles", id.clone(), id.clone())],
+            _ => {
+                let name = app_name(kind, id)?;
+                vec![("apps", name.clone(), path_of(&name))]
+            }
+        },
         (None, None, false) => read_manifests(&args.files)?
             .into_iter()
-            .map(|(_, m)| m.name().to_string())
+            .map(|(_, m)| {
+                let name = m.name().to_string();
+                let shown = match &m {
+                    Manifest::App(_) => path_of(&name),
+                    _ => name.clone(),
+                };
+                (m.plural(), name, shown)
+            })
             .collect(),
-        _ => bail!("give `app ID` or `-f FILE`"),
+        _ => bail!("give `app ID`, `job NAME`, `role NAME` or `-f FILE`"),
     };
-    for name in names {
-        let shown = AppId::parse(&name)
-            .map(|i| i.path())
-            .unwrap_or(name.clone());
+    for (plural, name, shown) in targets {
+        let kind = plural.trim_end_matches('s');
         match api
-            .call(Method::DELETE, &format!("/apps/{name}"), None)
+            .call(Method::DELETE, &format!("/{plural}/{name}"), None)
             .await
         {
-            Ok(_) => println!("app {shown} deleted"),
+            Ok(_) => println!("{kind} {shown} deleted"),
             Err(e) if !args.files.is_empty() && e.to_string().contains("does not exist") => {
-                println!("app {shown} not found")
+                println!("{kind} {shown} not found")
             }
             Err(e) => return Err(e),
         }

@@ -20,7 +20,7 @@ pub enum Output {
 
 #[derive(Args)]
 pub struct GetArgs {
-    /// apps, tasks, nodes, offers or deployments.
+    /// apps, tasks, nodes, offers, deployments, roles, jobs or jobruns.
     kind: String,
     /// Only this record.
     name: Option<String>,
@@ -38,7 +38,7 @@ pub struct DescribeArgs {
 
 #[derive(Args)]
 pub struct LogsArgs {
-    /// Task id (`pacer get tasks`).
+    /// Task id (`pacer get tasks`), or a job run (`pacer get jobruns`) for its latest attempt.
     task: String,
     /// Lines from the end.
     #[arg(long, default_value_t = 100)]
@@ -53,11 +53,16 @@ fn plural(kind: &str) -> anyhow::Result<&'static str> {
         "node" | "nodes" | "no" => "nodes",
         "offer" | "offers" | "of" => "offers",
         "deployment" | "deployments" | "deploy" => "deployments",
-        other => bail!("unknown kind '{other}': use apps, tasks, nodes, offers or deployments"),
+        "role" | "roles" | "ro" => "roles",
+        "job" | "jobs" | "jo" => "jobs",
+        "jobrun" | "jobruns" | "run" | "runs" | "jr" => "jobruns",
+        other => bail!(
+            "unknown kind '{other}': use apps, tasks, nodes, offers, deployments, roles, jobs or jobruns"
+        ),
     })
 }
 
-fn items<K: DeserializeOwned>(list: Value) -> anyhow::Result<Vec<K>> {
+pub(crate) fn items<K: DeserializeOwned>(list: Value) -> anyhow::Result<Vec<K>> {
     Ok(serde_json::from_value(list["items"].clone())?)
 }
 
@@ -87,6 +92,9 @@ pub async fn get(api: &ApiClient, args: GetArgs) -> anyhow::Result<()> {
                 "tasks" => tasks_table(&items(list)?, wide),
                 "nodes" => nodes_table(&items(list)?, wide),
                 "offers" => offers_table(&items(list)?),
+                "roles" => roles_table(&items(list)?),
+                "jobs" => crate::jobs::jobs_table(&items(list)?),
+                "jobruns" => crate::jobs::runs_table(&items(list)?),
                 _ => deployments_table(&items(list)?),
             };
             println!("{table}");
@@ -95,14 +103,35 @@ pub async fn get(api: &ApiClient, args: GetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn table(header: &[&str]) -> Table {
+fn roles_table(roles: &[pacer_crd::Role]) -> Table {
+    let mut t = table(&["NAME", "WEIGHT", "GUARANTEE", "LIMIT"]);
+    let quantities = |q: &Option<pacer_crd::Quantities>| {
+        let Some(q) = q else { return "-".to_string() };
+        [("cpus", q.cpus), ("mem", q.mem), ("disk", q.disk)]
+            .into_iter()
+            .filter_map(|(n, v)| v.map(|v| format!("{n}={v}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    for r in roles {
+        t.add_row(vec![
+            r.metadata.name.clone().unwrap_or_default(),
+            r.spec.weight.to_string(),
+            quantities(&r.spec.guarantee),
+            quantities(&r.spec.limit),
+        ]);
+    }
+    t
+}
+
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(presets::NOTHING).set_header(header.to_vec());
     t
 }
 
 /// kubectl-style age: 45s, 3m, 2h, 5d.
-fn age(meta: &pacer_crd::meta::ObjectMeta) -> String {
+pub(crate) fn age(meta: &pacer_crd::meta::ObjectMeta) -> String {
     let Some(created) = &meta.creation_timestamp else {
         return "-".into();
     };
@@ -118,7 +147,7 @@ fn age(meta: &pacer_crd::meta::ObjectMeta) -> String {
     }
 }
 
-fn what_runs(app: &pacer_crd::AppSpec) -> String {
+pub(crate) fn what_runs(app: &pacer_crd::AppSpec) -> String {
     match (app.image(), &app.cmd, &app.args) {
         (Some(image), _, _) => image.to_string(),
         (None, Some(cmd), _) => cmd.clone(),
@@ -248,15 +277,20 @@ fn nodes_table(nodes: &[Node], wide: bool) -> Table {
 }
 
 fn offers_table(offers: &[Offer]) -> Table {
-    let mut t = table(&["NODE", "ROLE", "CPUS", "MEM", "DISK", "PORTS"]);
+    let mut t = table(&["NODE", "ROLE", "CPUS", "MEM", "DISK", "RESERVED", "PORTS"]);
     for o in offers {
-        let r = o.spec.resources;
+        let (r, reserved) = (o.spec.resources, o.spec.reserved);
         t.add_row(vec![
             o.spec.node.clone(),
             o.spec.role.clone(),
             format!("{:.2}", r.cpus),
             r.mem.to_string(),
             r.disk.to_string(),
+            if reserved == pacer_crd::Resources::default() {
+                "-".into()
+            } else {
+                format!("cpus={},mem={}", reserved.cpus, reserved.mem)
+            },
             ranges(&o.spec.ports),
         ]);
     }
@@ -334,10 +368,18 @@ pub async fn describe(api: &ApiClient, args: DescribeArgs) -> anyhow::Result<()>
 }
 
 pub async fn logs(api: &ApiClient, args: LogsArgs) -> anyhow::Result<()> {
+    // A job run's name stands for its latest attempt's task.
+    let task = match api.get(&format!("/jobruns/{}", args.task)).await {
+        Ok(run) => run["status"]["task"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("run {} has not started a task yet", args.task))?,
+        Err(_) => args.task.clone(),
+    };
     let text = api
         .call_text(
             Method::GET,
-            &format!("/tasks/{}/logs?tail={}", args.task, args.tail),
+            &format!("/tasks/{task}/logs?tail={}", args.tail),
             None,
         )
         .await?;

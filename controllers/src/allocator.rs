@@ -1,15 +1,20 @@
-//! The allocator: one Offer per node holding what its tasks leave free (capacity, ports).
+//! The allocator: Offers hold what nodes' tasks leave free. A role's reservation on a node is
+//! offered to that role; the unreserved rest (and the free ports) goes to one role at a time,
+//! chosen by weighted DRF with quota among roles that have instances waiting.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use etcd_client::{Compare, CompareOp, GetOptions, TxnOp};
 use pacer_crd::node::subtract_ports;
-use pacer_crd::{Node, Offer, OfferSpec, Resources, Task};
+use pacer_crd::offer::offer_name;
+use pacer_crd::{App, Node, Offer, OfferSpec, PortRange, Record, Resources, Role, Task};
 use pacer_runtime::api::get_response;
+use pacer_runtime::reflector::Store;
 use pacer_runtime::{Action, Api, Controller};
 use tokio_util::sync::CancellationToken;
 
-use crate::{CONFLICT_RETRY, Cluster};
+use crate::{CONFLICT_RETRY, Cluster, drf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,9 +25,27 @@ pub enum Error {
 }
 
 pub async fn run(cluster: Cluster, token: CancellationToken) {
+    let offers = cluster.offer_cache.store();
+    let offers_for_roles = cluster.offer_cache.store();
+    let wanting = Arc::new(std::sync::Mutex::new(HashMap::<String, bool>::new()));
     let nodes = Controller::new(&cluster.node_cache, token.clone())
         .watches(&cluster.offer_cache, |o: &Offer| vec![o.spec.node.clone()])
-        .watches(&cluster.task_cache, |t: &Task| vec![t.spec.node.clone()]);
+        .watches(&cluster.task_cache, |t: &Task| vec![t.spec.node.clone()])
+        // When an app starts or stops wanting instances, unreserved resources may move between
+        // roles: every node with something left to offer is looked at again.
+        .watches(&cluster.app_cache, move |app: &App| {
+            let name = app.metadata.name.clone().unwrap_or_default();
+            let wants = app.status.as_ref().is_some_and(|s| s.tasks_pending > 0);
+            let flipped = wanting
+                .lock()
+                .expect("wanting lock")
+                .insert(name, wants)
+                .is_none_or(|before| before != wants);
+            if flipped { nodes_with_room(&offers) } else { Vec::new() }
+        })
+        .watches(&cluster.role_cache, move |_: &Role| {
+            nodes_with_room(&offers_for_roles)
+        });
     let orphans = Controller::new(&cluster.offer_cache, token.clone());
     let ctx = Arc::new(cluster);
     tokio::join!(
@@ -35,34 +58,87 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
     );
 }
 
-/// What a node has free: capacity minus the resources and ports of its live tasks.
-pub fn free_on(node: &Node, tasks: &[Task]) -> OfferSpec {
+fn nodes_with_room(offers: &Store<Offer>) -> Vec<String> {
+    let mut nodes: Vec<String> = offers
+        .filter(|o| !o.spec.resources.is_empty())
+        .iter()
+        .map(|o| o.spec.node.clone())
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// What a node has free: capacity minus the resources of its live tasks, and its free ports.
+pub fn free_on(node: &Node, tasks: &[Task]) -> (Resources, Vec<PortRange>) {
     let live: Vec<&Task> = tasks.iter().filter(|t| !t.state().is_terminal()).collect();
-    let used = live.iter().fold(Resources::default(), |sum, t| {
-        let r = &t.spec.resources;
-        Resources::new(sum.cpus + r.cpus, sum.mem + r.mem, sum.disk + r.disk)
-    });
+    let used = live
+        .iter()
+        .fold(Resources::default(), |sum, t| sum.plus(&t.spec.resources));
     let ports: Vec<u16> = live
         .iter()
         .flat_map(|t| t.spec.host_ports.iter().copied())
         .collect();
-    OfferSpec {
-        node: node.metadata.name.clone().unwrap_or_default(),
-        role: "*".into(),
-        resources: node.spec.capacity.minus(&used),
-        ports: subtract_ports(&node.spec.ports, &ports),
-    }
+    (
+        node.spec.capacity.minus(&used).clamped(),
+        subtract_ports(&node.spec.ports, &ports),
+    )
 }
 
-/// Rewrites a node's offer from one consistent read of the node, its offer and its tasks.
-/// The write compares the offer's revision: every placement shrinks the offer in the same
+/// The offers a node should have: each role's unused reservation goes to that role; the
+/// unreserved rest and the free ports go to `holder`.
+pub fn node_offers(
+    node: &Node,
+    tasks: &[Task],
+    holder: &dyn Fn(&Resources) -> (String, Resources),
+) -> BTreeMap<String, OfferSpec> {
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let (free, ports) = free_on(node, tasks);
+    let mut left = free;
+    let mut offers = BTreeMap::new();
+    for (role, reserved) in &node.spec.reservations {
+        let used = tasks
+            .iter()
+            .filter(|t| !t.state().is_terminal() && &t.spec.app.role == role)
+            .fold(Resources::default(), |sum, t| sum.plus(&t.spec.resources));
+        let unused = reserved.minus(&used).clamped().min(&left);
+        left = left.minus(&unused).clamped();
+        offers.insert(
+            role.clone(),
+            OfferSpec {
+                node: name.clone(),
+                role: role.clone(),
+                resources: unused,
+                reserved: unused,
+                ports: Vec::new(),
+            },
+        );
+    }
+    let (role, amount) = holder(&left);
+    let entry = offers.entry(role.clone()).or_insert_with(|| OfferSpec {
+        node: name.clone(),
+        role,
+        resources: Resources::default(),
+        reserved: Resources::default(),
+        ports: Vec::new(),
+    });
+    entry.resources = entry.resources.plus(&amount);
+    entry.ports = ports;
+    offers
+}
+
+/// Rewrites a node's offers from one consistent read of the node, its offers and its tasks.
+/// The write compares every offer's revision: each placement shrinks an offer in the same
 /// transaction that adds its tasks, so a stale view can never grow an offer past the truth.
 async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action, Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
     let (offers, tasks, nodes) = (&cluster.offers, &cluster.tasks, &cluster.nodes);
     let reads = vec![
         TxnOp::get(nodes.etcd_key(&name), None),
-        TxnOp::get(offers.etcd_key(&name), None),
+        TxnOp::get(
+            offers.etcd_prefix(&format!("{name}.")),
+            Some(GetOptions::new().with_prefix()),
+        ),
         TxnOp::get(
             tasks.etcd_prefix(&format!("{name}/")),
             Some(GetOptions::new().with_prefix()),
@@ -88,45 +164,150 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         .map(|kv| nodes.decode(kv))
         .transpose()
         .map_err(decode_err)?;
-    let offer = kvs(1)
-        .first()
+    let existing: Vec<Offer> = kvs(1)
+        .iter()
         .map(|kv| offers.decode(kv))
-        .transpose()
-        .map_err(decode_err)?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(decode_err)?
+        .into_iter()
+        .filter(|o| o.spec.node == name)
+        .collect();
     let node_tasks = kvs(2)
         .iter()
         .map(|kv| tasks.decode(kv))
         .collect::<Result<Vec<_>, _>>()
         .map_err(decode_err)?;
 
-    let Some(current_node) = current_node else {
-        if let Some(offer) = offer {
-            delete_offer(offers, &offer).await?;
+    let wanted = match &current_node {
+        None => BTreeMap::new(),
+        Some(n) => {
+            let holder = existing
+                .iter()
+                .find(|o| !o.spec.ports.is_empty() || o.spec.resources != o.spec.reserved)
+                .map(|o| o.spec.role.clone());
+            let mut book = cluster.offer_book.lock().expect("offer book lock");
+            let roles = role_shares(&cluster, &name, &book);
+            let total = cluster
+                .node_cache
+                .store()
+                .list()
+                .iter()
+                .fold(Resources::default(), |sum, n| sum.plus(&n.spec.capacity));
+            let choose = |free: &Resources| {
+                drf::choose(&roles, &total, free, holder.as_deref()).unwrap_or_else(|| {
+                    // Nobody wants more: the current holder (or the default role) keeps it.
+                    (holder.clone().unwrap_or_else(|| "*".into()), *free)
+                })
+            };
+            let wanted = node_offers(n, &node_tasks, &choose);
+            book.insert(
+                name.clone(),
+                wanted.values().map(|o| (o.role.clone(), o.resources)).collect(),
+            );
+            wanted
         }
-        return Ok(Action::await_change());
     };
-    let spec = free_on(&current_node, &node_tasks);
-    if offer.as_ref().is_some_and(|o| o.spec == spec) {
+    if current_node.is_none() {
+        cluster.offer_book.lock().expect("offer book lock").remove(&name);
+    }
+    let mut compares = Vec::new();
+    let mut ops = Vec::new();
+    let err = |e| Error::OfferWrite(name.clone(), e);
+    for offer in &existing {
+        if wanted.get(&offer.spec.role) == Some(&offer.spec) {
+            continue;
+        }
+        compares.push(offers.unchanged(offer).map_err(err)?);
+        if !wanted.contains_key(&offer.spec.role) {
+            ops.push(TxnOp::delete(offers.etcd_key(&offer.key()), None));
+        }
+    }
+    for (role, spec) in &wanted {
+        let key = offer_name(&name, role);
+        match existing.iter().find(|o| &o.spec.role == role) {
+            Some(o) if &o.spec == spec => continue,
+            Some(o) => {
+                let mut updated = o.clone();
+                updated.spec = spec.clone();
+                ops.push(offers.put_op(&updated, None).map_err(err)?);
+            }
+            None => {
+                compares.push(Compare::create_revision(
+                    offers.etcd_key(&key),
+                    CompareOp::Equal,
+                    0,
+                ));
+                let mut offer = Offer::new(&key, spec.clone());
+                pacer_runtime::api::prepare_new(&mut offer);
+                ops.push(offers.put_op(&offer, None).map_err(err)?);
+            }
+        }
+    }
+    if ops.is_empty() {
         return Ok(Action::await_change());
     }
-    let compare = match &offer {
-        Some(o) => offers
-            .unchanged(o)
-            .map_err(|e| Error::OfferWrite(name.clone(), e))?,
-        None => Compare::create_revision(offers.etcd_key(&name), CompareOp::Equal, 0),
-    };
-    let mut new_offer = Offer::new(&name, spec);
-    if let Some(o) = &offer {
-        new_offer.metadata = o.metadata.clone();
-    }
-    let put = offers
-        .put_op(&new_offer, None)
-        .map_err(|e| Error::OfferWrite(name.clone(), e))?;
-    match offers.commit(vec![compare], vec![put]).await {
+    match offers.commit(compares, ops).await {
         Ok(_) => Ok(Action::await_change()),
         Err(e) if e.is_conflict() => Ok(Action::requeue(CONFLICT_RETRY)),
         Err(e) => Err(Error::OfferWrite(name, e)),
     }
+}
+
+/// Every role's share as seen when deciding `node`: live tasks, plus what is offered to it on
+/// other nodes (the allocator's own book first: the offer cache may not show its last writes),
+/// and whether it has instances waiting.
+fn role_shares(
+    cluster: &Cluster,
+    node: &str,
+    book: &HashMap<String, Vec<(String, Resources)>>,
+) -> BTreeMap<String, drf::RoleShare> {
+    let role_specs = cluster.role_cache.store();
+    let mut roles: BTreeMap<String, drf::RoleShare> = role_specs
+        .list()
+        .iter()
+        .map(|r| {
+            (
+                r.metadata.name.clone().unwrap_or_default(),
+                drf::RoleShare::new(Some(&r.spec)),
+            )
+        })
+        .collect();
+    for t in cluster.task_cache.store().list() {
+        if !t.state().is_terminal() {
+            let r = share_of(&mut roles, &t.spec.app.role);
+            r.allocated = r.allocated.plus(&t.spec.resources);
+        }
+    }
+    // Offers elsewhere: (role, resources) per node.
+    let mut offered: HashMap<String, Vec<(String, Resources)>> = book.clone();
+    for o in cluster.offer_cache.store().list() {
+        if !book.contains_key(&o.spec.node) {
+            offered
+                .entry(o.spec.node.clone())
+                .or_default()
+                .push((o.spec.role.clone(), o.spec.resources));
+        }
+    }
+    offered.remove(node);
+    let offered: Vec<(String, Resources)> = offered.into_values().flatten().collect();
+    for (role, resources) in &offered {
+        let r = share_of(&mut roles, role);
+        r.allocated = r.allocated.plus(resources);
+    }
+    // Demand: a role wants more while one of its apps has instances waiting.
+    for app in cluster.app_cache.store().list() {
+        if app.status.as_ref().is_some_and(|s| s.tasks_pending > 0) {
+            share_of(&mut roles, &app.spec.role).wants = true;
+        }
+    }
+    for run in cluster.run_cache.store().list() {
+        let waiting = run.phase() == pacer_crd::RunPhase::Pending && !run.spec.kill;
+        if waiting {
+            let spec = &run.spec.template.run;
+            share_of(&mut roles, &spec.role).wants = true;
+        }
+    }
+    roles
 }
 
 /// Removes offers whose node is gone.
@@ -153,4 +334,13 @@ async fn delete_offer(offers: &Api<Offer>, offer: &Offer) -> Result<(), Error> {
         Err(e) if e.is_conflict() => Ok(()),
         Err(e) => Err(Error::OfferWrite(offer.spec.node.clone(), e)),
     }
+}
+
+fn share_of<'a>(
+    roles: &'a mut BTreeMap<String, drf::RoleShare>,
+    role: &str,
+) -> &'a mut drf::RoleShare {
+    roles
+        .entry(role.to_string())
+        .or_insert_with(|| drf::RoleShare::new(None))
 }

@@ -9,7 +9,7 @@ use pacer_crd::{App, AppStatus, KillSelection, Offer, Resources, Task, TaskSpec,
 use pacer_runtime::{Action, Controller, now};
 use tokio_util::sync::CancellationToken;
 
-use crate::placement::{self, Candidate};
+use crate::accept::{self, Placed};
 use crate::{CONFLICT_RETRY, Cluster, upgrade};
 use pacer_crd::id::path_of;
 
@@ -121,6 +121,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
         ..app.status.clone().unwrap_or_default()
     };
     status.message = None;
+    status.placement = None;
     let mut action = Action::await_change();
     let waiting_for = unready_dependency(&app, &cluster);
     if let (true, Some(dependency)) = (missing > 0, &waiting_for) {
@@ -141,24 +142,32 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
                 ));
                 action = Action::requeue(wait);
             }
-            None => match accept_offers(&app, &tasks, missing, &cluster).await? {
-                Placed::Conflict => return Ok(Action::requeue(CONFLICT_RETRY)),
-                Placed::All(revision) => {
-                    cluster.placements.record(&name, revision);
-                    status.tasks_pending = 0;
-                }
-                Placed::Some {
-                    unplaced,
-                    why,
-                    revision,
-                } => {
-                    cluster.placements.record(&name, revision);
-                    status.tasks_pending = unplaced as i64;
+            None => {
+                let placed = accept::accept(
+                    &cluster,
+                    &app.spec,
+                    &tasks,
+                    missing,
+                    |a| new_task(&app, &a.node, a.host_ports.clone()),
+                    Vec::new(),
+                    Vec::new(),
+                )
+                .await
+                .map_err(|e| Error::AcceptOffers(name.clone(), e))?;
+                let Placed::Done { plan, revision } = placed else {
+                    return Ok(Action::requeue(CONFLICT_RETRY));
+                };
+                cluster.placements.record(&name, revision);
+                status.tasks_pending = plan.unplaced as i64;
+                status.placement = plan.report();
+                if plan.unplaced > 0 {
                     status.message = Some(format!(
-                        "{unplaced} instance(s) pending: no node fits: {why}"
+                        "{} instance(s) pending: no node fits: {}",
+                        plan.unplaced,
+                        plan.explain()
                     ));
                 }
-            },
+            }
         }
     }
     if upgrading && status.message.is_none() {
@@ -358,79 +367,6 @@ fn launch_delay(status: &AppStatus) -> Option<Duration> {
     (left.is_positive()).then(|| Duration::from_millis(left.as_millis() as u64))
 }
 
-enum Placed {
-    /// Everything placed, written at this etcd revision.
-    All(i64),
-    Some {
-        unplaced: usize,
-        why: String,
-        revision: i64,
-    },
-    Conflict,
-}
-
-/// Places `missing` instances: one transaction compares every offer it uses, shrinks them and
-/// writes the tasks. A concurrent change to any of those offers fails it as a whole.
-/// `live` holds every task of the app that has not ended (constraints count them all).
-async fn accept_offers(
-    app: &App,
-    live: &[Arc<Task>],
-    missing: usize,
-    cluster: &Cluster,
-) -> Result<Placed, Error> {
-    let name = app.metadata.name.clone().unwrap_or_default();
-    let err = |e| Error::AcceptOffers(name.clone(), e);
-    let mut candidates: Vec<Candidate> = cluster
-        .offer_cache
-        .store()
-        .list()
-        .into_iter()
-        .map(|o| {
-            let here = live.iter().filter(|t| t.spec.node == o.spec.node).count();
-            let node = cluster.node_cache.store().get(&o.spec.node);
-            let attributes = node.map(|n| n.spec.attributes.clone()).unwrap_or_default();
-            Candidate {
-                attributes,
-                ..Candidate::new((*o).clone(), here)
-            }
-        })
-        .collect();
-    let plan = placement::plan(&app.spec, missing, &mut candidates);
-    if plan.assignments.is_empty() {
-        return Ok(Placed::Some {
-            unplaced: plan.unplaced,
-            why: plan.explain(),
-            revision: 0,
-        });
-    }
-    let mut compares = Vec::new();
-    let mut ops = Vec::new();
-    for c in candidates
-        .iter()
-        .filter(|c| plan.assignments.iter().any(|a| a.node == c.node()))
-    {
-        compares.push(cluster.offers.unchanged(&c.offer).map_err(err)?);
-        let mut shrunk = c.offer.clone();
-        shrunk.spec.resources = c.free;
-        shrunk.spec.ports = c.ports.clone();
-        ops.push(cluster.offers.put_op(&shrunk, None).map_err(err)?);
-    }
-    for assignment in &plan.assignments {
-        let task = new_task(app, &assignment.node, assignment.host_ports.clone());
-        ops.push(cluster.tasks.put_op(&task, None).map_err(err)?);
-    }
-    match cluster.offers.commit(compares, ops).await {
-        Ok(revision) if plan.unplaced == 0 => Ok(Placed::All(revision)),
-        Ok(revision) => Ok(Placed::Some {
-            unplaced: plan.unplaced,
-            why: plan.explain(),
-            revision,
-        }),
-        Err(e) if e.is_conflict() => Ok(Placed::Conflict),
-        Err(e) => Err(err(e)),
-    }
-}
-
 /// A task of the app's current version bound to `node`; its id is Marathon's `app.uuid`.
 pub fn new_task(app: &App, node: &str, host_ports: Vec<u16>) -> Task {
     let app_id = app.metadata.name.clone().unwrap_or_default();
@@ -443,6 +379,7 @@ pub fn new_task(app: &App, node: &str, host_ports: Vec<u16>) -> Task {
         host_ports,
         kill: false,
         app: app.spec.clone(),
+        run: None,
     };
     let mut task = Task::new(&id, spec);
     task.metadata.labels = Some([("pacer.io/app".to_string(), app_id)].into());

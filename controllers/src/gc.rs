@@ -1,8 +1,9 @@
-//! Garbage collection: tasks whose app is gone are killed, and their records removed once ended.
+//! Garbage collection: tasks whose app (or job run) is gone are killed, and their records
+//! removed once ended.
 
 use std::sync::Arc;
 
-use pacer_crd::{App, Record, Task};
+use pacer_crd::{App, JobRun, Record, Task};
 use pacer_runtime::{Action, Controller};
 use tokio_util::sync::CancellationToken;
 
@@ -18,17 +19,24 @@ pub enum Error {
 
 pub async fn run(cluster: Cluster, token: CancellationToken) {
     let tasks = cluster.task_cache.store();
-    let controller = Controller::new(&cluster.task_cache, token).watches(
-        &cluster.app_cache,
-        move |app: &App| {
+    let run_tasks = cluster.task_cache.store();
+    let controller = Controller::new(&cluster.task_cache, token)
+        .watches(&cluster.app_cache, move |app: &App| {
             let name = app.metadata.name.clone().unwrap_or_default();
             tasks
-                .filter(|t| t.spec.app_id == name)
+                .filter(|t| t.spec.app_id == name && t.spec.run.is_none())
                 .iter()
                 .map(|t| t.key())
                 .collect()
-        },
-    );
+        })
+        .watches(&cluster.run_cache, move |run: &JobRun| {
+            let name = run.key();
+            run_tasks
+                .filter(|t| t.spec.run.as_deref() == Some(name.as_str()))
+                .iter()
+                .map(|t| t.key())
+                .collect()
+        });
     controller
         .run(
             reconcile,
@@ -39,18 +47,7 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
 }
 
 async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Error> {
-    let app_id = &task.spec.app_id;
-    if cluster.app_cache.store().get(app_id).is_some() {
-        return Ok(Action::await_change());
-    }
-    // The cache may lag behind a just-created app: only etcd itself may say it is gone.
-    if cluster
-        .apps
-        .get(app_id)
-        .await
-        .map_err(|e| Error::AppLookup(app_id.clone(), e))?
-        .is_some()
-    {
+    if owner_exists(&task, &cluster).await? {
         return Ok(Action::await_change());
     }
     let name = task.key();
@@ -70,4 +67,28 @@ async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Err
         Err(e) if e.is_conflict() || e.is_not_found() => Ok(Action::requeue(crate::CONFLICT_RETRY)),
         Err(e) => Err(Error::TaskCleanup(name, e)),
     }
+}
+
+/// Whether the app (or, for a job's task, the run) the task belongs to still exists. The cache
+/// may lag behind a just-created owner: only etcd itself may say it is gone.
+async fn owner_exists(task: &Task, cluster: &Cluster) -> Result<bool, Error> {
+    if let Some(run) = &task.spec.run {
+        if cluster.run_cache.store().get(run).is_some() {
+            return Ok(true);
+        }
+        let found = cluster.runs.get(run).await;
+        return found
+            .map(|r| r.is_some())
+            .map_err(|e| Error::AppLookup(run.clone(), e));
+    }
+    let app_id = &task.spec.app_id;
+    if cluster.app_cache.store().get(app_id).is_some() {
+        return Ok(true);
+    }
+    cluster
+        .apps
+        .get(app_id)
+        .await
+        .map(|a| a.is_some())
+        .map_err(|e| Error::AppLookup(app_id.clone(), e))
 }

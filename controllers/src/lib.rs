@@ -1,9 +1,12 @@
-//! Pacer's controllers: allocator (offers), app (tasks), gc (orphans), deployment.
+//! Pacer's controllers: allocator (offers, DRF), app (tasks), gc (orphans), deployment, jobs.
 
+pub mod accept;
 pub mod allocator;
 pub mod app;
 pub mod deployment;
+pub mod drf;
 pub mod gc;
+pub mod jobs;
 pub mod placement;
 pub mod upgrade;
 
@@ -11,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pacer_crd::{App, Deployment, Node, Offer, Task};
+use pacer_crd::{App, Deployment, Job, JobRun, Node, Offer, Resources, Role, Task};
 use pacer_runtime::{Api, Client, Reflector};
 use tokio_util::sync::CancellationToken;
 
@@ -23,11 +26,19 @@ pub struct Cluster {
     pub nodes: Api<Node>,
     pub offers: Api<Offer>,
     pub deployments: Api<Deployment>,
+    pub jobs: Api<Job>,
+    pub runs: Api<JobRun>,
     pub app_cache: Reflector<App>,
     pub task_cache: Reflector<Task>,
     pub node_cache: Reflector<Node>,
     pub offer_cache: Reflector<Offer>,
     pub deployment_cache: Reflector<Deployment>,
+    pub role_cache: Reflector<Role>,
+    pub run_cache: Reflector<JobRun>,
+    pub job_cache: Reflector<Job>,
+    /// The allocator's last offers per node (role, resources): its own writes count before
+    /// the offer cache shows them, so two nodes decided in a row see each other.
+    pub offer_book: Arc<Mutex<HashMap<String, Vec<(String, Resources)>>>>,
     /// Each app's last placement of tasks, until the task cache has it.
     pub placements: OwnWrites,
     /// Each app's last status write by the app controller, until the app cache has it.
@@ -50,6 +61,12 @@ impl Cluster {
             node_cache: Reflector::start(Api::clone(&nodes), "", token.clone()),
             offer_cache: Reflector::start(Api::clone(&offers), "", token.clone()),
             deployment_cache: Reflector::start(Api::clone(&deployments), "", token.clone()),
+            role_cache: Reflector::start(Api::new(client), "", token.clone()),
+            run_cache: Reflector::start(Api::new(client), "", token.clone()),
+            job_cache: Reflector::start(Api::new(client), "", token.clone()),
+            jobs: Api::new(client),
+            runs: Api::new(client),
+            offer_book: Arc::default(),
             placements: OwnWrites::default(),
             status_writes: OwnWrites::default(),
             apps,
@@ -60,9 +77,11 @@ impl Cluster {
         }
     }
 
-    /// The tasks of one app, from the cache.
+    /// The tasks of one app, from the cache (job runs' tasks are not an app's).
     pub fn tasks_of(&self, app: &str) -> Vec<Arc<Task>> {
-        self.task_cache.store().filter(|t| t.spec.app_id == app)
+        self.task_cache
+            .store()
+            .filter(|t| t.spec.app_id == app && t.spec.run.is_none())
     }
 }
 
@@ -101,6 +120,7 @@ pub async fn run(client: &Client, token: CancellationToken) {
         app::run(cluster.clone(), token.clone()),
         gc::run(cluster.clone(), token.clone()),
         deployment::run(cluster.clone(), token.clone()),
+        jobs::run(cluster.clone(), token.clone()),
     );
 }
 

@@ -72,6 +72,17 @@ pub struct AppSpec {
     pub dependencies: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The role whose offers the app accepts (Marathon's `role`; `*` is the default role).
+    #[serde(default = "default_role")]
+    pub role: String,
+    /// Which resources of the role's offers the app may use: `*` for unreserved ones, the role's
+    /// name for those reserved for it. Unset means both (Marathon's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_resource_roles: Option<Vec<String>>,
+}
+
+fn default_role() -> String {
+    "*".into()
 }
 
 fn default_instances() -> i64 {
@@ -343,6 +354,27 @@ pub struct AppStatus {
     pub launch_delayed_until: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_task_failure: Option<TaskFailure>,
+    /// Why the pending instances were not placed, per node (`pacer explain app`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementReport>,
+}
+
+/// The last placement attempt that left instances pending: how many nodes were looked at, how
+/// many were rejected for each reason (Marathon's names), and each node's reason (the first 50).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementReport {
+    pub nodes_considered: i64,
+    pub rejected: BTreeMap<String, i64>,
+    pub nodes: Vec<NodeRejection>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRejection {
+    pub node: String,
+    pub reason: String,
+    pub message: String,
 }
 
 /// The last task of the app that ended on its own with an error (Marathon's `lastTaskFailure`).

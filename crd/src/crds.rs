@@ -1,6 +1,6 @@
 //! CustomResourceDefinition YAML for every kind, written to manifests/crds by `make crds`.
 
-use crate::{App, AppVersion, CustomResourceExt, Deployment, Node, Offer, Task};
+use crate::{App, AppVersion, CustomResourceExt, Deployment, Job, JobRun, Node, Offer, Role, Task};
 
 /// `(file name, YAML)` for each kind, in a stable order.
 pub fn all() -> Vec<(String, String)> {
@@ -9,6 +9,9 @@ pub fn all() -> Vec<(String, String)> {
         Task::crd(),
         Node::crd(),
         Offer::crd(),
+        Role::crd(),
+        Job::crd(),
+        JobRun::crd(),
         Deployment::crd(),
         AppVersion::crd(),
     ];

@@ -6,11 +6,13 @@ pub mod crds;
 pub mod deployment;
 pub mod error;
 pub mod id;
+pub mod job;
 pub mod manifest;
 pub mod marathon;
 pub mod node;
 pub mod offer;
 pub mod plan;
+pub mod role;
 pub mod task;
 mod validate;
 
@@ -19,11 +21,13 @@ pub use app_version::{AppVersion, AppVersionSpec};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus};
 pub use error::{FieldError, FieldErrors};
 pub use id::AppId;
+pub use job::{Job, JobRun, JobRunSpec, JobRunStatus, JobSpec, JobStatus, RunPhase};
 pub use kube_core::object::{HasSpec, HasStatus};
 pub use kube_core::{CustomResourceExt, Resource};
 pub use manifest::Manifest;
 pub use node::{Node, NodeSpec, NodeStatus, PortRange, Resources};
 pub use offer::{Offer, OfferSpec};
+pub use role::{Quantities, Role, RoleSpec};
 pub use task::{HealthResult, Task, TaskSpec, TaskState, TaskStatus};
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -59,6 +63,9 @@ pub trait Record:
 impl Record for App {}
 impl Record for Node {}
 impl Record for Offer {}
+impl Record for Role {}
+impl Record for Job {}
+impl Record for JobRun {}
 impl Record for Deployment {}
 impl Record for AppVersion {
     fn key(&self) -> String {

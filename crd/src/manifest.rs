@@ -4,6 +4,8 @@ use serde_json::Value;
 
 use crate::API_VERSION;
 use crate::app::App;
+use crate::job::Job;
+use crate::role::Role;
 use crate::error::{FieldError, FieldErrors};
 use crate::id::AppId;
 
@@ -11,46 +13,112 @@ use crate::id::AppId;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Manifest {
     App(App),
+    Role(Role),
+    Job(Job),
 }
 
 /// Kinds a user may apply, for error messages.
-pub const APPLYABLE_KINDS: [&str; 1] = ["App"];
+pub const APPLYABLE_KINDS: [&str; 3] = ["App", "Role", "Job"];
 
 impl Manifest {
     /// The record name, e.g. `prod_web`.
     pub fn name(&self) -> &str {
-        match self {
-            Manifest::App(app) => app.metadata.name.as_deref().unwrap_or_default(),
-        }
+        let meta = match self {
+            Manifest::App(r) => &r.metadata,
+            Manifest::Role(r) => &r.metadata,
+            Manifest::Job(r) => &r.metadata,
+        };
+        meta.name.as_deref().unwrap_or_default()
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Manifest::App(_) => "App",
+            Manifest::Role(_) => "Role",
+            Manifest::Job(_) => "Job",
+        }
+    }
+
+    /// The plural in API paths (`apps`, `roles`, `jobs`).
+    pub fn plural(&self) -> &'static str {
+        match self {
+            Manifest::App(_) => "apps",
+            Manifest::Role(_) => "roles",
+            Manifest::Job(_) => "jobs",
         }
     }
 
     /// Checks the header, deserializes with field paths, normalizes the name and validates.
     pub fn from_value(doc: Value) -> Result<Manifest, FieldErrors> {
         check_header(&doc)?;
-        let mut app: App = serde_path_to_error::deserialize(doc).map_err(|e| {
-            let path = e.path().to_string();
-            let reason = e.into_inner().to_string();
-            FieldErrors(vec![FieldError::new(
-                if path == "." { String::new() } else { path },
-                reason,
-            )])
-        })?;
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
         let mut problems = Vec::new();
-        match app.metadata.name.as_deref().map(AppId::parse) {
-            None => problems.push(FieldError::new("metadata.name", "is required")),
-            Some(Err(e)) => problems.push(FieldError::new("metadata.name", e)),
-            Some(Ok(id)) => app.metadata.name = Some(id.name()),
-        }
-        problems.extend(app.spec.validate());
+        let manifest = match kind {
+            "Role" => {
+                let role: Role = deserialize(doc)?;
+                let name = role.metadata.name.as_deref();
+                match name.map(crate::role::check_name) {
+                    None => problems.push(FieldError::new("metadata.name", "is required")),
+                    Some(Err(e)) => problems.push(FieldError::new("metadata.name", e)),
+                    Some(Ok(())) => {}
+                }
+                problems.extend(role.spec.validate());
+                Manifest::Role(role)
+            }
+            "Job" => {
+                let job: Job = deserialize(doc)?;
+                match job.metadata.name.as_deref().map(check_job_name) {
+                    None => problems.push(FieldError::new("metadata.name", "is required")),
+                    Some(Err(e)) => problems.push(FieldError::new("metadata.name", e)),
+                    Some(Ok(())) => {}
+                }
+                problems.extend(job.spec.validate());
+                Manifest::Job(job)
+            }
+            _ => {
+                let mut app: App = deserialize(doc)?;
+                match app.metadata.name.as_deref().map(AppId::parse) {
+                    None => problems.push(FieldError::new("metadata.name", "is required")),
+                    Some(Err(e)) => problems.push(FieldError::new("metadata.name", e)),
+                    Some(Ok(id)) => app.metadata.name = Some(id.name()),
+                }
+                problems.extend(app.spec.validate());
+                Manifest::App(app)
+            }
+        };
         FieldErrors(problems).into_result()?;
-        Ok(Manifest::App(app))
+        Ok(manifest)
     }
+}
+
+/// Job names are DNS labels (lower-case letters, digits, `-`), so that run names
+/// (`<job>-<n>`) and task ids stay readable.
+pub fn check_job_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a job name: lower-case letters, digits and '-', at most 63"
+        ))
+    }
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(doc: Value) -> Result<T, FieldErrors> {
+    serde_path_to_error::deserialize(doc).map_err(|e| {
+        let path = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        FieldErrors(vec![FieldError::new(
+            if path == "." { String::new() } else { path },
+            reason,
+        )])
+    })
 }
 
 /// kube-derive types accept any `kind`, so the header is checked on the raw document first.

@@ -12,7 +12,7 @@ use crate::task::Task;
 
 /// Read-only keys of Marathon's responses, and keys Pacer accepts but does not model yet.
 /// A response posted back as a request (as Marathon's own clients do) is accepted.
-const DROPPED: [&str; 24] = [
+const DROPPED: [&str; 22] = [
     "id",
     "version",
     "versionInfo",
@@ -32,8 +32,6 @@ const DROPPED: [&str; 24] = [
     "secrets",
     "readinessChecks",
     "residency",
-    "acceptedResourceRoles",
-    "role",
     "unreachableStrategy",
     "gpus",
     "ipAddress",

@@ -30,6 +30,9 @@ pub struct NodeSpec {
     /// Mesos-style attributes (`rack:r1;zone:a`); `hostname` is always present.
     #[serde(default)]
     pub attributes: BTreeMap<String, String>,
+    /// Resources reserved for a role (Mesos' `cpus(ads):2`): offered to that role only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reservations: BTreeMap<String, Resources>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -75,6 +78,46 @@ impl Resources {
         }
     }
 
+    pub fn plus(&self, other: &Resources) -> Resources {
+        Resources::new(
+            self.cpus + other.cpus,
+            self.mem + other.mem,
+            self.disk + other.disk,
+        )
+    }
+
+    /// Each resource the smaller of the two.
+    pub fn min(&self, other: &Resources) -> Resources {
+        Resources::new(
+            self.cpus.min(other.cpus),
+            self.mem.min(other.mem),
+            self.disk.min(other.disk),
+        )
+    }
+
+    /// Negative amounts (from rounding or an overcommitted node) as zero.
+    pub fn clamped(&self) -> Resources {
+        Resources::new(self.cpus.max(0.0), self.mem.max(0.0), self.disk.max(0.0))
+    }
+
+    /// Whether there is nothing of cpus and mem to use.
+    pub fn is_empty(&self) -> bool {
+        self.cpus <= EPSILON && self.mem <= EPSILON
+    }
+
+    /// The largest share of `total` this takes, over cpus, mem and disk (DRF's dominant share).
+    pub fn dominant_share(&self, total: &Resources) -> f64 {
+        [
+            (self.cpus, total.cpus),
+            (self.mem, total.mem),
+            (self.disk, total.disk),
+        ]
+        .into_iter()
+        .filter(|(_, t)| *t > EPSILON)
+        .map(|(v, t)| v / t)
+        .fold(0.0, f64::max)
+    }
+
     pub fn minus(&self, other: &Resources) -> Resources {
         Resources::new(
             self.cpus - other.cpus,
@@ -82,6 +125,39 @@ impl Resources {
             self.disk - other.disk,
         )
     }
+}
+
+/// Parses Mesos' reservation syntax `cpus(ads):2;mem(ads):1024;disk(ads):100` into resources per
+/// role. Unreserved entries (`cpus:4` or `cpus(*):4`) are refused: capacity is set apart.
+pub fn parse_reservations(text: &str) -> Result<BTreeMap<String, Resources>, String> {
+    let mut out: BTreeMap<String, Resources> = BTreeMap::new();
+    for item in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, amount) = item
+            .split_once(':')
+            .ok_or_else(|| format!("'{item}' is not NAME(ROLE):AMOUNT"))?;
+        let (resource, role) = name
+            .strip_suffix(')')
+            .and_then(|n| n.split_once('('))
+            .ok_or_else(|| format!("'{item}' names no role: write {name}(ROLE):{amount}"))?;
+        crate::role::check_name(role)?;
+        if role == "*" {
+            return Err(format!("'{item}': '*' is the unreserved role, not a reservation"));
+        }
+        let value: f64 = amount
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("'{item}': '{amount}' is not a number >= 0"))?;
+        let entry = out.entry(role.to_string()).or_default();
+        match resource.trim() {
+            "cpus" => entry.cpus += value,
+            "mem" => entry.mem += value,
+            "disk" => entry.disk += value,
+            other => return Err(format!("'{item}': unknown resource '{other}' (cpus, mem, disk)")),
+        }
+    }
+    Ok(out)
 }
 
 /// An inclusive range of ports.
@@ -211,6 +287,23 @@ mod tests {
         assert!(have.fits(&Resources::new(0.1 * 10.0, 512.0, 0.0)).is_ok());
         let err = have.fits(&Resources::new(2.0, 64.0, 0.0)).unwrap_err();
         assert!(err.contains("cpus: 2 wanted, 1 free"), "{err}");
+    }
+
+    #[test]
+    fn reservations_parse_mesos_syntax() {
+        let r = parse_reservations("cpus(ads):2; mem(ads):1024;cpus(ml):0.5").unwrap();
+        assert_eq!(r["ads"], Resources::new(2.0, 1024.0, 0.0));
+        assert_eq!(r["ml"], Resources::new(0.5, 0.0, 0.0));
+        for bad in ["cpus:2", "cpus(*):2", "gpus(a):1", "cpus(a):x", "cpus(a):-1", "cpus(a/b):1"] {
+            assert!(parse_reservations(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dominant_share_is_the_largest() {
+        let total = Resources::new(10.0, 1000.0, 0.0);
+        assert_eq!(Resources::new(1.0, 500.0, 5.0).dominant_share(&total), 0.5);
+        assert_eq!(Resources::default().dominant_share(&total), 0.0);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct TaskSpec {
     #[serde(default)]
     pub kill: bool,
     pub app: AppSpec,
+    /// The JobRun this task is an attempt of; `None` for an app's instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// Mesos task states, as Marathon reports them.

@@ -29,6 +29,19 @@ impl AppSpec {
         self.check_command(&mut p);
         self.check_container(&mut p);
         self.check_constraints(&mut p);
+        if let Err(e) = crate::role::check_name(&self.role) {
+            p.check(false, "spec.role", e);
+        }
+        for (i, role) in self.accepted_resource_roles.iter().flatten().enumerate() {
+            p.check(
+                role == "*" || role == &self.role,
+                format!("spec.acceptedResourceRoles[{i}]"),
+                format!(
+                    "'{role}' is neither '*' (unreserved) nor the app's role '{}'",
+                    self.role
+                ),
+            );
+        }
         self.check_health_checks(&mut p);
         self.check_strategy(&mut p);
         for (i, dep) in self.dependencies.iter().enumerate() {

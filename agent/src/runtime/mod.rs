@@ -1,6 +1,7 @@
 //! How tasks run: the `Runtime` trait and its docker and process implementations.
 
 mod docker;
+mod fake;
 mod process;
 
 use std::path::Path;
@@ -12,6 +13,7 @@ use pacer_crd::Task;
 use pacer_crd::id::path_of;
 
 pub use docker::Docker;
+pub use fake::Fake;
 pub use process::Process;
 
 /// A started task: a container id or a process id.
@@ -59,16 +61,19 @@ pub trait Runtime: Send + Sync {
     async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, RuntimeError>;
 }
 
-/// The runtimes of one agent.
+/// The runtimes of one agent: real ones, or a fake one for simulated nodes.
 #[derive(Clone)]
-pub struct Runtimes {
-    pub docker: Arc<Docker>,
-    pub process: Arc<Process>,
+pub enum Runtimes {
+    Real {
+        docker: Arc<Docker>,
+        process: Arc<Process>,
+    },
+    Simulated(Arc<Fake>),
 }
 
 impl Runtimes {
     pub async fn connect(work_dir: &Path) -> Result<Runtimes, bollard::errors::Error> {
-        Ok(Runtimes {
+        Ok(Runtimes::Real {
             docker: Arc::new(Docker::connect().await?),
             process: Arc::new(Process::new(work_dir)),
         })
@@ -76,10 +81,10 @@ impl Runtimes {
 
     /// Docker for tasks with an image, a plain process otherwise (Marathon's command tasks).
     pub fn for_task(&self, task: &Task) -> Arc<dyn Runtime> {
-        if task.spec.app.is_process() {
-            self.process.clone()
-        } else {
-            self.docker.clone()
+        match self {
+            Runtimes::Real { process, .. } if task.spec.app.is_process() => process.clone(),
+            Runtimes::Real { docker, .. } => docker.clone(),
+            Runtimes::Simulated(fake) => fake.clone(),
         }
     }
 }
@@ -134,6 +139,7 @@ mod tests {
             host_ports: vec![31000, 31005],
             kill: false,
             app: app.spec,
+            run: None,
         };
         let env = task_env(&Task::new("prod_web.abc", spec), "h1");
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

@@ -129,12 +129,51 @@ pub async fn queue(State(s): State<ApiState>) -> Result<Json<Value>> {
                 "delay": {"timeLeftSeconds": left, "overdue": left == 0},
                 "since": app.last_change(),
                 "app": snapshot.app_json(app, false),
-                "processedOffersSummary": {"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []},
-                "lastUnusedOffers": [],
+                "role": app.spec.role,
+                "processedOffersSummary": offers_summary(status.placement.as_ref()),
+                "lastUnusedOffers": status.placement.iter().flat_map(|p| p.nodes.iter()).map(|n| json!({
+                    "offer": {"agentId": {"value": n.node}, "hostname": n.node},
+                    "reason": [n.reason],
+                    "detail": n.message,
+                })).collect::<Vec<_>>(),
             }))
         })
         .collect();
     Ok(Json(json!({"queue": items})))
+}
+
+/// Marathon's per-reason counts of the last placement attempt: every node's offer was
+/// processed; those rejected are declined, counted under the first reason that rejected them.
+fn offers_summary(report: Option<&pacer_crd::app::PlacementReport>) -> Value {
+    const REASONS: [&str; 7] = [
+        "UnfulfilledRole",
+        "NoCorrespondingReservationFound",
+        "InsufficientCpus",
+        "InsufficientMemory",
+        "InsufficientDisk",
+        "InsufficientPorts",
+        "UnfulfilledConstraint",
+    ];
+    let Some(report) = report else {
+        return json!({"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []});
+    };
+    let mut left = report.nodes_considered;
+    let reasons: Vec<Value> = REASONS
+        .iter()
+        .map(|reason| {
+            let declined = report.rejected.get(*reason).copied().unwrap_or(0);
+            let entry = json!({"reason": reason, "declined": declined, "processed": left});
+            left -= declined;
+            entry
+        })
+        .collect();
+    let unused: i64 = report.rejected.values().sum();
+    json!({
+        "processedOffersCount": report.nodes_considered,
+        "unusedOffersCount": unused,
+        "rejectSummaryLastOffers": reasons,
+        "rejectSummaryLaunchAttempt": reasons,
+    })
 }
 
 /// `DELETE /v2/queue/{id}/delay`: launch the next instance without waiting out the backoff.

@@ -5,19 +5,21 @@ use std::collections::BTreeMap;
 
 use pacer_crd::AppSpec;
 
-use super::{Candidate, Filter};
+use super::{Candidate, Filter, Reason, Rejection};
 
 pub struct Constraints;
 
 impl Filter for Constraints {
-    fn name(&self) -> &'static str {
-        "constraints"
-    }
-
-    fn check(&self, app: &AppSpec, candidate: &Candidate, all: &[Candidate]) -> Result<(), String> {
+    fn check(
+        &self,
+        app: &AppSpec,
+        candidate: &Candidate,
+        all: &[Candidate],
+    ) -> Result<(), Rejection> {
         app.constraints
             .iter()
             .try_for_each(|c| check_one(c, candidate, all))
+            .map_err(|why| Rejection::new(Reason::UnfulfilledConstraint, why))
     }
 }
 
@@ -97,6 +99,7 @@ mod tests {
             node: name.into(),
             role: "*".into(),
             resources: Resources::new(8.0, 8000.0, 0.0),
+            reserved: Resources::default(),
             ports: vec![],
         };
         let mut attributes: BTreeMap<String, String> = attrs
@@ -218,9 +221,9 @@ mod tests {
     fn rejections_name_the_constraint() {
         let spec = app(json!(["rack", "CLUSTER", "r9"]));
         let nodes = cluster();
-        let why = Constraints.check(&spec, &nodes[0], &nodes).unwrap_err();
+        let why = Constraints.check(&spec, &nodes[0], &nodes).unwrap_err().message;
         assert_eq!(why, "rack CLUSTER r9: rack=r1 has 1 instance(s) of the app");
-        let why = Constraints.check(&spec, &nodes[3], &nodes).unwrap_err();
+        let why = Constraints.check(&spec, &nodes[3], &nodes).unwrap_err().message;
         assert!(why.contains("has no attribute rack"), "{why}");
     }
 }

@@ -4,45 +4,171 @@
 mod constraints;
 mod ports;
 mod resources;
+mod roles;
 
 use std::collections::BTreeMap;
 
+use pacer_crd::app::{NodeRejection, PlacementReport};
 use pacer_crd::node::PortRange;
 use pacer_crd::{AppSpec, Offer, Resources};
 
-/// One node's offer as placement sees it, shrinking as instances are assigned to it.
+/// One node as placement sees it for one app: the part of the node's offer to the app's role
+/// the app may use, shrinking as instances are assigned to it.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub offer: Offer,
-    pub free: Resources,
+    pub node: String,
+    /// The node's offer to the app's role, as read; `None` if the node offers nothing to it.
+    pub offer: Option<Offer>,
+    /// Free resources reserved for the app's role (usable if the app accepts its role).
+    pub reserved: Resources,
+    /// Free unreserved resources offered to the app's role (usable if the app accepts `*`).
+    pub unreserved: Resources,
     pub ports: Vec<PortRange>,
     /// Instances of this app already on the node (for spreading and constraints).
     pub app_tasks: usize,
     /// The node's attributes, `hostname` among them.
     pub attributes: BTreeMap<String, String>,
+    /// Roles the node's resources are offered to instead, when not to the app's.
+    pub other_roles: Vec<String>,
 }
 
 impl Candidate {
+    /// A node whose offer goes to the app's role.
     pub fn new(offer: Offer, app_tasks: usize) -> Self {
-        let (free, ports) = (offer.spec.resources, offer.spec.ports.clone());
+        let spec = &offer.spec;
         Candidate {
-            offer,
-            free,
-            ports,
+            node: spec.node.clone(),
+            reserved: spec.reserved,
+            unreserved: spec.resources.minus(&spec.reserved).clamped(),
+            ports: spec.ports.clone(),
+            offer: Some(offer),
             app_tasks,
             attributes: BTreeMap::new(),
+            other_roles: Vec::new(),
+        }
+    }
+
+    /// A node whose offers go to other roles only.
+    pub fn elsewhere(node: &str, roles: Vec<String>, app_tasks: usize) -> Self {
+        Candidate {
+            node: node.to_string(),
+            offer: None,
+            reserved: Resources::default(),
+            unreserved: Resources::default(),
+            ports: Vec::new(),
+            app_tasks,
+            attributes: BTreeMap::new(),
+            other_roles: roles,
         }
     }
 
     pub fn node(&self) -> &str {
-        &self.offer.spec.node
+        &self.node
+    }
+
+    /// What `app` may use here: the reservation if it accepts its role, the rest if it accepts `*`.
+    pub fn usable(&self, app: &AppSpec) -> Resources {
+        let (reserved, unreserved) = accepts(app);
+        let zero = Resources::default();
+        (if reserved { self.reserved } else { zero }).plus(&if unreserved {
+            self.unreserved
+        } else {
+            zero
+        })
+    }
+
+    /// Takes one instance's resources: from the reservation first, then the rest.
+    fn take(&mut self, app: &AppSpec, need: &Resources) {
+        let (reserved, _) = accepts(app);
+        let from_reserved = if reserved {
+            self.reserved.min(need)
+        } else {
+            Resources::default()
+        };
+        self.reserved = self.reserved.minus(&from_reserved);
+        self.unreserved = self.unreserved.minus(&need.minus(&from_reserved));
+    }
+
+    /// The offer as it stands after the assignments, for the accepting transaction.
+    pub fn shrunk_offer(&self) -> Option<Offer> {
+        let mut offer = self.offer.clone()?;
+        offer.spec.resources = self.reserved.plus(&self.unreserved).clamped();
+        offer.spec.reserved = self.reserved.clamped();
+        offer.spec.ports = self.ports.clone();
+        Some(offer)
     }
 }
 
-/// A feasibility check: `Err(reason)` when the node cannot take one more instance now.
+/// Whether `app` takes (resources reserved for its role, unreserved resources).
+fn accepts(app: &AppSpec) -> (bool, bool) {
+    match &app.accepted_resource_roles {
+        None => (true, true),
+        Some(roles) => (
+            roles.iter().any(|r| r == &app.role),
+            roles.iter().any(|r| r == "*"),
+        ),
+    }
+}
+
+/// Why a node cannot take an instance, in Marathon's reason names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    UnfulfilledRole,
+    NoCorrespondingReservationFound,
+    InsufficientCpus,
+    InsufficientMemory,
+    InsufficientDisk,
+    InsufficientPorts,
+    UnfulfilledConstraint,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::UnfulfilledRole,
+        Reason::NoCorrespondingReservationFound,
+        Reason::InsufficientCpus,
+        Reason::InsufficientMemory,
+        Reason::InsufficientDisk,
+        Reason::InsufficientPorts,
+        Reason::UnfulfilledConstraint,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnfulfilledRole => "UnfulfilledRole",
+            Reason::NoCorrespondingReservationFound => "NoCorrespondingReservationFound",
+            Reason::InsufficientCpus => "InsufficientCpus",
+            Reason::InsufficientMemory => "InsufficientMemory",
+            Reason::InsufficientDisk => "InsufficientDisk",
+            Reason::InsufficientPorts => "InsufficientPorts",
+            Reason::UnfulfilledConstraint => "UnfulfilledConstraint",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A feasibility check: `Err` when the node cannot take one more instance now.
 pub trait Filter {
-    fn name(&self) -> &'static str;
-    fn check(&self, app: &AppSpec, candidate: &Candidate, all: &[Candidate]) -> Result<(), String>;
+    fn check(
+        &self,
+        app: &AppSpec,
+        candidate: &Candidate,
+        all: &[Candidate],
+    ) -> Result<(), Rejection>;
 }
 
 /// An instance bound to a node with its host ports.
@@ -58,8 +184,11 @@ pub struct Plan {
     pub assignments: Vec<Assignment>,
     pub unplaced: usize,
     /// Per node, why the last unplaced instance did not fit there.
-    pub reasons: BTreeMap<String, String>,
+    pub reasons: BTreeMap<String, Rejection>,
 }
+
+/// Nodes listed by name in a report; the counts cover all of them.
+const REPORTED_NODES: usize = 50;
 
 impl Plan {
     /// "node-a: cpus: 4 wanted, 1.5 free; node-b: ..." or a note that no node exists.
@@ -69,14 +198,41 @@ impl Plan {
         }
         self.reasons
             .iter()
-            .map(|(node, why)| format!("{node}: {why}"))
+            .map(|(node, why)| format!("{node}: {}", why.message))
             .collect::<Vec<_>>()
             .join("; ")
     }
+
+    /// The record of why instances wait, for the app's status (`pacer explain`, `/v2/queue`).
+    pub fn report(&self) -> Option<PlacementReport> {
+        if self.unplaced == 0 {
+            return None;
+        }
+        let mut rejected = BTreeMap::new();
+        for r in self.reasons.values() {
+            *rejected.entry(r.reason.as_str().to_string()).or_insert(0) += 1;
+        }
+        Some(PlacementReport {
+            nodes_considered: self.reasons.len() as i64,
+            rejected,
+            nodes: self
+                .reasons
+                .iter()
+                .take(REPORTED_NODES)
+                .map(|(node, r)| NodeRejection {
+                    node: node.clone(),
+                    reason: r.reason.as_str().into(),
+                    message: r.message.clone(),
+                })
+                .collect(),
+        })
+    }
 }
 
+/// Cheapest first: roles, resources, ports, then constraints (which look at every node).
 fn filters() -> Vec<Box<dyn Filter + Send + Sync>> {
     vec![
+        Box::new(roles::Offered),
         Box::new(resources::Fits),
         Box::new(ports::Free),
         Box::new(constraints::Constraints),
@@ -93,15 +249,14 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
         result.reasons.clear();
         let mut best: Option<usize> = None;
         for (i, c) in candidates.iter().enumerate() {
-            if let Some(reason) = filters.iter().find_map(|f| {
-                f.check(app, c, candidates)
-                    .err()
-                    .map(|r| format!("{} ({})", r, f.name()))
-            }) {
-                result.reasons.insert(c.node().to_string(), reason);
+            if let Some(rejection) = filters
+                .iter()
+                .find_map(|f| f.check(app, c, candidates).err())
+            {
+                result.reasons.insert(c.node().to_string(), rejection);
                 continue;
             }
-            if best.is_none_or(|b| rank(c) < rank(&candidates[b])) {
+            if best.is_none_or(|b| rank(app, c) < rank(app, &candidates[b])) {
                 best = Some(i);
             }
         }
@@ -111,7 +266,7 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
         };
         let c = &mut candidates[i];
         let host_ports = pacer_crd::node::pick_ports(&c.ports, &ports_wanted).unwrap_or_default();
-        c.free = c.free.minus(&need);
+        c.take(app, &need);
         c.ports = pacer_crd::node::subtract_ports(&c.ports, &host_ports);
         c.app_tasks += 1;
         result.assignments.push(Assignment {
@@ -126,11 +281,12 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
 }
 
 /// Lower is better: fewest instances of the app, then most free cpus and mem, then name.
-fn rank(c: &Candidate) -> (usize, i64, i64, &str) {
+fn rank<'a>(app: &AppSpec, c: &'a Candidate) -> (usize, i64, i64, &'a str) {
+    let free = c.usable(app);
     (
         c.app_tasks,
-        -(c.free.cpus * 1000.0) as i64,
-        -(c.free.mem as i64),
+        -(free.cpus * 1000.0) as i64,
+        -(free.mem as i64),
         c.node(),
     )
 }
@@ -147,6 +303,7 @@ mod tests {
             node: node.into(),
             role: "*".into(),
             resources: Resources::new(cpus, mem, 1000.0),
+            reserved: Resources::default(),
             ports: vec![PortRange {
                 begin: ports.0,
                 end: ports.1,
@@ -186,7 +343,7 @@ mod tests {
             "{}",
             p.explain()
         );
-        assert!(c[0].free.cpus >= 0.0);
+        assert!(c[0].unreserved.cpus >= 0.0);
     }
 
     #[test]

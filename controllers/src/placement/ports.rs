@@ -3,21 +3,14 @@
 use pacer_crd::AppSpec;
 use pacer_crd::node::pick_ports;
 
-use super::{Candidate, Filter};
+use super::{Candidate, Filter, Reason, Rejection};
 
 pub struct Free;
 
 impl Filter for Free {
-    fn name(&self) -> &'static str {
-        "ports"
-    }
-
-    fn check(
-        &self,
-        app: &AppSpec,
-        candidate: &Candidate,
-        _all: &[Candidate],
-    ) -> Result<(), String> {
-        pick_ports(&candidate.ports, &app.requested_host_ports()).map(|_| ())
+    fn check(&self, app: &AppSpec, candidate: &Candidate, _all: &[Candidate]) -> Result<(), Rejection> {
+        pick_ports(&candidate.ports, &app.requested_host_ports())
+            .map(|_| ())
+            .map_err(|why| Rejection::new(Reason::InsufficientPorts, why))
     }
 }

@@ -1,24 +1,25 @@
-//! Filter: the node has the cpus, mem and disk one instance needs.
+//! Filter: the node has the cpus, mem and disk one instance needs, in the part of the offer
+//! the app accepts (reserved for its role, unreserved, or both).
 
 use pacer_crd::{AppSpec, Resources};
 
-use super::{Candidate, Filter};
+use super::{Candidate, Filter, Reason, Rejection};
 
 pub struct Fits;
 
 impl Filter for Fits {
-    fn name(&self) -> &'static str {
-        "resources"
-    }
-
-    fn check(
-        &self,
-        app: &AppSpec,
-        candidate: &Candidate,
-        _all: &[Candidate],
-    ) -> Result<(), String> {
-        candidate
-            .free
-            .fits(&Resources::new(app.cpus, app.mem, app.disk))
+    fn check(&self, app: &AppSpec, candidate: &Candidate, _all: &[Candidate]) -> Result<(), Rejection> {
+        let need = Resources::new(app.cpus, app.mem, app.disk);
+        let free = candidate.usable(app);
+        free.fits(&need).map_err(|message| {
+            let reason = if need.cpus > free.cpus + 1e-9 {
+                Reason::InsufficientCpus
+            } else if need.mem > free.mem + 1e-9 {
+                Reason::InsufficientMemory
+            } else {
+                Reason::InsufficientDisk
+            };
+            Rejection::new(reason, message)
+        })
     }
 }

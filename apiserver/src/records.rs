@@ -1,0 +1,192 @@
+//! Roles, jobs and job runs in the native API: apply (create or replace the spec, a no-op when
+//! nothing changed), list, get, delete; start a run of a job; a run's logs.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use etcd_client::{Compare, CompareOp, TxnOp};
+use pacer_crd::job::next_run;
+use pacer_crd::{Job, JobRun, Manifest, Record, Role};
+use pacer_runtime::Api;
+use serde_json::{Value, json};
+
+use crate::native::{ListQuery, get_one, list};
+use crate::{ApiError, ApiState};
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route(
+            "/roles",
+            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.roles, q.0)),
+        )
+        .route(
+            "/roles/{name}",
+            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.roles, p.0))
+                .put(apply_role)
+                .delete(|s: State<ApiState>, p: Path<String>| delete_simple(s.0.roles, p.0)),
+        )
+        .route(
+            "/jobs",
+            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.jobs, q.0)),
+        )
+        .route(
+            "/jobs/{name}",
+            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.jobs, p.0))
+                .put(apply_job)
+                .delete(delete_job),
+        )
+        .route("/jobs/{name}/runs", post(start_run))
+        .route(
+            "/jobruns",
+            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.runs, q.0)),
+        )
+        .route(
+            "/jobruns/{name}",
+            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.runs, p.0)),
+        )
+}
+
+fn parse(body: &Bytes, url_name: &str) -> Result<Manifest, ApiError> {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    let manifest = Manifest::from_value(doc).map_err(ApiError::Invalid)?;
+    if manifest.name() != url_name {
+        return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![
+            pacer_crd::FieldError::new(
+                "metadata.name",
+                format!("does not match the URL ('{url_name}')"),
+            ),
+        ])));
+    }
+    Ok(manifest)
+}
+
+fn wrong_kind(manifest: &Manifest, expected: &str) -> ApiError {
+    ApiError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
+        "kind",
+        format!("a {} is applied at /{}, not as a {expected}", manifest.kind(), manifest.plural()),
+    )]))
+}
+
+/// Creates the record or replaces its spec and labels (status kept); unchanged ones are not
+/// written. Retries when someone else wrote in between.
+async fn apply_record<K, S>(
+    api: &Api<K>,
+    desired: K,
+    spec_of: impl Fn(&K) -> S,
+    set_spec: impl Fn(&mut K, S),
+) -> Result<Response, ApiError>
+where
+    K: Record,
+    S: PartialEq + Clone,
+{
+    let name = desired.key();
+    loop {
+        let Some(current) = api.get(&name).await? else {
+            let mut new = desired.clone();
+            pacer_runtime::api::prepare_new(&mut new);
+            match api.create(&new).await {
+                Ok(created) => {
+                    return Ok((StatusCode::CREATED, Json(json!({"result": "created", "object": created})))
+                        .into_response());
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let labels = desired.meta().labels.clone();
+        if spec_of(&current) == spec_of(&desired) && current.meta().labels == labels {
+            return Ok(Json(json!({"result": "unchanged", "object": current})).into_response());
+        }
+        let mut next = current.clone();
+        set_spec(&mut next, spec_of(&desired));
+        next.meta_mut().labels = labels;
+        next.meta_mut().generation = Some(current.meta().generation.unwrap_or(1) + 1);
+        match api.replace(&next).await {
+            Ok(written) => {
+                return Ok(Json(json!({"result": "configured", "object": written})).into_response());
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn apply_role(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match parse(&body, &name)? {
+        Manifest::Role(role) => {
+            apply_record(&s.roles, role, |r: &Role| r.spec.clone(), |r, spec| r.spec = spec).await
+        }
+        other => Err(wrong_kind(&other, "Role")),
+    }
+}
+
+async fn apply_job(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    match parse(&body, &name)? {
+        Manifest::Job(job) => {
+            apply_record(&s.jobs, job, |j: &Job| j.spec.clone(), |j, spec| j.spec = spec).await
+        }
+        other => Err(wrong_kind(&other, "Job")),
+    }
+}
+
+async fn delete_simple<K: Record>(api: Api<K>, name: String) -> Result<Response, ApiError> {
+    let kind = K::kind(&()).into_owned();
+    if api.delete(&name).await? {
+        Ok(Json(json!({"result": "deleted", "name": name})).into_response())
+    } else {
+        Err(ApiError::NotFound(format!("{kind} '{name}' does not exist")))
+    }
+}
+
+/// Deletes the job and its runs in one transaction; their tasks are stopped by the gc.
+async fn delete_job(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let job = s
+        .jobs
+        .get(&name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("Job '{name}' does not exist")))?;
+    let runs = s.runs.list("").await?;
+    let mut ops = vec![TxnOp::delete(s.jobs.etcd_key(&name), None)];
+    for run in runs.items.iter().filter(|r| r.spec.job == name) {
+        ops.push(TxnOp::delete(s.runs.etcd_key(&run.key()), None));
+    }
+    s.jobs.commit(vec![s.jobs.unchanged(&job)?], ops).await?;
+    Ok(Json(json!({"result": "deleted", "name": name})).into_response())
+}
+
+/// `POST /jobs/{name}/runs`: starts a run now (Metronome's `POST /v1/jobs/{id}/runs`).
+async fn start_run(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    loop {
+        let job = s
+            .jobs
+            .get(&name)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("Job '{name}' does not exist")))?;
+        let (updated, run) = next_run(&job, "manual");
+        let mut run = run;
+        pacer_runtime::api::prepare_new(&mut run);
+        let compares = vec![
+            s.jobs.unchanged(&job)?,
+            Compare::create_revision(s.runs.etcd_key(&run.key()), CompareOp::Equal, 0),
+        ];
+        let ops = vec![s.jobs.put_op(&updated, None)?, s.runs.put_op(&run, None)?];
+        match s.jobs.commit(compares, ops).await {
+            Ok(_) => return Ok((StatusCode::CREATED, Json::<JobRun>(run)).into_response()),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
