@@ -231,7 +231,9 @@ mod tests {
         )
         .unwrap()
         .remove(0);
-        let Manifest::App(app) = Manifest::from_value(doc).unwrap();
+        let Ok(Manifest::App(app)) = Manifest::from_value(doc) else {
+            panic!("an app manifest");
+        };
         assert_eq!(
             (app.spec.instances, app.spec.cpus, app.spec.mem),
             (1, 1.0, 128.0)

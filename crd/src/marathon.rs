@@ -160,6 +160,11 @@ pub fn app_to_marathon(app: &App, runtime: &AppRuntime) -> Value {
         .get(SCALED_ANNOTATION)
         .cloned()
         .unwrap_or_else(|| version.clone());
+    // `role` arrived with Marathon 1.9; the default role is left out so that clients and
+    // schemas of earlier versions see the shapes they know.
+    if app.spec.role == "*" {
+        out.remove("role");
+    }
     out.insert("id".into(), json!(id));
     out.insert("executor".into(), json!(""));
     out.insert("gpus".into(), json!(0));

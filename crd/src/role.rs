@@ -121,7 +121,7 @@ impl RoleSpec {
                 ("mem", g.mem, l.mem),
                 ("disk", g.disk, l.disk),
             ] {
-                if g > l {
+                if g > l && l >= 0.0 {
                     found.push(crate::FieldError::new(
                         format!("spec.guarantee.{field}"),
                         format!("{g} is above the limit {l}"),

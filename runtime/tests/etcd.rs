@@ -125,6 +125,7 @@ fn node(name: &str) -> Node {
             capacity: Resources::new(1.0, 1.0, 1.0),
             ports: vec![PortRange { begin: 1, end: 2 }],
             attributes: Default::default(),
+            reservations: Default::default(),
         },
     )
 }

@@ -264,6 +264,7 @@ mod tests {
             host_ports: vec![],
             kill: false,
             app: App::test("web").spec,
+            run: None,
         };
         let mut t = Task::new("web.1", spec);
         let health = health
