@@ -96,7 +96,6 @@ pub async fn simulate(
         let mut node = config.clone();
         node.node_name = format!("{}-{i:04}", config.node_name);
         node.hostname = node.node_name.clone();
-        node.attributes.insert("hostname".into(), node.node_name.clone());
         run_node(
             node,
             client.clone(),

@@ -49,9 +49,11 @@ async fn register(
 ) -> Result<Lease, pacer_runtime::Error> {
     let lease = Lease::grant(client, config.lease_ttl, token.child_token()).await?;
     let mut attributes = config.attributes.clone();
+    // Constraints on `hostname` tell nodes apart: the node's name, which is the machine's host
+    // name unless several agents share a machine (then `--hostname` is only where ports are).
     attributes
         .entry("hostname".into())
-        .or_insert_with(|| config.hostname.clone());
+        .or_insert_with(|| config.node_name.clone());
     let spec = NodeSpec {
         hostname: config.hostname.clone(),
         address: address.to_string(),

@@ -200,6 +200,12 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
                 })
             };
             let wanted = node_offers(n, &node_tasks, &choose);
+            tracing::debug!(
+                node = %name,
+                offers = ?wanted.values().map(|o| (&o.role, o.resources.cpus)).collect::<Vec<_>>(),
+                shares = ?roles.iter().map(|(r, s)| (r, s.allocated.cpus, s.wants)).collect::<Vec<_>>(),
+                "offers decided"
+            );
             book.insert(
                 name.clone(),
                 wanted.values().map(|o| (o.role.clone(), o.resources)).collect(),
@@ -272,10 +278,13 @@ fn role_shares(
             )
         })
         .collect();
+    let mut used: HashMap<String, Resources> = HashMap::new();
     for t in cluster.task_cache.store().list() {
         if !t.state().is_terminal() {
             let r = share_of(&mut roles, &t.spec.app.role);
             r.allocated = r.allocated.plus(&t.spec.resources);
+            let u = used.entry(t.spec.node.clone()).or_default();
+            *u = u.plus(&t.spec.resources);
         }
     }
     // Offers elsewhere: (role, resources) per node.
@@ -289,14 +298,36 @@ fn role_shares(
         }
     }
     offered.remove(node);
-    let offered: Vec<(String, Resources)> = offered.into_values().flatten().collect();
-    for (role, resources) in &offered {
-        let r = share_of(&mut roles, role);
-        r.allocated = r.allocated.plus(resources);
-    }
-    // Demand: a role wants more while one of its apps has instances waiting.
+    // An offer the tasks cache already shows as taken is not counted twice: each node's offers
+    // count only up to what its tasks leave free.
+    let nodes = cluster.node_cache.store();
+    let offered: Vec<(String, Resources)> = offered
+        .into_iter()
+        .flat_map(|(name, offers)| {
+            let capacity = nodes.get(&name).map(|n| n.spec.capacity).unwrap_or_default();
+            let mut free = capacity
+                .minus(&used.get(&name).copied().unwrap_or_default())
+                .clamped();
+            offers
+                .into_iter()
+                .map(|(role, r)| {
+                    let counted = r.min(&free);
+                    free = free.minus(&counted).clamped();
+                    (role, counted)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Demand: a role wants more while one of its apps has instances waiting. Its smallest
+    // waiting instance tells which of its offers elsewhere are of use to it.
+    let mut smallest: HashMap<String, Resources> = HashMap::new();
     for app in cluster.app_cache.store().list() {
         if app.status.as_ref().is_some_and(|s| s.tasks_pending > 0) {
+            let need = Resources::new(app.spec.cpus, app.spec.mem, app.spec.disk);
+            smallest
+                .entry(app.spec.role.clone())
+                .and_modify(|m| *m = m.min(&need))
+                .or_insert(need);
             share_of(&mut roles, &app.spec.role).wants = true;
         }
     }
@@ -304,7 +335,23 @@ fn role_shares(
         let waiting = run.phase() == pacer_crd::RunPhase::Pending && !run.spec.kill;
         if waiting {
             let spec = &run.spec.template.run;
+            let need = Resources::new(spec.cpus, spec.mem, spec.disk);
+            smallest
+                .entry(spec.role.clone())
+                .and_modify(|m| *m = m.min(&need))
+                .or_insert(need);
             share_of(&mut roles, &spec.role).wants = true;
+        }
+    }
+    // An offer counts as held while it is of use to its role: a leftover no instance fits
+    // (a node's spare disk, a fraction of a cpu) does not make a role look richer.
+    for (role, resources) in &offered {
+        let useful = smallest
+            .get(role)
+            .is_none_or(|need| resources.fits(need).is_ok());
+        if useful {
+            let r = share_of(&mut roles, role);
+            r.allocated = r.allocated.plus(resources);
         }
     }
     roles

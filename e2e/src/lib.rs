@@ -39,6 +39,8 @@ pub struct Cluster {
     pub etcd_endpoint: String,
     pub ports: (u16, u16),
     process: Child,
+    /// Agents started beside `pacer up`: their node names (or simulated base names) and processes.
+    agents: Vec<(String, Child)>,
     http: reqwest::Client,
     _etcd: EtcdProcess,
     dir: tempfile::TempDir,
@@ -60,6 +62,7 @@ impl Cluster {
             etcd_endpoint: etcd.endpoint.clone(),
             node,
             ports,
+            agents: Vec::new(),
             http: reqwest::Client::new(),
             _etcd: etcd,
             dir,
@@ -87,6 +90,61 @@ impl Cluster {
             }
         }
         cluster
+    }
+
+    /// Starts another real agent (docker and process runtimes) on this machine, as its own
+    /// node with `attributes` (Mesos syntax) and host ports `ports`, and waits for its offer.
+    pub async fn add_agent(&mut self, suffix: &str, attributes: &str, ports: (u16, u16)) -> String {
+        let node = format!("{}-{suffix}", self.node);
+        let log = std::fs::File::create(self.dir().join(format!("agent-{suffix}.log"))).expect("log");
+        let child = Command::new(pacer_bin())
+            .args(["agent", "--etcd", &self.etcd_endpoint, "--agent-listen", "127.0.0.1:0"])
+            .args(["--node-name", &node, "--hostname", "127.0.0.1"])
+            .args(["--cpus", "2", "--mem", "1024", "--disk", "1000"])
+            .args(["--attributes", attributes])
+            .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
+            .arg("--work-dir")
+            .arg(self.dir().join(format!("agent-{suffix}")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("pacer agent starts");
+        self.agents.push((node.clone(), child));
+        let (this, wanted): (&Cluster, &str) = (self, &node);
+        this.eventually(Duration::from_secs(30), &format!("node {node} offers"), || async move {
+            this.offers().await.iter().any(|o| o.spec.node == wanted).then_some(())
+        })
+        .await;
+        node
+    }
+
+    /// Starts `count` simulated nodes (`pacer agent --simulate`) of `cpus` and `mem` each, and
+    /// waits until they all offer. Their names start with the returned prefix.
+    pub async fn add_simulated(&mut self, suffix: &str, count: usize, cpus: f64, mem: f64) -> String {
+        let base = format!("{}-{suffix}", self.node);
+        let log = std::fs::File::create(self.dir().join(format!("sim-{suffix}.log"))).expect("log");
+        let child = Command::new(pacer_bin())
+            .args(["agent", "--etcd", &self.etcd_endpoint, "--node-name", &base])
+            .args(["--simulate", &count.to_string()])
+            .args(["--cpus", &cpus.to_string(), "--mem", &mem.to_string(), "--disk", "0"])
+            .args(["--ports", "1-2"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("pacer agent --simulate starts");
+        self.agents.push((base.clone(), child));
+        let prefix = format!("{base}-");
+        let (this, wanted): (&Cluster, &str) = (self, &prefix);
+        this.eventually(Duration::from_secs(60), &format!("{count} simulated nodes"), || async move {
+            let nodes = this.nodes().await;
+            let up = nodes
+                .iter()
+                .filter(|n| n.metadata.name.as_deref().unwrap_or_default().starts_with(wanted))
+                .count();
+            (up == count).then_some(())
+        })
+        .await;
+        prefix
     }
 
     /// Waits until the node offers resources; the log if `pacer up` exits or 30 s pass first.
@@ -234,6 +292,22 @@ impl Cluster {
             .collect()
     }
 
+    /// Ids of the containers of this cluster's nodes (`pacer up`'s and the added agents').
+    pub fn all_containers(&self) -> Vec<String> {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter", "label=pacer.io/node"])
+            .args(["--format", "{{.ID}} {{.Label \"pacer.io/node\"}}"])
+            .output()
+            .expect("docker ps");
+        let mine = |node: &str| node == self.node || node.starts_with(&format!("{}-", self.node));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, node)| mine(node))
+            .map(|(id, _)| id.to_string())
+            .collect()
+    }
+
     /// Polls `check` until it returns Some, failing with `what` and the server log after `limit`.
     pub async fn eventually<T, F, Fut>(&self, limit: Duration, what: &str, mut check: F) -> T
     where
@@ -296,9 +370,13 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+        for (_, agent) in &mut self.agents {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
         let mut empty_in_a_row = 0;
         for _ in 0..20 {
-            let ids = self.containers(None);
+            let ids = self.all_containers();
             if ids.is_empty() {
                 empty_in_a_row += 1;
                 if empty_in_a_row == 2 {
@@ -350,7 +428,7 @@ fn spawn_up(
         .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
         .arg("--work-dir")
         .arg(dir.join("agent"))
-        .env("PACER_LOG", "info,pacer_runtime=debug")
+        .env("PACER_LOG", "info,pacer_runtime=debug,pacer_controllers::allocator=debug")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
