@@ -10,7 +10,7 @@ use pacer_crd::{
 use pacer_runtime::{Api, now};
 use serde::Serialize;
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, service_ports};
 pub use pacer_crd::id::path_of;
 
 /// What an apply did, in kubectl's words.
@@ -40,6 +40,15 @@ pub async fn apply(
     let name = desired.metadata.name.clone().unwrap_or_default();
     loop {
         let current = state.apps.get(&name).await?;
+        let claims = service_ports::claims(state).await?;
+        let mut desired = desired.clone();
+        let (port_compares, port_ops) = service_ports::assign(
+            state,
+            &name,
+            &mut desired.spec,
+            current.as_ref().map(|c| &c.spec),
+            &claims,
+        )?;
         if create_only && current.is_some() {
             return Err(ApiError::AlreadyExists(format!(
                 "App '{name}' already exists"
@@ -67,12 +76,14 @@ pub async fn apply(
             None => Compare::create_revision(state.apps.etcd_key(&name), CompareOp::Equal, 0),
         };
         let deployment = new_deployment(&next, action);
-        let ops = vec![
+        let mut ops = vec![
             state.apps.put_op(&next, None)?,
             state.deployments.put_op(&deployment, None)?,
             state.versions.put_op(&version_of(&next), None)?,
         ];
-        match state.apps.commit(vec![compare], ops).await {
+        ops.extend(port_ops);
+        let compares = std::iter::once(compare).chain(port_compares).collect();
+        match state.apps.commit(compares, ops).await {
             Ok(rev) => {
                 prune_versions(state, &name).await;
                 let mut object = next;
@@ -219,10 +230,12 @@ pub async fn delete(state: &ApiState, name: &str) -> Result<App, ApiError> {
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
         let deployment = new_deployment(&app, DeploymentAction::StopApplication);
-        let ops = vec![
+        let claims = service_ports::claims(state).await?;
+        let mut ops = vec![
             etcd_client::TxnOp::delete(state.apps.etcd_key(&app.key()), None),
             state.deployments.put_op(&deployment, None)?,
         ];
+        ops.extend(service_ports::release(state, name, &claims, &[]));
         match state
             .apps
             .commit(vec![state.apps.unchanged(&app)?], ops)

@@ -6,6 +6,7 @@ mod error;
 mod marathon;
 mod native;
 mod records;
+mod service_ports;
 
 use axum::Router;
 use axum::routing::get;

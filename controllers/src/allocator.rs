@@ -265,7 +265,7 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
 fn role_shares(
     cluster: &Cluster,
     node: &str,
-    book: &HashMap<String, Vec<(String, Resources)>>,
+    book: &crate::OfferBook,
 ) -> BTreeMap<String, drf::RoleShare> {
     let role_specs = cluster.role_cache.store();
     let mut roles: BTreeMap<String, drf::RoleShare> = role_specs
@@ -288,7 +288,7 @@ fn role_shares(
         }
     }
     // Offers elsewhere: (role, resources) per node.
-    let mut offered: HashMap<String, Vec<(String, Resources)>> = book.clone();
+    let mut offered: crate::OfferBook = book.clone();
     for o in cluster.offer_cache.store().list() {
         if !book.contains_key(&o.spec.node) {
             offered

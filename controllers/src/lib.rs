@@ -18,6 +18,9 @@ use pacer_crd::{App, Deployment, Job, JobRun, Node, Offer, Resources, Role, Task
 use pacer_runtime::{Api, Client, Reflector};
 use tokio_util::sync::CancellationToken;
 
+/// Per node, the (role, resources) the allocator last offered.
+pub type OfferBook = HashMap<String, Vec<(String, Resources)>>;
+
 /// Typed APIs and shared caches every controller reads from.
 #[derive(Clone)]
 pub struct Cluster {
@@ -38,7 +41,7 @@ pub struct Cluster {
     pub job_cache: Reflector<Job>,
     /// The allocator's last offers per node (role, resources): its own writes count before
     /// the offer cache shows them, so two nodes decided in a row see each other.
-    pub offer_book: Arc<Mutex<HashMap<String, Vec<(String, Resources)>>>>,
+    pub offer_book: Arc<Mutex<OfferBook>>,
     /// Each app's last placement of tasks, until the task cache has it.
     pub placements: OwnWrites,
     /// Each app's last status write by the app controller, until the app cache has it.

@@ -412,6 +412,23 @@ impl AppSpec {
         self.image().is_none()
     }
 
+    /// Each port slot's name and declared (service) port, in the order of the host ports.
+    pub fn declared_ports(&self) -> Vec<(Option<String>, i64)> {
+        let bridge = self.networks.iter().any(|n| n.mode == NetworkMode::Bridge);
+        if bridge {
+            self.container
+                .iter()
+                .flat_map(|c| c.port_mappings.iter())
+                .map(|m| (m.name.clone(), m.service_port))
+                .collect()
+        } else {
+            self.port_definitions
+                .iter()
+                .map(|p| (p.name.clone(), p.port))
+                .collect()
+        }
+    }
+
     /// How many host ports one instance needs, with the fixed ones it asks for (0 = any).
     pub fn requested_host_ports(&self) -> Vec<u16> {
         let bridge = self.networks.iter().any(|n| n.mode == NetworkMode::Bridge);
@@ -426,9 +443,17 @@ impl AppSpec {
                 .map(|m| u16::try_from(m.host_port.unwrap_or(0)).unwrap_or(0))
                 .collect()
         } else {
+            // Host networking: `port` is the service port; it is the host port too only with
+            // `requirePorts` (Marathon's rule), otherwise any free port will do.
             self.port_definitions
                 .iter()
-                .map(|p| u16::try_from(p.port).unwrap_or(0))
+                .map(|p| {
+                    if self.require_ports {
+                        u16::try_from(p.port).unwrap_or(0)
+                    } else {
+                        0
+                    }
+                })
                 .collect()
         }
     }

@@ -164,10 +164,8 @@ impl JobSpec {
                 format!("must be > 0 (got {d})"),
             ));
         }
-        if let Some(schedule) = &self.schedule {
-            if let Err(problems) = schedule.parse() {
-                found.extend(problems);
-            }
+        if let Some(Err(problems)) = self.schedule.as_ref().map(Schedule::parse) {
+            found.extend(problems);
         }
         found
     }

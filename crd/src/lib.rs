@@ -16,7 +16,7 @@ pub mod role;
 pub mod task;
 mod validate;
 
-pub use app::{App, AppSpec, AppStatus, KillSelection};
+pub use app::{App, AppSpec, AppStatus, KillSelection, NetworkMode};
 pub use app_version::{AppVersion, AppVersionSpec};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus};
 pub use error::{FieldError, FieldErrors};

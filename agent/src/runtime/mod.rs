@@ -103,6 +103,19 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
     for (i, port) in spec.host_ports.iter().enumerate() {
         env.push((format!("PORT{i}"), port.to_string()));
     }
+    // Marathon's PORT_<declared port> and PORT_<NAME> for each slot.
+    for ((name, declared), port) in spec.app.declared_ports().iter().zip(&spec.host_ports) {
+        if *declared != 0 {
+            env.push((format!("PORT_{declared}"), port.to_string()));
+        }
+        if let Some(name) = name {
+            let name: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                .collect();
+            env.push((format!("PORT_{name}"), port.to_string()));
+        }
+    }
     if let Some(first) = spec.host_ports.first() {
         env.push(("PORT".into(), first.to_string()));
     }
@@ -119,6 +132,14 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
     ] {
         env.push((name.into(), value));
     }
+    // PACER_PORT0, PACER_PORTS, PACER_PORT_HTTP, PACER_HOST: the same under Pacer's prefix.
+    let pacer: Vec<(String, String)> = env
+        .iter()
+        .skip(spec.app.env.len())
+        .filter(|(k, _)| k.starts_with("PORT") || k == "HOST")
+        .map(|(k, v)| (format!("PACER_{k}"), v.clone()))
+        .collect();
+    env.extend(pacer);
     env
 }
 
@@ -149,5 +170,33 @@ mod tests {
         assert_eq!(get("MARATHON_APP_ID"), Some("/prod/web"));
         assert_eq!(get("MESOS_TASK_ID"), Some("prod_web.abc"));
         assert_eq!(get("HOST"), Some("h1"));
+    }
+
+    #[test]
+    fn env_names_declared_and_named_ports() {
+        let mut app = App::test("web");
+        let port = |port: i64, name: &str| pacer_crd::app::PortDefinition {
+            port,
+            protocol: "tcp".into(),
+            name: Some(name.into()),
+            labels: Default::default(),
+        };
+        app.spec.port_definitions = vec![port(10001, "http"), port(0, "admin-api")];
+        let spec = TaskSpec {
+            app_id: "web".into(),
+            app_version: "v1".into(),
+            node: "n1".into(),
+            resources: Resources::default(),
+            host_ports: vec![31000, 31001],
+            kill: false,
+            app: app.spec,
+            run: None,
+        };
+        let env = task_env(&Task::new("web.abc", spec), "h1");
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PORT_10001"), Some("31000"));
+        assert_eq!(get("PORT_HTTP"), Some("31000"));
+        assert_eq!(get("PORT_ADMIN_API"), Some("31001"));
+        assert_eq!(get("PACER_PORT_HTTP"), Some("31000"));
     }
 }
