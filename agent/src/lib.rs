@@ -120,7 +120,11 @@ async fn run_node(
     let tasks: Api<Task> = Api::new(&client);
     let (http, address) = match http {
         Some((listener, address)) => (
-            Some(tokio::spawn(http::serve(listener, runners.clone(), token.clone()))),
+            Some(tokio::spawn(http::serve(
+                listener,
+                runners.clone(),
+                token.clone(),
+            ))),
             address,
         ),
         None => (None, "simulated".to_string()),

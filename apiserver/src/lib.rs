@@ -55,7 +55,10 @@ impl ApiState {
 /// The whole HTTP surface, for `serve` and for in-process tests.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .nest("/apis/pacer.io/v1", native::routes().merge(records::routes()))
+        .nest(
+            "/apis/pacer.io/v1",
+            native::routes().merge(records::routes()),
+        )
         .merge(marathon::routes())
         .route("/ping", get(|| async { "pong" }))
         .layer(tower_http::trace::TraceLayer::new_for_http())

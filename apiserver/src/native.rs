@@ -143,7 +143,11 @@ fn manifest(body: &Bytes) -> Result<pacer_crd::App, ApiError> {
         other => Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![
             pacer_crd::FieldError::new(
                 "kind",
-                format!("a {} is applied at /{}, not as an App", other.kind(), other.plural()),
+                format!(
+                    "a {} is applied at /{}, not as an App",
+                    other.kind(),
+                    other.plural()
+                ),
             ),
         ]))),
     }

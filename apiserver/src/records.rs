@@ -2,12 +2,12 @@
 //! nothing changed), list, get, delete; start a run of a job; a run's logs.
 
 use axum::Json;
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use etcd_client::{Compare, CompareOp, TxnOp};
 use pacer_crd::job::next_run;
 use pacer_crd::{Job, JobRun, Manifest, Record, Role};
@@ -68,7 +68,11 @@ fn parse(body: &Bytes, url_name: &str) -> Result<Manifest, ApiError> {
 fn wrong_kind(manifest: &Manifest, expected: &str) -> ApiError {
     ApiError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
         "kind",
-        format!("a {} is applied at /{}, not as a {expected}", manifest.kind(), manifest.plural()),
+        format!(
+            "a {} is applied at /{}, not as a {expected}",
+            manifest.kind(),
+            manifest.plural()
+        ),
     )]))
 }
 
@@ -91,7 +95,10 @@ where
             pacer_runtime::api::prepare_new(&mut new);
             match api.create(&new).await {
                 Ok(created) => {
-                    return Ok((StatusCode::CREATED, Json(json!({"result": "created", "object": created})))
+                    return Ok((
+                        StatusCode::CREATED,
+                        Json(json!({"result": "created", "object": created})),
+                    )
                         .into_response());
                 }
                 Err(e) if e.is_conflict() => continue,
@@ -123,7 +130,13 @@ async fn apply_role(
 ) -> Result<Response, ApiError> {
     match parse(&body, &name)? {
         Manifest::Role(role) => {
-            apply_record(&s.roles, role, |r: &Role| r.spec.clone(), |r, spec| r.spec = spec).await
+            apply_record(
+                &s.roles,
+                role,
+                |r: &Role| r.spec.clone(),
+                |r, spec| r.spec = spec,
+            )
+            .await
         }
         other => Err(wrong_kind(&other, "Role")),
     }
@@ -136,7 +149,13 @@ async fn apply_job(
 ) -> Result<Response, ApiError> {
     match parse(&body, &name)? {
         Manifest::Job(job) => {
-            apply_record(&s.jobs, job, |j: &Job| j.spec.clone(), |j, spec| j.spec = spec).await
+            apply_record(
+                &s.jobs,
+                job,
+                |j: &Job| j.spec.clone(),
+                |j, spec| j.spec = spec,
+            )
+            .await
         }
         other => Err(wrong_kind(&other, "Job")),
     }
@@ -147,12 +166,17 @@ async fn delete_simple<K: Record>(api: Api<K>, name: String) -> Result<Response,
     if api.delete(&name).await? {
         Ok(Json(json!({"result": "deleted", "name": name})).into_response())
     } else {
-        Err(ApiError::NotFound(format!("{kind} '{name}' does not exist")))
+        Err(ApiError::NotFound(format!(
+            "{kind} '{name}' does not exist"
+        )))
     }
 }
 
 /// Deletes the job and its runs in one transaction; their tasks are stopped by the gc.
-async fn delete_job(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn delete_job(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let job = s
         .jobs
         .get(&name)
@@ -168,7 +192,10 @@ async fn delete_job(State(s): State<ApiState>, Path(name): Path<String>) -> Resu
 }
 
 /// `POST /jobs/{name}/runs`: starts a run now (Metronome's `POST /v1/jobs/{id}/runs`).
-async fn start_run(State(s): State<ApiState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn start_run(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     loop {
         let job = s
             .jobs

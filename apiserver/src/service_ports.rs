@@ -20,7 +20,12 @@ fn slots(spec: &mut AppSpec) -> Vec<(&mut i64, String)> {
             .iter_mut()
             .flat_map(|c| c.port_mappings.iter_mut())
             .enumerate()
-            .map(|(i, m)| (&mut m.service_port, format!("spec.container.portMappings[{i}].servicePort")))
+            .map(|(i, m)| {
+                (
+                    &mut m.service_port,
+                    format!("spec.container.portMappings[{i}].servicePort"),
+                )
+            })
             .collect()
     } else {
         spec.port_definitions
@@ -79,20 +84,36 @@ pub fn assign(
     let mut used = Vec::new();
     for (i, (port, path)) in slots(spec).into_iter().enumerate() {
         if *port == 0 {
-            let reuse = kept.get(i).copied().filter(|p| *p != 0 && !taken.contains(p));
-            let next = reuse.or_else(|| RANGE.clone().find(|p| !taken.contains(p) && !used.contains(p)));
+            let reuse = kept
+                .get(i)
+                .copied()
+                .filter(|p| *p != 0 && !taken.contains(p));
+            let next = reuse.or_else(|| {
+                RANGE
+                    .clone()
+                    .find(|p| !taken.contains(p) && !used.contains(p))
+            });
             match next {
                 Some(p) => *port = p,
-                None => problems.push(FieldError::new(path.clone(), "no service port is free in 10000-20000")),
+                None => problems.push(FieldError::new(
+                    path.clone(),
+                    "no service port is free in 10000-20000",
+                )),
             }
         } else if let Some(owner) = claims.get(port).filter(|o| o.as_str() != app) {
             problems.push(FieldError::new(
                 path.clone(),
-                format!("service port {port} is in use by app {}", pacer_crd::id::path_of(owner)),
+                format!(
+                    "service port {port} is in use by app {}",
+                    pacer_crd::id::path_of(owner)
+                ),
             ));
         }
         if used.contains(port) {
-            problems.push(FieldError::new(path, format!("service port {port} is given twice")));
+            problems.push(FieldError::new(
+                path,
+                format!("service port {port} is given twice"),
+            ));
         }
         used.push(*port);
         taken.insert(*port);
@@ -115,7 +136,12 @@ pub fn assign(
 }
 
 /// Deletes the app's claims on ports not in `keep`.
-pub fn release(state: &ApiState, app: &str, claims: &BTreeMap<i64, String>, keep: &[i64]) -> Vec<TxnOp> {
+pub fn release(
+    state: &ApiState,
+    app: &str,
+    claims: &BTreeMap<i64, String>,
+    keep: &[i64],
+) -> Vec<TxnOp> {
     let prefix = claim_prefix(state);
     claims
         .iter()

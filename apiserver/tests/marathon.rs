@@ -535,7 +535,10 @@ async fn service_ports_are_cluster_unique_and_freed_on_delete() {
         let (code, _, app) = s.call(Method::POST, "/v2/apps", Some(body)).await;
         assert_eq!(code, 201, "{app}");
         let ports: Vec<i64> = match app["container"]["portMappings"].as_array() {
-            Some(m) => m.iter().map(|m| m["servicePort"].as_i64().unwrap()).collect(),
+            Some(m) => m
+                .iter()
+                .map(|m| m["servicePort"].as_i64().unwrap())
+                .collect(),
             None => app["portDefinitions"]
                 .as_array()
                 .unwrap()
@@ -545,20 +548,36 @@ async fn service_ports_are_cluster_unique_and_freed_on_delete() {
         };
         assigned.extend(ports);
     }
-    assert_eq!(assigned, vec![10000, 10001, 10002, 10003], "lowest free, each once");
+    assert_eq!(
+        assigned,
+        vec![10000, 10001, 10002, 10003],
+        "lowest free, each once"
+    );
     // An update that leaves the port at 0 keeps the one it had.
-    let (code, _, _) = s.call(Method::PUT, "/v2/apps/a?force=true", Some(web("/a", 0))).await;
+    let (code, _, _) = s
+        .call(Method::PUT, "/v2/apps/a?force=true", Some(web("/a", 0)))
+        .await;
     assert_eq!(code, 200);
     let (_, a) = s.get("/v2/apps/a").await;
-    assert_eq!(a["app"]["container"]["portMappings"][0]["servicePort"], 10000);
+    assert_eq!(
+        a["app"]["container"]["portMappings"][0]["servicePort"],
+        10000
+    );
     // A fixed port another app holds is refused with the field, and nothing is written.
-    let (code, _, body) = s.call(Method::POST, "/v2/apps", Some(web("/c", 10001))).await;
+    let (code, _, body) = s
+        .call(Method::POST, "/v2/apps", Some(web("/c", 10001)))
+        .await;
     assert_eq!(code, 422, "{body}");
-    assert!(body.to_string().contains("10001 is in use by app /b"), "{body}");
+    assert!(
+        body.to_string().contains("10001 is in use by app /b"),
+        "{body}"
+    );
     assert_eq!(s.get("/v2/apps/c").await.0, 404);
     // Deleting /b frees its port for others.
     let (code, _, _) = s.call(Method::DELETE, "/v2/apps/b?force=true", None).await;
     assert_eq!(code, 200);
-    let (code, _, body) = s.call(Method::POST, "/v2/apps", Some(web("/c", 10001))).await;
+    let (code, _, body) = s
+        .call(Method::POST, "/v2/apps", Some(web("/c", 10001)))
+        .await;
     assert_eq!(code, 201, "{body}");
 }

@@ -68,7 +68,10 @@ pub async fn run(api: &ApiClient, args: RunArgs) -> anyhow::Result<i32> {
         let run = api
             .call(Method::POST, &format!("/jobs/{name}/runs"), None)
             .await?;
-        run["metadata"]["name"].as_str().unwrap_or_default().to_string()
+        run["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     };
     eprintln!("run {run_name} of job {name} submitted");
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
@@ -90,8 +93,16 @@ pub async fn run(api: &ApiClient, args: RunArgs) -> anyhow::Result<i32> {
                 "{} attempt {}{}{}",
                 status.phase.as_str(),
                 status.attempts,
-                status.node.as_ref().map(|n| format!(" on {n}")).unwrap_or_default(),
-                status.message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+                status
+                    .node
+                    .as_ref()
+                    .map(|n| format!(" on {n}"))
+                    .unwrap_or_default(),
+                status
+                    .message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
             );
             if line != last {
                 eprintln!("{line}");
@@ -158,7 +169,9 @@ pub fn runs_table(runs: &[JobRun]) -> Table {
             s.phase.as_str().to_string(),
             s.attempts.to_string(),
             s.node.unwrap_or_else(|| "-".into()),
-            s.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+            s.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
             age(&r.metadata),
             s.message.unwrap_or_default(),
         ]);

@@ -108,7 +108,11 @@ pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
         };
         let kind = manifest.kind().to_lowercase();
         let result = api
-            .call(Method::PUT, &format!("/{}/{name}", manifest.plural()), Some(&body))
+            .call(
+                Method::PUT,
+                &format!("/{}/{name}", manifest.plural()),
+                Some(&body),
+            )
             .await
             .with_context(|| format!("{origin}: applying {kind} {name}"))?;
         let shown = match &manifest {

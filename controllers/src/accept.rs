@@ -30,7 +30,13 @@ pub fn candidates(cluster: &Cluster, spec: &AppSpec, live: &[Arc<Task>]) -> Vec<
                 .remove(&node)
                 .map(|c| c.other_roles)
                 .unwrap_or_default();
-            by_node.insert(node, Candidate { other_roles, ..mine });
+            by_node.insert(
+                node,
+                Candidate {
+                    other_roles,
+                    ..mine
+                },
+            );
         } else {
             let c = by_node
                 .entry(node.clone())

@@ -41,7 +41,11 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
                 .expect("wanting lock")
                 .insert(name, wants)
                 .is_none_or(|before| before != wants);
-            if flipped { nodes_with_room(&offers) } else { Vec::new() }
+            if flipped {
+                nodes_with_room(&offers)
+            } else {
+                Vec::new()
+            }
         })
         .watches(&cluster.role_cache, move |_: &Role| {
             nodes_with_room(&offers_for_roles)
@@ -208,13 +212,20 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
             );
             book.insert(
                 name.clone(),
-                wanted.values().map(|o| (o.role.clone(), o.resources)).collect(),
+                wanted
+                    .values()
+                    .map(|o| (o.role.clone(), o.resources))
+                    .collect(),
             );
             wanted
         }
     };
     if current_node.is_none() {
-        cluster.offer_book.lock().expect("offer book lock").remove(&name);
+        cluster
+            .offer_book
+            .lock()
+            .expect("offer book lock")
+            .remove(&name);
     }
     let mut compares = Vec::new();
     let mut ops = Vec::new();
@@ -304,7 +315,10 @@ fn role_shares(
     let offered: Vec<(String, Resources)> = offered
         .into_iter()
         .flat_map(|(name, offers)| {
-            let capacity = nodes.get(&name).map(|n| n.spec.capacity).unwrap_or_default();
+            let capacity = nodes
+                .get(&name)
+                .map(|n| n.spec.capacity)
+                .unwrap_or_default();
             let mut free = capacity
                 .minus(&used.get(&name).copied().unwrap_or_default())
                 .clamped();

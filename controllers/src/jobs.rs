@@ -33,7 +33,9 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
         .watches(&cluster.run_cache, |r: &JobRun| vec![r.spec.job.clone()]);
     let pending = cluster.run_cache.store();
     let runs = Controller::new(&cluster.run_cache, token)
-        .watches(&cluster.task_cache, |t: &Task| t.spec.run.iter().cloned().collect())
+        .watches(&cluster.task_cache, |t: &Task| {
+            t.spec.run.iter().cloned().collect()
+        })
         .watches(&cluster.offer_cache, move |_: &pacer_crd::Offer| {
             pending
                 .filter(|r| r.phase() == RunPhase::Pending)
@@ -43,8 +45,16 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
         });
     let ctx = Arc::new(cluster);
     tokio::join!(
-        jobs.run(reconcile_job, |_, _, _| Action::requeue(Duration::from_secs(1)), ctx.clone()),
-        runs.run(reconcile_run, |_, _, _| Action::requeue(Duration::from_secs(1)), ctx),
+        jobs.run(
+            reconcile_job,
+            |_, _, _| Action::requeue(Duration::from_secs(1)),
+            ctx.clone()
+        ),
+        runs.run(
+            reconcile_run,
+            |_, _, _| Action::requeue(Duration::from_secs(1)),
+            ctx
+        ),
     );
 }
 
@@ -116,7 +126,9 @@ async fn reconcile_job(job: Arc<Job>, cluster: Arc<Cluster>) -> Result<Action, E
             let from = parse_time(status.last_schedule_time.as_deref()).unwrap_or(base);
             if let Some(next) = schedule.next_after(from.max(now - 1)) {
                 status.next_run_at = Some(at(next));
-                requeue = Some(Duration::from_secs((next - now).max(0) as u64) + Duration::from_millis(50));
+                requeue = Some(
+                    Duration::from_secs((next - now).max(0) as u64) + Duration::from_millis(50),
+                );
             }
         }
     }
@@ -147,7 +159,9 @@ async fn reconcile_job(job: Arc<Job>, cluster: Arc<Cluster>) -> Result<Action, E
         }
     }
     prune(&cluster, &job, &runs).await?;
-    Ok(requeue.map(Action::requeue).unwrap_or_else(Action::await_change))
+    Ok(requeue
+        .map(Action::requeue)
+        .unwrap_or_else(Action::await_change))
 }
 
 fn count(runs: &[Arc<JobRun>], phase: RunPhase) -> u64 {
@@ -242,7 +256,9 @@ async fn reconcile_run(run: Arc<JobRun>, cluster: Arc<Cluster>) -> Result<Action
     } else {
         let ended = latest.map(|t| (t.state(), t.status.clone().unwrap_or_default()));
         match ended {
-            Some((TaskState::Finished, s)) if s.exit_code.unwrap_or(0) == 0 && !deadline_hit(&status) => {
+            Some((TaskState::Finished, s))
+                if s.exit_code.unwrap_or(0) == 0 && !deadline_hit(&status) =>
+            {
                 status.exit_code = Some(0);
                 finish(&mut status, RunPhase::Succeeded, "succeeded".into());
             }
@@ -281,7 +297,9 @@ async fn reconcile_run(run: Arc<JobRun>, cluster: Arc<Cluster>) -> Result<Action
         next.status = Some(status);
         match cluster.runs.replace(&next).await {
             Ok(_) => {}
-            Err(e) if e.is_conflict() || e.is_not_found() => return Ok(Action::requeue(CONFLICT_RETRY)),
+            Err(e) if e.is_conflict() || e.is_not_found() => {
+                return Ok(Action::requeue(CONFLICT_RETRY));
+            }
             Err(e) => return Err(err(e)),
         }
     }

@@ -91,7 +91,11 @@ async fn racing_frameworks_never_double_book() {
 
     let mut racers = Vec::new();
     for id in 0..FRAMEWORKS {
-        racers.push(tokio::spawn(framework(id, etcd.client.clone(), token.clone())));
+        racers.push(tokio::spawn(framework(
+            id,
+            etcd.client.clone(),
+            token.clone(),
+        )));
     }
     let mut placed = 0;
     let mut conflicts = 0;
@@ -112,19 +116,28 @@ async fn racing_frameworks_never_double_book() {
             .ports[0];
         for p in &t.spec.host_ports {
             assert!(range.contains(*p), "{p} outside {range:?}");
-            assert!(seen.insert((t.spec.node.clone(), *p)), "port {p} on {} booked twice", t.spec.node);
+            assert!(
+                seen.insert((t.spec.node.clone(), *p)),
+                "port {p} on {} booked twice",
+                t.spec.node
+            );
         }
     }
-    eprintln!("{placed} placements by {FRAMEWORKS} racing frameworks, {conflicts} lost races retried");
+    eprintln!(
+        "{placed} placements by {FRAMEWORKS} racing frameworks, {conflicts} lost races retried"
+    );
     assert!(conflicts > 0, "the frameworks did race");
     // The allocator's offers agree: nothing left on either node.
     let offers: Api<pacer_crd::Offer> = Api::new(&etcd.client);
-    eventually(Duration::from_secs(10), "offers show no free port", || async {
-        offers
-            .list("")
-            .await
-            .is_ok_and(|l| l.items.len() == NODES && l.items.iter().all(|o| o.spec.ports.is_empty()))
-    })
+    eventually(
+        Duration::from_secs(10),
+        "offers show no free port",
+        || async {
+            offers.list("").await.is_ok_and(|l| {
+                l.items.len() == NODES && l.items.iter().all(|o| o.spec.ports.is_empty())
+            })
+        },
+    )
     .await;
     token.cancel();
 }

@@ -103,7 +103,10 @@ impl Schedule {
             .map_err(|_| {
                 problems.push(FieldError::new(
                     "spec.schedule.timezone",
-                    format!("'{}' is not an IANA time zone (like Europe/Berlin)", self.timezone),
+                    format!(
+                        "'{}' is not an IANA time zone (like Europe/Berlin)",
+                        self.timezone
+                    ),
                 ))
             })
             .ok();

@@ -4,10 +4,10 @@ use serde_json::Value;
 
 use crate::API_VERSION;
 use crate::app::App;
-use crate::job::Job;
-use crate::role::Role;
 use crate::error::{FieldError, FieldErrors};
 use crate::id::AppId;
+use crate::job::Job;
+use crate::role::Role;
 
 /// A record a user may apply.
 #[derive(Debug, Clone, PartialEq)]

@@ -141,7 +141,9 @@ pub fn parse_reservations(text: &str) -> Result<BTreeMap<String, Resources>, Str
             .ok_or_else(|| format!("'{item}' names no role: write {name}(ROLE):{amount}"))?;
         crate::role::check_name(role)?;
         if role == "*" {
-            return Err(format!("'{item}': '*' is the unreserved role, not a reservation"));
+            return Err(format!(
+                "'{item}': '*' is the unreserved role, not a reservation"
+            ));
         }
         let value: f64 = amount
             .trim()
@@ -154,7 +156,11 @@ pub fn parse_reservations(text: &str) -> Result<BTreeMap<String, Resources>, Str
             "cpus" => entry.cpus += value,
             "mem" => entry.mem += value,
             "disk" => entry.disk += value,
-            other => return Err(format!("'{item}': unknown resource '{other}' (cpus, mem, disk)")),
+            other => {
+                return Err(format!(
+                    "'{item}': unknown resource '{other}' (cpus, mem, disk)"
+                ));
+            }
         }
     }
     Ok(out)
@@ -294,7 +300,14 @@ mod tests {
         let r = parse_reservations("cpus(ads):2; mem(ads):1024;cpus(ml):0.5").unwrap();
         assert_eq!(r["ads"], Resources::new(2.0, 1024.0, 0.0));
         assert_eq!(r["ml"], Resources::new(0.5, 0.0, 0.0));
-        for bad in ["cpus:2", "cpus(*):2", "gpus(a):1", "cpus(a):x", "cpus(a):-1", "cpus(a/b):1"] {
+        for bad in [
+            "cpus:2",
+            "cpus(*):2",
+            "gpus(a):1",
+            "cpus(a):x",
+            "cpus(a):-1",
+            "cpus(a/b):1",
+        ] {
             assert!(parse_reservations(bad).is_err(), "{bad}");
         }
     }

@@ -96,9 +96,16 @@ impl Cluster {
     /// node with `attributes` (Mesos syntax) and host ports `ports`, and waits for its offer.
     pub async fn add_agent(&mut self, suffix: &str, attributes: &str, ports: (u16, u16)) -> String {
         let node = format!("{}-{suffix}", self.node);
-        let log = std::fs::File::create(self.dir().join(format!("agent-{suffix}.log"))).expect("log");
+        let log =
+            std::fs::File::create(self.dir().join(format!("agent-{suffix}.log"))).expect("log");
         let child = Command::new(pacer_bin())
-            .args(["agent", "--etcd", &self.etcd_endpoint, "--agent-listen", "127.0.0.1:0"])
+            .args([
+                "agent",
+                "--etcd",
+                &self.etcd_endpoint,
+                "--agent-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--node-name", &node, "--hostname", "127.0.0.1"])
             .args(["--cpus", "2", "--mem", "1024", "--disk", "1000"])
             .args(["--attributes", attributes])
@@ -111,22 +118,43 @@ impl Cluster {
             .expect("pacer agent starts");
         self.agents.push((node.clone(), child));
         let (this, wanted): (&Cluster, &str) = (self, &node);
-        this.eventually(Duration::from_secs(30), &format!("node {node} offers"), || async move {
-            this.offers().await.iter().any(|o| o.spec.node == wanted).then_some(())
-        })
+        this.eventually(
+            Duration::from_secs(30),
+            &format!("node {node} offers"),
+            || async move {
+                this.offers()
+                    .await
+                    .iter()
+                    .any(|o| o.spec.node == wanted)
+                    .then_some(())
+            },
+        )
         .await;
         node
     }
 
     /// Starts `count` simulated nodes (`pacer agent --simulate`) of `cpus` and `mem` each, and
     /// waits until they all offer. Their names start with the returned prefix.
-    pub async fn add_simulated(&mut self, suffix: &str, count: usize, cpus: f64, mem: f64) -> String {
+    pub async fn add_simulated(
+        &mut self,
+        suffix: &str,
+        count: usize,
+        cpus: f64,
+        mem: f64,
+    ) -> String {
         let base = format!("{}-{suffix}", self.node);
         let log = std::fs::File::create(self.dir().join(format!("sim-{suffix}.log"))).expect("log");
         let child = Command::new(pacer_bin())
             .args(["agent", "--etcd", &self.etcd_endpoint, "--node-name", &base])
             .args(["--simulate", &count.to_string()])
-            .args(["--cpus", &cpus.to_string(), "--mem", &mem.to_string(), "--disk", "0"])
+            .args([
+                "--cpus",
+                &cpus.to_string(),
+                "--mem",
+                &mem.to_string(),
+                "--disk",
+                "0",
+            ])
             .args(["--ports", "1-2"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -135,14 +163,24 @@ impl Cluster {
         self.agents.push((base.clone(), child));
         let prefix = format!("{base}-");
         let (this, wanted): (&Cluster, &str) = (self, &prefix);
-        this.eventually(Duration::from_secs(60), &format!("{count} simulated nodes"), || async move {
-            let nodes = this.nodes().await;
-            let up = nodes
-                .iter()
-                .filter(|n| n.metadata.name.as_deref().unwrap_or_default().starts_with(wanted))
-                .count();
-            (up == count).then_some(())
-        })
+        this.eventually(
+            Duration::from_secs(60),
+            &format!("{count} simulated nodes"),
+            || async move {
+                let nodes = this.nodes().await;
+                let up = nodes
+                    .iter()
+                    .filter(|n| {
+                        n.metadata
+                            .name
+                            .as_deref()
+                            .unwrap_or_default()
+                            .starts_with(wanted)
+                    })
+                    .count();
+                (up == count).then_some(())
+            },
+        )
         .await;
         prefix
     }
@@ -428,7 +466,10 @@ fn spawn_up(
         .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
         .arg("--work-dir")
         .arg(dir.join("agent"))
-        .env("PACER_LOG", "info,pacer_runtime=debug,pacer_controllers::allocator=debug")
+        .env(
+            "PACER_LOG",
+            "info,pacer_runtime=debug,pacer_controllers::allocator=debug",
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -49,7 +49,10 @@ async fn constraints_spread_pin_balance_and_cap_over_agents() {
     let a2 = c.add_agent("a2", "rack:r1;zone:b", (32620, 32629)).await;
     let a3 = c.add_agent("a3", "rack:r2;zone:a", (32630, 32639)).await;
     let wide = text(&c.pacer(&["get", "nodes", "-o", "wide"]).stdout);
-    assert!(wide.contains("rack:r2") && wide.contains("zone:b"), "{wide}");
+    assert!(
+        wide.contains("rack:r2") && wide.contains("zone:b"),
+        "{wide}"
+    );
 
     let manifests = [
         app("unique", 3, r#"["hostname", "UNIQUE"]"#),
@@ -76,10 +79,18 @@ async fn constraints_spread_pin_balance_and_cap_over_agents() {
         vec![a1.clone(), a2.clone(), a3.clone()],
         "UNIQUE hostname: one per agent"
     );
-    assert_eq!(per_node(&c, "pinned").await, BTreeMap::from([(a3.clone(), 2)]), "CLUSTER rack r2");
+    assert_eq!(
+        per_node(&c, "pinned").await,
+        BTreeMap::from([(a3.clone(), 2)]),
+        "CLUSTER rack r2"
+    );
     let grouped = per_node(&c, "grouped").await;
     let r1 = grouped.get(&a1).unwrap_or(&0) + grouped.get(&a2).unwrap_or(&0);
-    assert_eq!((r1, grouped.get(&a3).copied().unwrap_or(0)), (2, 2), "GROUP_BY rack: {grouped:?}");
+    assert_eq!(
+        (r1, grouped.get(&a3).copied().unwrap_or(0)),
+        (2, 2),
+        "GROUP_BY rack: {grouped:?}"
+    );
     let capped = per_node(&c, "capped").await;
     let zone_b = capped.get(&a2).copied().unwrap_or(0);
     assert_eq!(zone_b, 1, "MAX_PER zone 1: one in zone b, {capped:?}");
@@ -93,7 +104,10 @@ async fn constraints_spread_pin_balance_and_cap_over_agents() {
         .await;
     assert!(explained.contains("1 pending"), "{explained}");
     for node in [&a1, &a2, &a3] {
-        let line = explained.lines().find(|l| l.contains(node.as_str())).unwrap_or_default();
+        let line = explained
+            .lines()
+            .find(|l| l.contains(node.as_str()))
+            .unwrap_or_default();
         assert!(line.contains("rack CLUSTER r9"), "{node}: {explained}");
     }
     let capped_why = text(&c.pacer(&["explain", "app", "capped"]).stdout);
@@ -157,7 +171,10 @@ async fn split(name: &str, roles: &str) -> (f64, f64) {
     if !(alpha > 0.0 && beta > 0.0) {
         let explain = text(&c.pacer(&["explain", "app", "app-alpha"]).stdout);
         let offers = text(&c.pacer(&["get", "offers"]).stdout);
-        panic!("alpha {alpha}, beta {beta}\n{explain}\n{offers}\n{}", c.log());
+        panic!(
+            "alpha {alpha}, beta {beta}\n{explain}\n{offers}\n{}",
+            c.log()
+        );
     }
     (alpha, beta)
 }
@@ -168,7 +185,11 @@ async fn weighted_drf_gives_shares_in_the_ratio_of_weights() {
     let (x, y) = split("drf", roles).await;
     // cpus are the dominant resource of both (1 of 4 cpus vs 64 of 4096 MiB per instance).
     let ratio = (y / 240.0) / (x / 240.0);
-    eprintln!("dominant shares: x {:.3}, y {:.3}, ratio {ratio:.2}", x / 240.0, y / 240.0);
+    eprintln!(
+        "dominant shares: x {:.3}, y {:.3}, ratio {ratio:.2}",
+        x / 240.0,
+        y / 240.0
+    );
     assert!((1.8..=2.2).contains(&ratio), "x {x} cpus, y {y} cpus");
 }
 
@@ -185,33 +206,69 @@ async fn a_quota_guarantee_is_met_before_others_grow() {
 #[tokio::test]
 async fn pacer_run_exits_with_the_task_exit_code() {
     let c = Cluster::start("run", 1.0, 256.0, (32650, 32659)).await;
-    let failed = c.pacer(&["run", "--name", "cluster-test", "--", "sh", "-c", "echo out; exit 3"]);
+    let failed = c.pacer(&[
+        "run",
+        "--name",
+        "cluster-test",
+        "--",
+        "sh",
+        "-c",
+        "echo out; exit 3",
+    ]);
     assert_eq!(failed.status.code(), Some(3), "{}", text(&failed.stderr));
-    assert!(text(&failed.stdout).contains("out"), "the task's output is printed");
-    assert!(text(&failed.stderr).contains("Failed"), "{}", text(&failed.stderr));
+    assert!(
+        text(&failed.stdout).contains("out"),
+        "the task's output is printed"
+    );
+    assert!(
+        text(&failed.stderr).contains("Failed"),
+        "{}",
+        text(&failed.stderr)
+    );
     let ok = c.pacer(&["run", "--", "echo", "fine"]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
     // Running the same job again starts its second run; its logs are the run's.
-    let again = c.pacer(&["run", "--name", "cluster-test", "--", "sh", "-c", "echo again; exit 0"]);
+    let again = c.pacer(&[
+        "run",
+        "--name",
+        "cluster-test",
+        "--",
+        "sh",
+        "-c",
+        "echo again; exit 0",
+    ]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
     let logs = text(&c.pacer(&["logs", "cluster-test-2"]).stdout);
     assert!(logs.contains("again"), "{logs}");
     let runs = text(&c.pacer(&["get", "jobruns"]).stdout);
-    assert!(runs.contains("cluster-test-1") && runs.contains("cluster-test-2"), "{runs}");
+    assert!(
+        runs.contains("cluster-test-1") && runs.contains("cluster-test-2"),
+        "{runs}"
+    );
     // Bad input changes nothing and names the field.
     let bad = c.pacer(&["run", "--name", "Bad_Name", "--", "true"]);
-    assert!(!bad.status.success() && text(&bad.stderr).contains("--name"), "{}", text(&bad.stderr));
+    assert!(
+        !bad.status.success() && text(&bad.stderr).contains("--name"),
+        "{}",
+        text(&bad.stderr)
+    );
 }
 
 async fn job(c: &Cluster, name: &str) -> Option<Job> {
     let (_, body) = c
-        .marathon(reqwest::Method::GET, &format!("/apis/pacer.io/v1/jobs/{name}"), None)
+        .marathon(
+            reqwest::Method::GET,
+            &format!("/apis/pacer.io/v1/jobs/{name}"),
+            None,
+        )
         .await;
     serde_json::from_value(body).ok()
 }
 
 async fn runs_of(c: &Cluster, name: &str) -> Vec<JobRun> {
-    let (_, body) = c.marathon(reqwest::Method::GET, "/apis/pacer.io/v1/jobruns", None).await;
+    let (_, body) = c
+        .marathon(reqwest::Method::GET, "/apis/pacer.io/v1/jobruns", None)
+        .await;
     let runs: Vec<JobRun> = serde_json::from_value(body["items"].clone()).unwrap_or_default();
     runs.into_iter().filter(|r| r.spec.job == name).collect()
 }
@@ -241,13 +298,19 @@ async fn cron_jobs_run_every_minute_and_forbid_skips_while_active() {
         })
         .await;
     let status = slow.status.unwrap_or_default();
-    assert_eq!(status.runs_started, 1, "FORBID: no second run while the first is active");
+    assert_eq!(
+        status.runs_started, 1,
+        "FORBID: no second run while the first is active"
+    );
     assert_eq!(status.active, vec!["slow-1".to_string()]);
     let runs = runs_of(&c, "slow").await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].phase(), RunPhase::Running);
     let listed = text(&c.pacer(&["get", "jobruns"]).stdout);
-    assert!(listed.contains("tick-1") && listed.contains("tick-2"), "{listed}");
+    assert!(
+        listed.contains("tick-1") && listed.contains("tick-2"),
+        "{listed}"
+    );
     let jobs_table = text(&c.pacer(&["get", "jobs"]).stdout);
     assert!(jobs_table.contains("FORBID"), "{jobs_table}");
     let logs = text(&c.pacer(&["logs", "tick-1"]).stdout);
@@ -257,7 +320,12 @@ async fn cron_jobs_run_every_minute_and_forbid_skips_while_active() {
     let out = c.pacer(&["delete", "job", "slow"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     c.eventually(LIMIT, "slow's task gone", || async {
-        let left = c.tasks().await.into_iter().filter(|t| t.spec.app_id == "slow").count();
+        let left = c
+            .tasks()
+            .await
+            .into_iter()
+            .filter(|t| t.spec.app_id == "slow")
+            .count();
         (left == 0).then_some(())
     })
     .await;

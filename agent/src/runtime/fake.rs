@@ -56,7 +56,10 @@ impl Runtime for Fake {
         tokio::time::sleep(self.start_delay).await;
         let id = format!("fake-{}", task.metadata.name.as_deref().unwrap_or_default());
         let (tx, _) = watch::channel(exit_code(task));
-        self.running.lock().expect("fake lock").insert(id.clone(), tx);
+        self.running
+            .lock()
+            .expect("fake lock")
+            .insert(id.clone(), tx);
         Ok(Handle { id, pid: None })
     }
 

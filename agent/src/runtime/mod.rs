@@ -111,7 +111,13 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
         if let Some(name) = name {
             let name: String = name
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             env.push((format!("PORT_{name}"), port.to_string()));
         }

@@ -221,9 +221,15 @@ mod tests {
     fn rejections_name_the_constraint() {
         let spec = app(json!(["rack", "CLUSTER", "r9"]));
         let nodes = cluster();
-        let why = Constraints.check(&spec, &nodes[0], &nodes).unwrap_err().message;
+        let why = Constraints
+            .check(&spec, &nodes[0], &nodes)
+            .unwrap_err()
+            .message;
         assert_eq!(why, "rack CLUSTER r9: rack=r1 has 1 instance(s) of the app");
-        let why = Constraints.check(&spec, &nodes[3], &nodes).unwrap_err().message;
+        let why = Constraints
+            .check(&spec, &nodes[3], &nodes)
+            .unwrap_err()
+            .message;
         assert!(why.contains("has no attribute rack"), "{why}");
     }
 }

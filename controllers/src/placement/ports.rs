@@ -8,7 +8,12 @@ use super::{Candidate, Filter, Reason, Rejection};
 pub struct Free;
 
 impl Filter for Free {
-    fn check(&self, app: &AppSpec, candidate: &Candidate, _all: &[Candidate]) -> Result<(), Rejection> {
+    fn check(
+        &self,
+        app: &AppSpec,
+        candidate: &Candidate,
+        _all: &[Candidate],
+    ) -> Result<(), Rejection> {
         pick_ports(&candidate.ports, &app.requested_host_ports())
             .map(|_| ())
             .map_err(|why| Rejection::new(Reason::InsufficientPorts, why))

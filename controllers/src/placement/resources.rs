@@ -8,7 +8,12 @@ use super::{Candidate, Filter, Reason, Rejection};
 pub struct Fits;
 
 impl Filter for Fits {
-    fn check(&self, app: &AppSpec, candidate: &Candidate, _all: &[Candidate]) -> Result<(), Rejection> {
+    fn check(
+        &self,
+        app: &AppSpec,
+        candidate: &Candidate,
+        _all: &[Candidate],
+    ) -> Result<(), Rejection> {
         let need = Resources::new(app.cpus, app.mem, app.disk);
         let free = candidate.usable(app);
         free.fits(&need).map_err(|message| {

@@ -8,7 +8,12 @@ use super::{Candidate, Filter, Reason, Rejection};
 pub struct Offered;
 
 impl Filter for Offered {
-    fn check(&self, app: &AppSpec, candidate: &Candidate, _all: &[Candidate]) -> Result<(), Rejection> {
+    fn check(
+        &self,
+        app: &AppSpec,
+        candidate: &Candidate,
+        _all: &[Candidate],
+    ) -> Result<(), Rejection> {
         if candidate.offer.is_none() {
             let to = if candidate.other_roles.is_empty() {
                 "no role".to_string()
