@@ -333,7 +333,7 @@ impl Cluster {
     /// Ids of the containers of this cluster's nodes (`pacer up`'s and the added agents').
     pub fn all_containers(&self) -> Vec<String> {
         let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter", "label=pacer.io/node"])
+            .args(["ps", "-a", "--filter", "label=pacer.io/node"])
             .args(["--format", "{{.ID}} {{.Label \"pacer.io/node\"}}"])
             .output()
             .expect("docker ps");

@@ -418,7 +418,7 @@ async fn a_unique_hostname_constraint_leaves_the_second_instance_pending_with_th
         })
         .await;
     assert!(
-        message.contains("hostname UNIQUE") && message.contains("hostname=127.0.0.1"),
+        message.contains("hostname UNIQUE") && message.contains(&format!("hostname={}", c.node)),
         "{message}"
     );
     assert_eq!(c.tasks().await.len(), 1, "the constraint holds");
