@@ -129,12 +129,11 @@ pub async fn queue(State(s): State<ApiState>) -> Result<Json<Value>> {
                 "delay": {"timeLeftSeconds": left, "overdue": left == 0},
                 "since": app.last_change(),
                 "app": snapshot.app_json(app, false),
-                "role": app.spec.role,
                 "processedOffersSummary": offers_summary(status.placement.as_ref()),
                 "lastUnusedOffers": status.placement.iter().flat_map(|p| p.nodes.iter()).map(|n| json!({
-                    "offer": {"agentId": {"value": n.node}, "hostname": n.node},
+                    "offer": {"id": format!("{}.{}", n.node, app.spec.role), "agentId": n.node, "hostname": n.node},
                     "reason": [n.reason],
-                    "detail": n.message,
+                    "timestamp": app.last_change(),
                 })).collect::<Vec<_>>(),
             }))
         })
