@@ -405,3 +405,58 @@ fn share_of<'a>(
         .entry(role.to_string())
         .or_insert_with(|| drf::RoleShare::new(None))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_crd::{NodeSpec, TaskSpec};
+
+    fn task(role: &str, cpus: f64, port: u16) -> Task {
+        let mut app = pacer_crd::App::test("t").spec;
+        app.role = role.into();
+        Task::new(
+            &format!("t.{role}"),
+            TaskSpec {
+                app_id: "t".into(),
+                app_version: "v".into(),
+                node: "n".into(),
+                resources: Resources::new(cpus, 100.0, 0.0),
+                host_ports: vec![port],
+                kill: false,
+                app,
+                run: None,
+            },
+        )
+    }
+
+    #[test]
+    fn reservations_go_to_their_role_and_the_rest_to_the_holder() {
+        let spec = NodeSpec {
+            hostname: "n".into(),
+            address: "x".into(),
+            capacity: Resources::new(4.0, 1000.0, 0.0),
+            ports: vec![PortRange { begin: 10, end: 12 }],
+            attributes: BTreeMap::new(),
+            reservations: BTreeMap::from([("ads".to_string(), Resources::new(2.0, 200.0, 0.0))]),
+        };
+        let node = Node::new("n", spec);
+        let tasks = vec![task("ads", 1.0, 10), task("*", 1.0, 11)];
+        let offers = node_offers(&node, &tasks, &|free: &Resources| {
+            ("web".to_string(), *free)
+        });
+        let ads = &offers["ads"];
+        assert_eq!(
+            (ads.resources.cpus, ads.reserved.cpus),
+            (1.0, 1.0),
+            "2 reserved, 1 used"
+        );
+        assert!(ads.ports.is_empty());
+        let web = &offers["web"];
+        assert_eq!(
+            (web.resources.cpus, web.reserved.cpus),
+            (1.0, 0.0),
+            "4 - 2 used - 1 reserved"
+        );
+        assert_eq!(web.ports, vec![PortRange { begin: 12, end: 12 }]);
+    }
+}

@@ -245,6 +245,28 @@ async fn pacer_run_exits_with_the_task_exit_code() {
         runs.contains("cluster-test-1") && runs.contains("cluster-test-2"),
         "{runs}"
     );
+    // Failed attempts are retried with backoff (1 s, 2 s), then the run fails with the code.
+    let flaky = c.pacer(&[
+        "run",
+        "--name",
+        "flaky",
+        "--max-retries",
+        "2",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert_eq!(flaky.status.code(), Some(1), "{}", text(&flaky.stderr));
+    let run = runs_of(&c, "flaky").await.pop().expect("the run");
+    let status = run.status.unwrap_or_default();
+    assert_eq!(status.attempts, 3, "{status:?}");
+    assert!(
+        status
+            .message
+            .unwrap_or_default()
+            .contains("failed after 3 attempt(s)")
+    );
     // Bad input changes nothing and names the field.
     let bad = c.pacer(&["run", "--name", "Bad_Name", "--", "true"]);
     assert!(
@@ -329,4 +351,36 @@ async fn cron_jobs_run_every_minute_and_forbid_skips_while_active() {
         (left == 0).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn replace_kills_the_active_run_before_starting_the_next() {
+    let c = Cluster::start("replace", 1.0, 256.0, (32670, 32679)).await;
+    // Every 3 seconds (a 6-field pattern with seconds).
+    let jobs = "apiVersion: pacer.io/v1\nkind: Job\nmetadata: {name: swap}\nspec:\n  run: {cmd: exec sleep 300, cpus: 0.1, mem: 16}\n  schedule: {cron: '*/3 * * * * *', concurrencyPolicy: REPLACE}\n";
+    let out = c.apply("swap.yaml", jobs);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let runs = c
+        .eventually(LIMIT, "a run replaced by the next", || async {
+            let runs = runs_of(&c, "swap").await;
+            let killed = runs.iter().any(|r| r.phase() == RunPhase::Killed);
+            let running = runs.iter().any(|r| r.phase() == RunPhase::Running);
+            (killed && running).then_some(runs)
+        })
+        .await;
+    let first = runs.iter().find(|r| r.spec.number == 1).expect("run 1");
+    assert_eq!(first.phase(), RunPhase::Killed, "run 1 made room");
+    // The replaced run's task stops: one task runs.
+    c.eventually(LIMIT, "one swap task left running", || async {
+        let live = c
+            .tasks()
+            .await
+            .into_iter()
+            .filter(|t| t.spec.app_id == "swap" && !t.state().is_terminal())
+            .count();
+        (live == 1).then_some(())
+    })
+    .await;
+    let out = c.pacer(&["delete", "job", "swap"]);
+    assert!(out.status.success());
 }

@@ -1,5 +1,6 @@
-//! Placement: a pipeline of small filters (cheapest first), then spreading; every rejected node
-//! records why, ties go to the node name so results are deterministic.
+//! Placement: a pipeline of small filter plugins (cheapest first), then score plugins
+//! (spreading, then least allocated); every rejected node records why, ties go to the node
+//! name so results are deterministic.
 
 mod constraints;
 mod ports;
@@ -229,6 +230,35 @@ impl Plan {
     }
 }
 
+/// A preference among nodes that pass every filter: lower is better. Scores are compared in
+/// the order of `scores()`, then by node name, so placement is deterministic.
+pub trait Score {
+    fn score(&self, app: &AppSpec, candidate: &Candidate) -> i64;
+}
+
+/// Spreading: fewer instances of the app on the node first.
+struct Spread;
+
+impl Score for Spread {
+    fn score(&self, _app: &AppSpec, candidate: &Candidate) -> i64 {
+        candidate.app_tasks as i64
+    }
+}
+
+/// Least allocated: more free cpus, then more free mem (what the app may use) first.
+struct MostFree;
+
+impl Score for MostFree {
+    fn score(&self, app: &AppSpec, candidate: &Candidate) -> i64 {
+        let free = candidate.usable(app);
+        -((free.cpus * 1000.0) as i64) * 1_000_000_000 - free.mem as i64
+    }
+}
+
+fn scores() -> Vec<Box<dyn Score + Send + Sync>> {
+    vec![Box::new(Spread), Box::new(MostFree)]
+}
+
 /// Cheapest first: roles, resources, ports, then constraints (which look at every node).
 fn filters() -> Vec<Box<dyn Filter + Send + Sync>> {
     vec![
@@ -242,6 +272,8 @@ fn filters() -> Vec<Box<dyn Filter + Send + Sync>> {
 /// Places `wanted` instances of `app` on `candidates`, spreading over nodes.
 pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan {
     let filters = filters();
+    let scores = scores();
+    let rank = |c: &Candidate| -> Vec<i64> { scores.iter().map(|s| s.score(app, c)).collect() };
     let need = Resources::new(app.cpus, app.mem, app.disk);
     let ports_wanted = app.requested_host_ports();
     let mut result = Plan::default();
@@ -256,7 +288,11 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
                 result.reasons.insert(c.node().to_string(), rejection);
                 continue;
             }
-            if best.is_none_or(|b| rank(app, c) < rank(app, &candidates[b])) {
+            let better = best.is_none_or(|b| {
+                let other = &candidates[b];
+                (rank(c), c.node()) < (rank(other), other.node())
+            });
+            if better {
                 best = Some(i);
             }
         }
@@ -278,17 +314,6 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
         result.reasons.clear();
     }
     result
-}
-
-/// Lower is better: fewest instances of the app, then most free cpus and mem, then name.
-fn rank<'a>(app: &AppSpec, c: &'a Candidate) -> (usize, i64, i64, &'a str) {
-    let free = c.usable(app);
-    (
-        c.app_tasks,
-        -(free.cpus * 1000.0) as i64,
-        -(free.mem as i64),
-        c.node(),
-    )
 }
 
 #[cfg(test)]
@@ -358,5 +383,87 @@ mod tests {
         assert_eq!(ports, vec![vec![100, 101], vec![102, 103]]);
         assert_eq!(p.unplaced, 1);
         assert!(p.explain().contains("ports"), "{}", p.explain());
+    }
+
+    fn reserved_offer(node: &str, role: &str, total: f64, reserved: f64) -> Candidate {
+        let spec = OfferSpec {
+            node: node.into(),
+            role: role.into(),
+            resources: Resources::new(total, 1000.0, 0.0),
+            reserved: Resources::new(reserved, if reserved > 0.0 { 500.0 } else { 0.0 }, 0.0),
+            ports: vec![],
+        };
+        Candidate::new(Offer::new(node, spec), 0)
+    }
+
+    #[test]
+    fn accepted_resource_roles_pick_the_reserved_or_the_unreserved_part() {
+        let only_reserved = app(json!({"cmd": "x", "cpus": 1, "mem": 10, "role": "ads",
+                                       "acceptedResourceRoles": ["ads"]}));
+        let mut c = vec![reserved_offer("a", "ads", 4.0, 2.0)];
+        let p = plan(&only_reserved, 3, &mut c);
+        assert_eq!((p.assignments.len(), p.unplaced), (2, 1));
+        assert_eq!(
+            p.reasons["a"].reason,
+            Reason::InsufficientCpus,
+            "the reservation is used up"
+        );
+        // What is left is the unreserved part, for apps that take it.
+        let shrunk = c[0].shrunk_offer().unwrap().spec;
+        assert_eq!((shrunk.resources.cpus, shrunk.reserved.cpus), (2.0, 0.0));
+        let mut none_reserved = vec![reserved_offer("b", "ads", 4.0, 0.0)];
+        let p = plan(&only_reserved, 1, &mut none_reserved);
+        assert_eq!(
+            p.reasons["b"].reason,
+            Reason::NoCorrespondingReservationFound
+        );
+
+        let only_unreserved = app(json!({"cmd": "x", "cpus": 1, "mem": 10, "role": "ads",
+                                         "acceptedResourceRoles": ["*"]}));
+        let mut c = vec![reserved_offer("a", "ads", 4.0, 3.0)];
+        let p = plan(&only_unreserved, 2, &mut c);
+        assert_eq!((p.assignments.len(), p.unplaced), (1, 1));
+        assert_eq!(p.reasons["a"].reason, Reason::InsufficientCpus);
+
+        // Both (the default): the reservation is used first.
+        let both = app(json!({"cmd": "x", "cpus": 1, "mem": 10, "role": "ads"}));
+        let mut c = vec![reserved_offer("a", "ads", 4.0, 3.0)];
+        let p = plan(&both, 4, &mut c);
+        assert_eq!(p.assignments.len(), 4);
+        assert_eq!(c[0].reserved.cpus, 0.0);
+    }
+
+    #[test]
+    fn a_node_offered_to_another_role_is_refused_with_the_role() {
+        let spec = app(json!({"cmd": "x", "cpus": 1, "mem": 10, "role": "web"}));
+        let mut c = vec![Candidate::elsewhere("a", vec!["ads".into()], 0)];
+        let p = plan(&spec, 1, &mut c);
+        assert_eq!(p.reasons["a"].reason, Reason::UnfulfilledRole);
+        assert!(
+            p.explain()
+                .contains("offered to role(s) ads, not to role web"),
+            "{}",
+            p.explain()
+        );
+        let report = p.report().unwrap();
+        assert_eq!(report.rejected["UnfulfilledRole"], 1);
+    }
+
+    #[test]
+    fn score_plugins_spread_then_prefer_free_nodes() {
+        let spec = app(json!({"cmd": "x", "cpus": 1, "mem": 10}));
+        let mut c = vec![
+            offer("a", 2.0, 100.0, (1, 9)),
+            offer("b", 8.0, 100.0, (1, 9)),
+        ];
+        c[1].app_tasks = 1;
+        let nodes: Vec<String> = plan(&spec, 3, &mut c)
+            .assignments
+            .into_iter()
+            .map(|a| a.node)
+            .collect();
+        // a has none of the app: first; then both have one and b has more free cpus; then a
+        // has fewer again.
+        assert_eq!(nodes, vec!["a", "b", "a"]);
     }
 }
