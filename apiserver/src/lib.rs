@@ -30,6 +30,8 @@ pub struct ApiState {
     pub runs: Api<JobRun>,
     /// For reaching agents (task logs).
     pub http: reqwest::Client,
+    /// The address this replica campaigns with, to tell whether it leads (`/v2/info`).
+    pub identity: String,
 }
 
 impl ApiState {
@@ -48,7 +50,13 @@ impl ApiState {
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
                 .unwrap_or_default(),
+            identity: String::new(),
         }
+    }
+
+    pub fn with_identity(mut self, identity: &str) -> Self {
+        self.identity = identity.to_string();
+        self
     }
 }
 

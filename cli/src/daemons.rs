@@ -32,9 +32,13 @@ pub struct EtcdArgs {
 pub struct ServerArgs {
     #[command(flatten)]
     etcd: EtcdArgs,
-    /// Address of the API (Marathon's port by default).
+    /// Address of the API (Marathon's port by default); also this replica's name in the
+    /// leader election.
     #[arg(long, env = "PACER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Seconds a leader may go without renewing its lease before a standby takes over.
+    #[arg(long, env = "PACER_LEADER_TTL", default_value_t = 5)]
+    leader_ttl: u64,
 }
 
 #[derive(Args, Clone)]
@@ -182,21 +186,29 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
 }
 
 /// Apiserver and controllers on one client until `token` is cancelled.
+/// The API and, while this replica is elected, the controllers.
 async fn control_plane(
     client: Client,
     listen: SocketAddr,
+    leader_ttl: Duration,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let identity = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| listen.to_string());
     tracing::info!(%listen, "API listening");
     let api = pacer_apiserver::serve(
         listener,
-        pacer_apiserver::ApiState::new(&client),
+        pacer_apiserver::ApiState::new(&client).with_identity(&identity),
         token.clone().cancelled_owned(),
     );
-    let (served, ()) = tokio::join!(api, pacer_controllers::run(&client, token.clone()));
+    let elected =
+        pacer_controllers::election::run_elected(&client, &identity, leader_ttl, token.clone());
+    let (served, ()) = tokio::join!(api, elected);
     served.context("the API server failed")
 }
 
@@ -204,7 +216,8 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
     let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
-    control_plane(client, args.listen, token).await
+    let ttl = Duration::from_secs(args.leader_ttl.max(2));
+    control_plane(client, args.listen, ttl, token).await
 }
 
 pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
@@ -257,7 +270,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             .context("the agent failed")
     };
     let (plane, agent) = tokio::join!(
-        control_plane(client.clone(), args.listen, token.clone()).map(stop_all(token.clone())),
+        control_plane(
+            client.clone(),
+            args.listen,
+            Duration::from_secs(5),
+            token.clone()
+        )
+        .map(stop_all(token.clone())),
         agent.map(stop_all(token.clone())),
     );
     drop(etcd_process);

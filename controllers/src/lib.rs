@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod app;
 pub mod deployment;
 pub mod drf;
+pub mod election;
 pub mod gc;
 pub mod jobs;
 pub mod placement;

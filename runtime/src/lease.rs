@@ -50,7 +50,8 @@ impl Lease {
     }
 }
 
-/// Renews until cancelled (false) or until etcd says the lease is gone (true).
+/// Renews until cancelled (false), or until the lease is gone (true): etcd says so, or no
+/// renewal got through for a whole TTL (then etcd will have expired it, whatever we hear).
 async fn keep_alive(
     etcd: &mut etcd_client::Client,
     id: i64,
@@ -58,6 +59,7 @@ async fn keep_alive(
     token: &CancellationToken,
 ) -> bool {
     let period = ttl / 3;
+    let mut renewed = std::time::Instant::now();
     loop {
         match etcd.lease_keep_alive(id).await {
             Ok((mut keeper, mut stream)) => loop {
@@ -66,15 +68,21 @@ async fn keep_alive(
                 }
                 match tokio::time::timeout(period, stream.message()).await {
                     Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return true,
-                    Ok(Ok(Some(_))) => {}
+                    Ok(Ok(Some(_))) => renewed = std::time::Instant::now(),
                     _ => break,
                 }
                 tokio::select! {
                     _ = token.cancelled() => return false,
                     _ = tokio::time::sleep(period) => {}
                 }
+                if renewed.elapsed() >= ttl {
+                    return true;
+                }
             },
             Err(e) => tracing::debug!(lease = id, error = %e, "lease keep-alive failed, retrying"),
+        }
+        if renewed.elapsed() >= ttl {
+            return true;
         }
         tokio::select! {
             _ = token.cancelled() => return false,

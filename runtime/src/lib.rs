@@ -3,6 +3,7 @@
 pub mod api;
 pub mod client;
 pub mod controller;
+pub mod election;
 pub mod etcd_process;
 pub mod lease;
 pub mod queue;

@@ -425,17 +425,27 @@ pub async fn delete_group(
     Ok(Json(deployment_result(&version, None)))
 }
 
-/// Where this server answers, for `/v2/info` and `/v2/leader`.
-fn leader(headers: &HeaderMap) -> String {
-    headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:8080")
-        .to_string()
+/// Who leads the control plane (the elected replica's address); before any election has been
+/// won, this server's own address as the client reached it.
+async fn leader(s: &ApiState, headers: &HeaderMap) -> (String, bool) {
+    match pacer_runtime::election::leader(s.apps.client()).await {
+        Some(leader) => {
+            let elected = leader == s.identity;
+            (leader, elected)
+        }
+        None => (
+            headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1:8080")
+                .to_string(),
+            false,
+        ),
+    }
 }
 
-pub async fn info(headers: HeaderMap) -> Json<Value> {
-    let leader = leader(&headers);
+pub async fn info(State(s): State<ApiState>, headers: HeaderMap) -> Json<Value> {
+    let (leader, elected) = leader(&s, &headers).await;
     let (hostname, port) = leader
         .rsplit_once(':')
         .map(|(h, p)| (h.to_string(), p.parse::<u16>().unwrap_or(8080)))
@@ -444,7 +454,7 @@ pub async fn info(headers: HeaderMap) -> Json<Value> {
         "name": "marathon",
         "version": "1.5.0",
         "buildref": concat!("pacer-", env!("CARGO_PKG_VERSION")),
-        "elected": true,
+        "elected": elected,
         "leader": leader,
         "frameworkId": "pacer",
         "marathon_config": {"hostname": hostname, "master": "etcd", "framework_name": "pacer", "ha": true, "checkpoint": true,
@@ -454,8 +464,8 @@ pub async fn info(headers: HeaderMap) -> Json<Value> {
     }))
 }
 
-pub async fn leader_info(headers: HeaderMap) -> Json<Value> {
-    Json(json!({"leader": leader(&headers)}))
+pub async fn leader_info(State(s): State<ApiState>, headers: HeaderMap) -> Json<Value> {
+    Json(json!({"leader": leader(&s, &headers).await.0}))
 }
 
 /// Prometheus text: apps, tasks by state, running deployments.

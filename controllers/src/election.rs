@@ -1,0 +1,67 @@
+//! Leader election: any number of `pacer server` replicas serve the API, one runs the
+//! controllers. The leader holds an etcd election key bound to its lease; when it dies or is
+//! cut off, the lease expires and a standby's campaign wins. A leader that cannot renew its
+//! lease for a whole TTL stops its controllers before anyone else can be elected.
+
+use std::time::{Duration, Instant};
+
+use pacer_runtime::Client;
+use pacer_runtime::lease::Lease;
+use tokio_util::sync::CancellationToken;
+
+pub use pacer_runtime::election::leader;
+use pacer_runtime::election::name as election_name;
+
+/// Campaigns as `identity`; while elected, runs every controller. Returns when `token` is
+/// cancelled (resigning by revoking the lease, so a standby takes over at once).
+pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: CancellationToken) {
+    let mut delay = Duration::from_millis(200);
+    while !token.is_cancelled() {
+        let lease_token = token.child_token();
+        let lease = match Lease::grant(client, ttl, lease_token.clone()).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                tracing::info!(error = %e, retry_in = ?delay, "cannot get a lease for the election");
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(200);
+        let mut election = client.etcd().election_client();
+        let campaign = election.campaign(election_name(client), identity, lease.id);
+        let won = tokio::select! {
+            _ = token.cancelled() => { lease_token.cancel(); return; }
+            _ = lease.lost() => None,
+            result = campaign => Some(result),
+        };
+        match won {
+            Some(Ok(_)) => {
+                let since = Instant::now();
+                tracing::info!(%identity, lease = lease.id, "elected: running the controllers");
+                let controllers = token.child_token();
+                let running = crate::run(client, controllers.clone());
+                tokio::pin!(running);
+                tokio::select! {
+                    _ = &mut running => {}
+                    _ = lease.lost() => {
+                        tracing::warn!(%identity, led_for = ?since.elapsed(), "leadership lost: stopping the controllers");
+                        controllers.cancel();
+                        running.await;
+                    }
+                    _ = token.cancelled() => {
+                        controllers.cancel();
+                        running.await;
+                    }
+                }
+            }
+            Some(Err(e)) => tracing::info!(error = %e, "campaign failed, trying again"),
+            None => tracing::info!("lease lost while campaigning, trying again"),
+        }
+        // Revoking the lease hands leadership over at once.
+        lease_token.cancel();
+    }
+}
