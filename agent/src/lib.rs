@@ -185,6 +185,8 @@ fn ensure(runners: &mut HashMap<String, Runner>, task: &Task, ctx: &runner::Ctx)
     if let Some(runner) = runners.get(&name) {
         if task.spec.kill {
             runner.kill();
+        } else if task.state() == pacer_crd::TaskState::Unreachable {
+            runner.resync();
         }
         return;
     }

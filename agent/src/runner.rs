@@ -23,6 +23,9 @@ pub struct Ctx {
 pub struct Runner {
     kill: CancellationToken,
     deleted: CancellationToken,
+    /// Asks the runner to write its status again (the record says otherwise, e.g. after the
+    /// node was unreachable for a while).
+    resync: Arc<tokio::sync::Notify>,
     pub handle: Arc<Mutex<Option<Handle>>>,
     pub runtime: Arc<dyn Runtime>,
 }
@@ -32,6 +35,7 @@ impl Runner {
         let runner = Runner {
             kill: CancellationToken::new(),
             deleted: CancellationToken::new(),
+            resync: Arc::default(),
             handle: Arc::default(),
             runtime: ctx.runtimes.for_task(&task),
         };
@@ -44,12 +48,18 @@ impl Runner {
             runner.handle.clone(),
             runner.runtime.clone(),
         );
+        let resync = runner.resync.clone();
         let span = tracing::info_span!("task", node = %task.spec.node, task = %task.metadata.name.as_deref().unwrap_or_default());
         tokio::spawn(tracing::Instrument::instrument(
-            run(task, ctx, runtime, handle, kill, deleted),
+            run(task, ctx, runtime, handle, kill, deleted, resync),
             span,
         ));
         runner
+    }
+
+    /// The record's status is not what this runner last reported: report again.
+    pub fn resync(&self) {
+        self.resync.notify_one();
     }
 
     /// The controller asked for the task to stop.
@@ -79,6 +89,7 @@ async fn run(
     slot: Arc<Mutex<Option<Handle>>>,
     kill: CancellationToken,
     deleted: CancellationToken,
+    resync: Arc<tokio::sync::Notify>,
 ) {
     let mut report = Reporter {
         key: task.key(),
@@ -159,6 +170,7 @@ async fn run(
                     break;
                 }
             },
+            _ = resync.notified() => report.send().await,
             _ = deleted.cancelled() => break,
         }
     }

@@ -79,6 +79,26 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     if tasks.iter().any(|t| t.state().is_terminal()) {
         return forget_ended(&app, &tasks, &cluster).await;
     }
+    // Instances on a node gone longer than inactiveAfterSeconds are replaced: marked to be
+    // killed (their agent does it if it comes back), which takes them out of the count.
+    let inactive_after = app.spec.unreachable_strategy.inactive_after_seconds;
+    let mut recheck: Option<Duration> = None;
+    for task in tasks
+        .iter()
+        .filter(|t| t.state() == TaskState::Unreachable && !t.spec.kill)
+    {
+        let since = task
+            .status
+            .as_ref()
+            .and_then(|s| s.unreachable_since.as_deref());
+        let gone_for = crate::nodes::seconds_since(since).unwrap_or(0.0);
+        if gone_for >= inactive_after {
+            kill(&cluster, task).await?;
+            return Ok(Action::requeue(CONFLICT_RETRY));
+        }
+        let left = Duration::from_secs_f64(inactive_after - gone_for);
+        recheck = Some(recheck.map_or(left, |r| r.min(left)));
+    }
     let version = app.version();
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
     let (stopping, active): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) =
@@ -174,6 +194,12 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
         status.message = Some(upgrade_progress(&current, &old, wanted));
     }
     write_status(&cluster, &name, status).await?;
+    if let Some(left) = recheck {
+        let sooner = action.requeue_after().is_none_or(|a| left < a);
+        if sooner {
+            action = Action::requeue(left);
+        }
+    }
     Ok(action)
 }
 

@@ -43,18 +43,22 @@ pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: 
                 let since = Instant::now();
                 tracing::info!(%identity, lease = lease.id, "elected: running the controllers");
                 let controllers = token.child_token();
-                let running = crate::run(client, controllers.clone());
-                tokio::pin!(running);
+                // A task of its own: the controllers' future is large, and must not sit on the
+                // caller's stack.
+                let mut running = tokio::spawn({
+                    let (client, controllers) = (client.clone(), controllers.clone());
+                    async move { crate::run(&client, controllers).await }
+                });
                 tokio::select! {
                     _ = &mut running => {}
                     _ = lease.lost() => {
                         tracing::warn!(%identity, led_for = ?since.elapsed(), "leadership lost: stopping the controllers");
                         controllers.cancel();
-                        running.await;
+                        let _ = running.await;
                     }
                     _ = token.cancelled() => {
                         controllers.cancel();
-                        running.await;
+                        let _ = running.await;
                     }
                 }
             }

@@ -8,6 +8,7 @@ pub mod drf;
 pub mod election;
 pub mod gc;
 pub mod jobs;
+pub mod nodes;
 pub mod placement;
 pub mod upgrade;
 
@@ -125,6 +126,7 @@ pub async fn run(client: &Client, token: CancellationToken) {
         gc::run(cluster.clone(), token.clone()),
         deployment::run(cluster.clone(), token.clone()),
         jobs::run(cluster.clone(), token.clone()),
+        nodes::run(cluster.clone(), token.clone()),
     );
 }
 

@@ -72,6 +72,11 @@ pub struct AppSpec {
     pub dependencies: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// What happens to instances on a node that is gone: replaced after `inactiveAfterSeconds`,
+    /// forgotten after `expungeAfterSeconds` (Marathon's 0/0 default is not kept: a network
+    /// blip would restart everything).
+    #[serde(default)]
+    pub unreachable_strategy: UnreachableStrategy,
     /// The role whose offers the app accepts (Marathon's `role`; `*` is the default role).
     #[serde(default = "default_role")]
     pub role: String,
@@ -79,6 +84,32 @@ pub struct AppSpec {
     /// name for those reserved for it. Unset means both (Marathon's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_resource_roles: Option<Vec<String>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnreachableStrategy {
+    #[serde(default = "default_inactive_after")]
+    pub inactive_after_seconds: f64,
+    #[serde(default = "default_expunge_after")]
+    pub expunge_after_seconds: f64,
+}
+
+impl Default for UnreachableStrategy {
+    fn default() -> Self {
+        UnreachableStrategy {
+            inactive_after_seconds: default_inactive_after(),
+            expunge_after_seconds: default_expunge_after(),
+        }
+    }
+}
+
+fn default_inactive_after() -> f64 {
+    60.0
+}
+
+fn default_expunge_after() -> f64 {
+    300.0
 }
 
 fn default_role() -> String {

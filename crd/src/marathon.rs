@@ -12,7 +12,7 @@ use crate::task::Task;
 
 /// Read-only keys of Marathon's responses, and keys Pacer accepts but does not model yet.
 /// A response posted back as a request (as Marathon's own clients do) is accepted.
-const DROPPED: [&str; 22] = [
+const DROPPED: [&str; 21] = [
     "id",
     "version",
     "versionInfo",
@@ -32,7 +32,6 @@ const DROPPED: [&str; 22] = [
     "secrets",
     "readinessChecks",
     "residency",
-    "unreachableStrategy",
     "gpus",
     "ipAddress",
 ];

@@ -63,6 +63,9 @@ pub enum TaskState {
     Error,
     #[serde(rename = "TASK_LOST")]
     Lost,
+    /// The node's lease expired: the task may still run there, unseen.
+    #[serde(rename = "TASK_UNREACHABLE")]
+    Unreachable,
 }
 
 impl TaskState {
@@ -86,6 +89,7 @@ impl TaskState {
             Self::Killed => "TASK_KILLED",
             Self::Error => "TASK_ERROR",
             Self::Lost => "TASK_LOST",
+            Self::Unreachable => "TASK_UNREACHABLE",
         }
     }
 }
@@ -95,6 +99,9 @@ impl TaskState {
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatus {
     pub state: TaskState,
+    /// Since when the task's node has been gone (TASK_UNREACHABLE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreachable_since: Option<String>,
     /// The host name or address where the task's ports are reachable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,

@@ -29,6 +29,22 @@ impl AppSpec {
         self.check_command(&mut p);
         self.check_container(&mut p);
         self.check_constraints(&mut p);
+        let u = &self.unreachable_strategy;
+        for (name, value) in [
+            ("inactiveAfterSeconds", u.inactive_after_seconds),
+            ("expungeAfterSeconds", u.expunge_after_seconds),
+        ] {
+            p.check(
+                value.is_finite() && value >= 0.0,
+                format!("spec.unreachableStrategy.{name}"),
+                format!("must be >= 0 (got {value})"),
+            );
+        }
+        p.check(
+            u.expunge_after_seconds >= u.inactive_after_seconds,
+            "spec.unreachableStrategy.expungeAfterSeconds",
+            "must be >= inactiveAfterSeconds",
+        );
         if let Err(e) = crate::role::check_name(&self.role) {
             p.check(false, "spec.role", e);
         }

@@ -142,6 +142,34 @@ impl Cluster {
         cpus: f64,
         mem: f64,
     ) -> String {
+        self.add_simulated_with(suffix, count, cpus, mem, &[]).await
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the agent process started with `suffix`:
+    /// SIGSTOP freezes it as a partition would (its lease expires), SIGCONT heals.
+    pub fn signal_agent(&self, suffix: &str, signal: &str) {
+        let base = format!("{}-{suffix}", self.node);
+        let (_, child) = self
+            .agents
+            .iter()
+            .find(|(name, _)| *name == base)
+            .expect("an agent with that suffix");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// `add_simulated` with more `pacer agent` flags (`--lease-ttl 2`, ...).
+    pub async fn add_simulated_with(
+        &mut self,
+        suffix: &str,
+        count: usize,
+        cpus: f64,
+        mem: f64,
+        extra: &[&str],
+    ) -> String {
         let base = format!("{}-{suffix}", self.node);
         let log = std::fs::File::create(self.dir().join(format!("sim-{suffix}.log"))).expect("log");
         let child = Command::new(pacer_bin())
@@ -156,6 +184,7 @@ impl Cluster {
                 "0",
             ])
             .args(["--ports", "1-2"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

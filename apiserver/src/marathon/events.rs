@@ -246,6 +246,7 @@ fn condition(state: TaskState) -> &'static str {
         TaskState::Killed => "Killed",
         TaskState::Error => "Error",
         TaskState::Lost => "Gone",
+        TaskState::Unreachable => "Unreachable",
     }
 }
 
