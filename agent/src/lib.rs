@@ -72,10 +72,17 @@ pub async fn run(
             .local_addr()
             .map_err(|e| Error::Listen(config.listen, e))?
     );
-    if let Runtimes::Real { docker, .. } = &runtimes {
-        docker
-            .remove_unwanted(&config.node_name, &Api::new(&client))
-            .await;
+    if let Runtimes::Real { docker, process } = &runtimes {
+        let tasks: Api<Task> = Api::new(&client);
+        docker.remove_unwanted(&config.node_name, &tasks).await;
+        if let Ok(list) = tasks.list(&format!("{}/", config.node_name)).await {
+            let wanted: Vec<String> = list
+                .items
+                .iter()
+                .filter_map(|t| t.metadata.name.clone())
+                .collect();
+            process.remove_unwanted(&wanted);
+        }
     }
     run_node(config, client, runtimes, Some((listener, address)), token).await;
     Ok(())

@@ -100,7 +100,14 @@ async fn run(
     let grace = Duration::from_secs_f64(task.spec.app.task_kill_grace_period_seconds.max(0.0));
     let adopted = runtime.adopt(&task).await;
     let handle = match adopted {
-        Some(handle) => handle,
+        Some(handle) => {
+            tracing::info!(id = %handle.id, pid = ?handle.pid, "re-attached to the running task");
+            report.status.recovered_at = Some(now());
+            report.status.unreachable_since = None;
+            report.status.state = TaskState::Running;
+            report.send().await;
+            handle
+        }
         None => {
             report.status = TaskStatus {
                 state: TaskState::Staging,

@@ -99,6 +99,9 @@ impl TaskState {
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatus {
     pub state: TaskState,
+    /// When an agent started after the task re-attached to it (agent recovery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_at: Option<String>,
     /// Since when the task's node has been gone (TASK_UNREACHABLE).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unreachable_since: Option<String>,

@@ -92,13 +92,15 @@ impl Cluster {
         cluster
     }
 
-    /// Starts another real agent (docker and process runtimes) on this machine, as its own
-    /// node with `attributes` (Mesos syntax) and host ports `ports`, and waits for its offer.
-    pub async fn add_agent(&mut self, suffix: &str, attributes: &str, ports: (u16, u16)) -> String {
+    /// The `pacer agent` process of `add_agent`; its log is appended to across restarts.
+    fn spawn_agent(&self, suffix: &str, attributes: &str, ports: (u16, u16)) -> Child {
         let node = format!("{}-{suffix}", self.node);
-        let log =
-            std::fs::File::create(self.dir().join(format!("agent-{suffix}.log"))).expect("log");
-        let child = Command::new(pacer_bin())
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir().join(format!("agent-{suffix}.log")))
+            .expect("log");
+        Command::new(pacer_bin())
             .args([
                 "agent",
                 "--etcd",
@@ -107,7 +109,7 @@ impl Cluster {
                 "127.0.0.1:0",
             ])
             .args(["--node-name", &node, "--hostname", "127.0.0.1"])
-            .args(["--cpus", "2", "--mem", "1024", "--disk", "1000"])
+            .args(["--cpus", "4", "--mem", "2048", "--disk", "1000"])
             .args(["--attributes", attributes])
             .args(["--ports", &format!("{}-{}", ports.0, ports.1)])
             .arg("--work-dir")
@@ -115,7 +117,30 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("pacer agent starts");
+            .expect("pacer agent starts")
+    }
+
+    /// kill -9 of the agent started with `suffix`, then the same agent again (same node name,
+    /// work dir and flags), as after a crash.
+    pub fn crash_and_restart_agent(&mut self, suffix: &str, attributes: &str, ports: (u16, u16)) {
+        let base = format!("{}-{suffix}", self.node);
+        let index = self
+            .agents
+            .iter()
+            .position(|(name, _)| *name == base)
+            .expect("an agent with that suffix");
+        let (_, mut old) = self.agents.remove(index);
+        old.kill().expect("kill -9");
+        let _ = old.wait();
+        let child = self.spawn_agent(suffix, attributes, ports);
+        self.agents.push((base, child));
+    }
+
+    /// Starts another real agent (docker and process runtimes) on this machine, as its own
+    /// node with `attributes` (Mesos syntax) and host ports `ports`, and waits for its offer.
+    pub async fn add_agent(&mut self, suffix: &str, attributes: &str, ports: (u16, u16)) -> String {
+        let node = format!("{}-{suffix}", self.node);
+        let child = self.spawn_agent(suffix, attributes, ports);
         self.agents.push((node.clone(), child));
         let (this, wanted): (&Cluster, &str) = (self, &node);
         this.eventually(

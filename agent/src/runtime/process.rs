@@ -32,6 +32,32 @@ impl Process {
         self.sandboxes.join(id)
     }
 
+    /// Stops and removes the sandboxes (and their processes) of tasks not in `wanted`: left by
+    /// an earlier run of this agent for tasks deleted while it was away.
+    pub fn remove_unwanted(&self, wanted: &[String]) {
+        let Ok(entries) = std::fs::read_dir(&self.sandboxes) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if wanted.contains(&id) {
+                continue;
+            }
+            let dir = entry.path();
+            let checkpoint = std::fs::read_to_string(dir.join(PID_FILE)).unwrap_or_default();
+            let mut parts = checkpoint.split_whitespace();
+            let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
+            let started = parts.next().and_then(|p| p.parse::<u64>().ok());
+            if let (Some(pid), Some(started)) = (pid, started)
+                && start_time(pid) == Some(started)
+            {
+                tracing::info!(task = %id, pid, "stopping a process no task wants");
+                signal_group(Some(pid), Signal::SIGKILL);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
     fn exit_of(&self, id: &str) -> Option<watch::Receiver<Option<i64>>> {
         self.exits.lock().expect("exits lock").get(id).cloned()
     }
@@ -56,10 +82,57 @@ fn tail_of(path: &Path, tail: usize) -> Result<String, RuntimeError> {
     }
 }
 
+/// The checkpoint of a started process: its pid and its start time (clock ticks since boot,
+/// from `/proc/<pid>/stat`), so that a reused pid is not mistaken for it.
+const PID_FILE: &str = ".pacer-pid";
+/// Written by the wrapper shell when the task's command ends: its exit code.
+const EXIT_FILE: &str = ".pacer-exit";
+
+/// The start time of a live (not zombie) process, from `/proc/<pid>/stat`.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+fn read_exit(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(EXIT_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[async_trait]
 impl Runtime for Process {
-    async fn adopt(&self, _task: &Task) -> Option<Handle> {
-        None
+    /// Re-attaches to a process an earlier agent started, from the sandbox's checkpoint: same
+    /// pid and start time means the same process. One that ended meanwhile reports the exit
+    /// code its wrapper wrote.
+    async fn adopt(&self, task: &Task) -> Option<Handle> {
+        let id = task.metadata.name.clone().unwrap_or_default();
+        let dir = self.sandbox(&id);
+        let checkpoint = std::fs::read_to_string(dir.join(PID_FILE)).ok()?;
+        let mut parts = checkpoint.split_whitespace();
+        let pid: u32 = parts.next()?.parse().ok()?;
+        let started: u64 = parts.next()?.parse().ok()?;
+        let (tx, rx) = watch::channel(None);
+        tokio::spawn(async move {
+            // Not our child: poll until it is gone, then take the code its wrapper left.
+            while start_time(pid) == Some(started) {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            let _ = tx.send(Some(read_exit(&dir).unwrap_or(-1)));
+        });
+        self.exits
+            .lock()
+            .expect("exits lock")
+            .insert(id.clone(), rx);
+        Some(Handle { id, pid: Some(pid) })
     }
 
     async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError> {
@@ -69,23 +142,25 @@ impl Runtime for Process {
         let stdout = std::fs::File::create(dir.join("stdout")).map_err(RuntimeError::Spawn)?;
         let stderr = std::fs::File::create(dir.join("stderr")).map_err(RuntimeError::Spawn)?;
         let app = &task.spec.app;
-        let mut command = match (&app.cmd, &app.args) {
-            (Some(cmd), _) => {
-                let mut c = tokio::process::Command::new("/bin/sh");
-                c.arg("-c").arg(cmd);
-                c
-            }
-            (None, Some(args)) if !args.is_empty() => {
-                let mut c = tokio::process::Command::new(&args[0]);
-                c.args(&args[1..]);
-                c
-            }
+        let argv: Vec<String> = match (&app.cmd, &app.args) {
+            (Some(cmd), _) => vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
+            (None, Some(args)) if !args.is_empty() => args.clone(),
             _ => {
                 return Err(RuntimeError::Spawn(std::io::Error::other(
                     "the app has neither cmd nor args",
                 )));
             }
         };
+        // A wrapper shell leads the process group and writes the exit code to the sandbox,
+        // so that an agent started later still learns how the task ended.
+        let mut command = tokio::process::Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "\"$@\"; code=$?; echo $code > {EXIT_FILE}; exit $code"
+            ))
+            .arg("pacer-task")
+            .args(&argv);
         command
             .envs(task_env(task, host))
             .env("MESOS_SANDBOX", &dir)
@@ -96,6 +171,10 @@ impl Runtime for Process {
             .process_group(0);
         let mut child = command.spawn().map_err(RuntimeError::Spawn)?;
         let pid = child.id();
+        if let Some(started) = pid.and_then(start_time) {
+            let checkpoint = format!("{} {started}\n", pid.unwrap_or_default());
+            std::fs::write(dir.join(PID_FILE), checkpoint).map_err(RuntimeError::Spawn)?;
+        }
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let code = match child.wait().await {
