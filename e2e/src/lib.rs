@@ -259,6 +259,13 @@ impl Cluster {
         std::fs::read_to_string(self.dir.path().join("pacer.log")).unwrap_or_default()
     }
 
+    /// Stops etcd (kill -9) for `down_for`, then starts it again on the same port and data.
+    pub async fn etcd_outage(&mut self, down_for: Duration) {
+        self._etcd.kill();
+        tokio::time::sleep(down_for).await;
+        self._etcd.restart().await.expect("etcd starts again");
+    }
+
     /// The test's temporary folder.
     pub fn dir(&self) -> &Path {
         self.dir.path()
