@@ -10,7 +10,7 @@ mod service_ports;
 
 use axum::Router;
 use axum::routing::get;
-use pacer_crd::{App, AppVersion, Deployment, Job, JobRun, Node, Offer, Role, Task};
+use pacer_crd::{App, AppVersion, Deployment, Drain, Job, JobRun, Node, Offer, Role, Task};
 use pacer_runtime::{Api, Client};
 
 pub use apply::Applied;
@@ -28,6 +28,7 @@ pub struct ApiState {
     pub roles: Api<Role>,
     pub jobs: Api<Job>,
     pub runs: Api<JobRun>,
+    pub drains: Api<Drain>,
     /// For reaching agents (task logs).
     pub http: reqwest::Client,
     /// The address this replica campaigns with, to tell whether it leads (`/v2/info`).
@@ -46,6 +47,7 @@ impl ApiState {
             roles: Api::new(client),
             jobs: Api::new(client),
             runs: Api::new(client),
+            drains: Api::new(client),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()

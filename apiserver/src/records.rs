@@ -30,6 +30,14 @@ pub fn routes() -> Router<ApiState> {
                 .delete(|s: State<ApiState>, p: Path<String>| delete_simple(s.0.roles, p.0)),
         )
         .route(
+            "/drains",
+            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.drains, q.0)),
+        )
+        .route(
+            "/nodes/{name}/drain",
+            axum::routing::put(drain).delete(undrain),
+        )
+        .route(
             "/jobs",
             get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.jobs, q.0)),
         )
@@ -216,4 +224,45 @@ async fn start_run(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct DrainBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `PUT /nodes/{name}/drain`: no new tasks on the node; its apps' tasks move elsewhere.
+async fn drain(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: DrainBody = if body.is_empty() {
+        DrainBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("expected {{\"reason\": \"...\"}}: {e}")))?
+    };
+    let mut record = pacer_crd::Drain::new(
+        &name,
+        pacer_crd::DrainSpec {
+            reason: body.reason,
+        },
+    );
+    pacer_runtime::api::prepare_new(&mut record);
+    apply_record(
+        &s.drains,
+        record,
+        |d: &pacer_crd::Drain| d.spec.clone(),
+        |d, spec| d.spec = spec,
+    )
+    .await
+}
+
+async fn undrain(
+    State(s): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    delete_simple(s.drains, name).await
 }

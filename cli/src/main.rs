@@ -4,6 +4,7 @@ mod client;
 mod daemons;
 mod jobs;
 mod manifests;
+mod nodes;
 mod rollout;
 mod show;
 
@@ -58,6 +59,8 @@ enum Command {
     Run(jobs::RunArgs),
     /// Why an app's instances are not placed: per node, the reason.
     Explain(jobs::ExplainArgs),
+    /// Drain a node (move its tasks away, take no new ones) or let it take tasks again.
+    Node(nodes::NodeArgs),
 }
 
 #[tokio::main]
@@ -85,6 +88,7 @@ async fn main() {
         Command::Restart(args) => rollout::restart(&api, args).await,
         Command::ResetDelay(args) => rollout::reset_delay(&api, args).await,
         Command::Explain(args) => jobs::explain(&api, args).await,
+        Command::Node(args) => nodes::node(&api, args).await,
         Command::Run(args) => match jobs::run(&api, args).await {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),

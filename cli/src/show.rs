@@ -90,7 +90,10 @@ pub async fn get(api: &ApiClient, args: GetArgs) -> anyhow::Result<()> {
             let table = match plural {
                 "apps" => apps_table(&items(list)?, wide),
                 "tasks" => tasks_table(&items(list)?, wide),
-                "nodes" => nodes_table(&items(list)?, wide),
+                "nodes" => {
+                    let drains: Vec<pacer_crd::Drain> = items(api.get("/drains").await?)?;
+                    nodes_table(&items(list)?, &drains, wide)
+                }
                 "offers" => offers_table(&items(list)?),
                 "roles" => roles_table(&items(list)?),
                 "jobs" => crate::jobs::jobs_table(&items(list)?),
@@ -245,8 +248,10 @@ fn ranges(ports: &[pacer_crd::PortRange]) -> String {
     parts.join(",")
 }
 
-fn nodes_table(nodes: &[Node], wide: bool) -> Table {
-    let mut header = vec!["NAME", "HOSTNAME", "CPUS", "MEM", "DISK", "PORTS", "AGE"];
+fn nodes_table(nodes: &[Node], drains: &[pacer_crd::Drain], wide: bool) -> Table {
+    let mut header = vec![
+        "NAME", "HOSTNAME", "STATUS", "CPUS", "MEM", "DISK", "PORTS", "AGE",
+    ];
     if wide {
         header.extend(["ADDRESS", "ATTRIBUTES"]);
     }
@@ -256,6 +261,11 @@ fn nodes_table(nodes: &[Node], wide: bool) -> Table {
         let mut row = vec![
             node.metadata.name.clone().unwrap_or_default(),
             node.spec.hostname.clone(),
+            if drains.iter().any(|d| d.metadata.name == node.metadata.name) {
+                "Drained".into()
+            } else {
+                "Ready".into()
+            },
             c.cpus.to_string(),
             c.mem.to_string(),
             c.disk.to_string(),

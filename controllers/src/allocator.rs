@@ -47,6 +47,9 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
                 Vec::new()
             }
         })
+        .watches(&cluster.drain_cache, |d: &pacer_crd::Drain| {
+            d.metadata.name.iter().cloned().collect()
+        })
         .watches(&cluster.role_cache, move |_: &Role| {
             nodes_with_room(&offers_for_roles)
         });
@@ -182,8 +185,11 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         .collect::<Result<Vec<_>, _>>()
         .map_err(decode_err)?;
 
+    let drained = cluster.drained(&name);
     let wanted = match &current_node {
+        // A drained node offers nothing.
         None => BTreeMap::new(),
+        Some(_) if drained => BTreeMap::new(),
         Some(n) => {
             let holder = existing
                 .iter()

@@ -43,6 +43,20 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
                 .collect()
         })
         // More room on a node may let pending instances in.
+        .watches(&cluster.drain_cache, {
+            let tasks = cluster.task_cache.store();
+            move |d: &pacer_crd::Drain| {
+                let node = d.metadata.name.clone().unwrap_or_default();
+                let mut apps: Vec<String> = tasks
+                    .filter(|t| t.spec.node == node && t.spec.run.is_none())
+                    .iter()
+                    .map(|t| t.spec.app_id.clone())
+                    .collect();
+                apps.sort();
+                apps.dedup();
+                apps
+            }
+        })
         .watches(&cluster.offer_cache, move |_: &Offer| {
             apps.filter(|a| a.status.as_ref().is_some_and(|s| s.tasks_pending > 0))
                 .iter()
@@ -103,11 +117,13 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
     let (stopping, active): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) =
         tasks.iter().partition(|t| t.spec.kill);
+    // Tasks on a drained node move like an upgrade's old ones: a new instance elsewhere
+    // first, within the upgrade strategy's bounds, then the old one stops.
     let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = active
         .into_iter()
-        .partition(|t| t.spec.app_version == version);
+        .partition(|t| t.spec.app_version == version && !cluster.drained(&t.spec.node));
     // An upgrade lasts while any task of another version runs, even one already stopping.
-    let upgrading = tasks.iter().any(|t| t.spec.app_version != version);
+    let upgrading = !old.is_empty() || tasks.iter().any(|t| t.spec.app_version != version);
     let (doomed, missing) = if !upgrading {
         // A scale: start what is missing, stop the surplus by killSelection.
         (

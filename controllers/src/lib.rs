@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pacer_crd::{App, Deployment, Job, JobRun, Node, Offer, Resources, Role, Task};
+use pacer_crd::{App, Deployment, Drain, Job, JobRun, Node, Offer, Resources, Role, Task};
 use pacer_runtime::{Api, Client, Reflector};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,7 @@ pub struct Cluster {
     pub role_cache: Reflector<Role>,
     pub run_cache: Reflector<JobRun>,
     pub job_cache: Reflector<Job>,
+    pub drain_cache: Reflector<Drain>,
     /// The allocator's last offers per node (role, resources): its own writes count before
     /// the offer cache shows them, so two nodes decided in a row see each other.
     pub offer_book: Arc<Mutex<OfferBook>>,
@@ -69,6 +70,7 @@ impl Cluster {
             role_cache: Reflector::start(Api::new(client), "", token.clone()),
             run_cache: Reflector::start(Api::new(client), "", token.clone()),
             job_cache: Reflector::start(Api::new(client), "", token.clone()),
+            drain_cache: Reflector::start(Api::new(client), "", token.clone()),
             jobs: Api::new(client),
             runs: Api::new(client),
             offer_book: Arc::default(),
@@ -80,6 +82,11 @@ impl Cluster {
             offers,
             deployments,
         }
+    }
+
+    /// Whether `node` is drained (no new tasks; its tasks move away).
+    pub fn drained(&self, node: &str) -> bool {
+        self.drain_cache.store().get(node).is_some()
     }
 
     /// The tasks of one app, from the cache (job runs' tasks are not an app's).

@@ -1,6 +1,8 @@
 //! CustomResourceDefinition YAML for every kind, written to manifests/crds by `make crds`.
 
-use crate::{App, AppVersion, CustomResourceExt, Deployment, Job, JobRun, Node, Offer, Role, Task};
+use crate::{
+    App, AppVersion, CustomResourceExt, Deployment, Drain, Job, JobRun, Node, Offer, Role, Task,
+};
 
 /// `(file name, YAML)` for each kind, in a stable order.
 pub fn all() -> Vec<(String, String)> {
@@ -10,6 +12,7 @@ pub fn all() -> Vec<(String, String)> {
         Node::crd(),
         Offer::crd(),
         Role::crd(),
+        Drain::crd(),
         Job::crd(),
         JobRun::crd(),
         Deployment::crd(),

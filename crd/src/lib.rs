@@ -4,6 +4,7 @@ pub mod app;
 pub mod app_version;
 pub mod crds;
 pub mod deployment;
+pub mod drain;
 pub mod error;
 pub mod id;
 pub mod job;
@@ -19,6 +20,7 @@ mod validate;
 pub use app::{App, AppSpec, AppStatus, KillSelection, NetworkMode};
 pub use app_version::{AppVersion, AppVersionSpec};
 pub use deployment::{Deployment, DeploymentSpec, DeploymentStatus};
+pub use drain::{Drain, DrainSpec};
 pub use error::{FieldError, FieldErrors};
 pub use id::AppId;
 pub use job::{Job, JobRun, JobRunSpec, JobRunStatus, JobSpec, JobStatus, RunPhase};
@@ -64,6 +66,7 @@ impl Record for App {}
 impl Record for Node {}
 impl Record for Offer {}
 impl Record for Role {}
+impl Record for Drain {}
 impl Record for Job {}
 impl Record for JobRun {}
 impl Record for Deployment {}
