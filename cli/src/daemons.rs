@@ -39,6 +39,10 @@ pub struct ServerArgs {
     /// Seconds a leader may go without renewing its lease before a standby takes over.
     #[arg(long, env = "PACER_LEADER_TTL", default_value_t = 5)]
     leader_ttl: u64,
+    /// The address other hosts reach this replica at (its name in the election, shown by
+    /// /v2/leader); the listen address by default.
+    #[arg(long, env = "PACER_ADVERTISE")]
+    advertise: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -191,15 +195,18 @@ async fn control_plane(
     client: Client,
     listen: SocketAddr,
     leader_ttl: Duration,
+    advertise: Option<String>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let identity = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| listen.to_string());
+    let identity = advertise.unwrap_or_else(|| {
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| listen.to_string())
+    });
     tracing::info!(%listen, "API listening");
     let api = pacer_apiserver::serve(
         listener,
@@ -217,7 +224,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     stop_on_signal(token.clone());
     let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
     let ttl = Duration::from_secs(args.leader_ttl.max(2));
-    control_plane(client, args.listen, ttl, token).await
+    control_plane(client, args.listen, ttl, args.advertise, token).await
 }
 
 pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
@@ -274,6 +281,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             client.clone(),
             args.listen,
             Duration::from_secs(5),
+            None,
             token.clone()
         )
         .map(stop_all(token.clone())),

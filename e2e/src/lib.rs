@@ -2,6 +2,8 @@
 //! engine. Every test gets its own etcd, node name and host port range, and cleans up after
 //! itself: containers are found by the node label.
 
+pub mod testbed;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

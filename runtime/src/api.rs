@@ -121,7 +121,13 @@ impl<K: Record> Api<K> {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<K>, Error> {
-        let resp = self.client.etcd().get(self.etcd_key(key), None).await?;
+        let key = self.etcd_key(key);
+        let resp = crate::client::transient_retry(|| {
+            let mut etcd = self.client.etcd();
+            let key = key.clone();
+            async move { etcd.get(key, None).await }
+        })
+        .await?;
         resp.kvs().first().map(|kv| self.decode(kv)).transpose()
     }
 
@@ -132,11 +138,16 @@ impl<K: Record> Api<K> {
 
     /// Every record below `sub`, at one revision.
     pub async fn list(&self, sub: &str) -> Result<ObjectList<K>, Error> {
-        let resp = self
-            .client
-            .etcd()
-            .get(self.etcd_prefix(sub), Some(GetOptions::new().with_prefix()))
-            .await?;
+        let prefix = self.etcd_prefix(sub);
+        let resp = crate::client::transient_retry(|| {
+            let mut etcd = self.client.etcd();
+            let prefix = prefix.clone();
+            async move {
+                etcd.get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         let items = resp
             .kvs()
@@ -193,7 +204,13 @@ impl<K: Record> Api<K> {
 
     /// Deletes a record; `Ok(false)` when it was already gone.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
-        let resp = self.client.etcd().delete(self.etcd_key(key), None).await?;
+        let key = self.etcd_key(key);
+        let resp = crate::client::transient_retry(|| {
+            let mut etcd = self.client.etcd();
+            let key = key.clone();
+            async move { etcd.delete(key, None).await }
+        })
+        .await?;
         Ok(resp.deleted() > 0)
     }
 
@@ -231,11 +248,15 @@ impl<K: Record> Api<K> {
 
     /// Runs a transaction; a failed compare is a `Conflict`. Returns the revision it wrote.
     pub async fn commit(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<i64, Error> {
-        let resp = self
-            .client
-            .etcd()
-            .txn(Txn::new().when(compares).and_then(ops))
-            .await?;
+        let txn = Txn::new().when(compares).and_then(ops);
+        // A retried transaction that had been applied fails its compares: a conflict, which
+        // every caller already answers by reading again.
+        let resp = crate::client::transient_retry(|| {
+            let mut etcd = self.client.etcd();
+            let txn = txn.clone();
+            async move { etcd.txn(txn).await }
+        })
+        .await?;
         if !resp.succeeded() {
             return Err(Error::Conflict {
                 kind: self.kind.clone(),

@@ -54,6 +54,39 @@ impl Client {
     }
 }
 
+/// Runs an etcd request again while it fails for a passing reason (the member it went to is
+/// gone, a leader election is under way), for at most about 5 s: losing one member of a
+/// cluster must not surface as an error.
+pub async fn transient_retry<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut delay = std::time::Duration::from_millis(50);
+    loop {
+        match call().await {
+            Err(e) if is_transient(&e) && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, retry_in = ?delay, "etcd request failed, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_millis(800));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+        ),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
+}
+
 fn normalize_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_matches('/');
     if trimmed.is_empty() {

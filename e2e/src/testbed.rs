@@ -1,0 +1,383 @@
+//! The multi-host test bed: hosts as containers of `pacer/testbed:latest` on a private Docker
+//! network: a 3-member etcd cluster, `pacer server` replicas and agents (which drive this
+//! machine's Docker engine through its socket, each as its own node). A host can be killed,
+//! restarted, or cut off the network and connected again.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::pacer_bin;
+
+pub const IMAGE: &str = "pacer/testbed:latest";
+/// The lease TTL of the agents and the leader election, in seconds.
+pub const TTL: u64 = 3;
+
+pub struct TestBed {
+    /// Prefix of every container, network and node name of this bed.
+    pub name: String,
+    pub servers: Vec<String>,
+    pub agents: Vec<String>,
+    pub etcd: Vec<String>,
+    http: reqwest::Client,
+}
+
+fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker runs")
+}
+
+fn docker_ok(args: &[&str]) {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds the test bed image from the `pacer` binary the tests run (once per test binary).
+pub fn ensure_image() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        crate::ensure_image();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/testbed.sh");
+        let status = Command::new("bash")
+            .arg(script)
+            .arg(pacer_bin())
+            .status()
+            .expect("testbed.sh runs");
+        assert!(status.success(), "building {IMAGE} failed");
+    });
+}
+
+impl TestBed {
+    /// Starts 3 etcd members, `servers` API/controller replicas and `agents` agents.
+    pub async fn start(name: &str, servers: usize, agents: usize) -> TestBed {
+        ensure_image();
+        let name = format!("tb-{name}-{}", std::process::id());
+        docker_ok(&["network", "create", &name]);
+        let bed = TestBed {
+            etcd: (1..=3).map(|i| format!("{name}-e{i}")).collect(),
+            servers: (1..=servers).map(|i| format!("{name}-s{i}")).collect(),
+            agents: (1..=agents).map(|i| format!("{name}-a{i}")).collect(),
+            name,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("http client"),
+        };
+        let cluster: Vec<String> = bed
+            .etcd
+            .iter()
+            .map(|e| format!("{e}=http://{e}:2380"))
+            .collect();
+        for member in bed.etcd.clone() {
+            let advertise = format!("http://{member}:2379");
+            let peer = format!("http://{member}:2380");
+            bed.run(
+                &member,
+                &[],
+                &[
+                    "etcd",
+                    "--name",
+                    &member,
+                    "--data-dir",
+                    "/var/lib/etcd",
+                    "--listen-client-urls",
+                    "http://0.0.0.0:2379",
+                    "--advertise-client-urls",
+                    &advertise,
+                    "--listen-peer-urls",
+                    "http://0.0.0.0:2380",
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                    "--initial-cluster",
+                    &cluster.join(","),
+                    "--initial-cluster-token",
+                    &bed.name,
+                    "--initial-cluster-state",
+                    "new",
+                    "--auto-compaction-mode",
+                    "periodic",
+                    "--auto-compaction-retention",
+                    "5m",
+                ],
+            );
+        }
+        let endpoints = bed.endpoints();
+        let ttl = TTL.to_string();
+        for server in bed.servers.clone() {
+            let advertise = format!("{server}:8080");
+            bed.run(
+                &server,
+                &[],
+                &[
+                    "pacer",
+                    "server",
+                    "--etcd",
+                    &endpoints,
+                    "--listen",
+                    "0.0.0.0:8080",
+                    "--advertise",
+                    &advertise,
+                    "--leader-ttl",
+                    &ttl,
+                ],
+            );
+        }
+        for (i, agent) in bed.agents.clone().iter().enumerate() {
+            let ports = format!("{}-{}", 33100 + i * 100, 33199 + i * 100);
+            bed.run(
+                agent,
+                &["-v", "/var/run/docker.sock:/var/run/docker.sock"],
+                &[
+                    "pacer",
+                    "agent",
+                    "--etcd",
+                    &endpoints,
+                    "--node-name",
+                    agent,
+                    "--hostname",
+                    agent,
+                    "--agent-listen",
+                    "0.0.0.0:5051",
+                    "--lease-ttl",
+                    &ttl,
+                    "--cpus",
+                    "2",
+                    "--mem",
+                    "1024",
+                    "--disk",
+                    "100",
+                    "--ports",
+                    &ports,
+                    "--work-dir",
+                    "/var/lib/pacer",
+                ],
+            );
+        }
+        let wanted = agents;
+        bed.eventually(
+            Duration::from_secs(60),
+            "a leader and every node",
+            || async {
+                let leader = bed.leader().await?;
+                let nodes = bed.get(&leader, "/apis/pacer.io/v1/nodes").await?;
+                let count = nodes["items"].as_array().map(Vec::len).unwrap_or(0);
+                (count == wanted).then_some(())
+            },
+        )
+        .await;
+        bed
+    }
+
+    fn run(&self, host: &str, extra: &[&str], command: &[&str]) {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            host,
+            "--hostname",
+            host,
+            "--network",
+            &self.name,
+        ];
+        args.extend(["--label", "pacer.io/testbed"]);
+        args.extend(extra);
+        args.push(IMAGE);
+        args.extend(command);
+        docker_ok(&args);
+    }
+
+    /// `http://e1:2379,...` as the hosts on the network reach etcd.
+    pub fn endpoints(&self) -> String {
+        self.etcd
+            .iter()
+            .map(|e| format!("http://{e}:2379"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The host's address on the bed's network (reachable from this machine).
+    pub fn ip(&self, host: &str) -> String {
+        let format = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            self.name
+        );
+        let out = docker(&["inspect", "-f", &format, host]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `http://IP:8080` of a server host.
+    pub fn url(&self, server: &str) -> String {
+        format!("http://{}:8080", self.ip(server))
+    }
+
+    pub async fn get(&self, server: &str, path: &str) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.url(server)))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// A request to a server host: status and JSON body.
+    pub async fn call(
+        &self,
+        server: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url(server)));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (status, resp.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// The server host that leads, as every running server says and the leader confirms.
+    pub async fn leader(&self) -> Option<String> {
+        for server in &self.servers {
+            let Some(answer) = self.get(server, "/v2/leader").await else {
+                continue;
+            };
+            let leader = answer["leader"]
+                .as_str()?
+                .trim_end_matches(":8080")
+                .to_string();
+            let info = self.get(&leader, "/v2/info").await?;
+            if info["elected"] == Value::Bool(true) {
+                return Some(leader);
+            }
+        }
+        None
+    }
+
+    /// Any server host that answers.
+    pub async fn any_server(&self) -> Option<String> {
+        for server in &self.servers {
+            if self.get(server, "/ping").await.is_some()
+                || self.get(server, "/v2/info").await.is_some()
+            {
+                return Some(server.clone());
+            }
+        }
+        None
+    }
+
+    pub fn kill(&self, host: &str) {
+        docker_ok(&["kill", "-s", "KILL", host]);
+    }
+
+    pub fn start_again(&self, host: &str) {
+        docker_ok(&["start", host]);
+    }
+
+    /// Cuts the host off the bed's network (its processes keep running).
+    pub fn disconnect(&self, host: &str) {
+        docker_ok(&["network", "disconnect", &self.name, host]);
+    }
+
+    pub fn connect(&self, host: &str) {
+        docker_ok(&["network", "connect", "--alias", host, &self.name, host]);
+    }
+
+    /// Running task containers of `app` on this machine's engine, by node.
+    pub fn containers_of(&self, app: &str) -> Vec<(String, String)> {
+        let filter = format!("label=pacer.io/app={app}");
+        let out = docker(&[
+            "ps",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.ID}} {{.Label \"pacer.io/node\"}}",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, node)| node.starts_with(&self.name))
+            .map(|(id, node)| (id.to_string(), node.to_string()))
+            .collect()
+    }
+
+    pub async fn eventually<T, F, Fut>(&self, limit: Duration, what: &str, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .servers
+                    .iter()
+                    .chain(&self.agents)
+                    .map(|h| {
+                        let out = docker(&["logs", "--tail", "15", h]);
+                        format!("--- {h}\n{}", String::from_utf8_lossy(&out.stderr))
+                    })
+                    .collect();
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for TestBed {
+    /// Removes the hosts, the task containers their agents started, and the network.
+    fn drop(&mut self) {
+        let hosts: Vec<&str> = self
+            .etcd
+            .iter()
+            .chain(&self.servers)
+            .chain(&self.agents)
+            .map(String::as_str)
+            .collect();
+        let mut args = vec!["rm", "-f"];
+        args.extend(hosts);
+        let _ = docker(&args);
+        let out = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=pacer.io/node",
+            "--format",
+            "{{.ID}} {{.Label \"pacer.io/node\"}}",
+        ]);
+        let tasks: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, node)| node.starts_with(&self.name))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        if !tasks.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(tasks.iter().map(String::as_str));
+            let _ = docker(&args);
+        }
+        let _ = docker(&["network", "rm", &self.name]);
+    }
+}
