@@ -6,7 +6,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 DEB_PACKAGES := etcd-server etcd-client protobuf-compiler libprotobuf-dev busybox-static
 PACER := target/debug/pacer
 
-.PHONY: run test deps build images crds fmt lint unit e2e marathon-client bench clean
+.PHONY: run test deps build images crds fmt lint unit e2e chaos marathon-client bench clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,6 +32,12 @@ run: build images
 test: build images
 	cargo nextest run --workspace --no-fail-fast
 	bash e2e/marathon-client/run.sh
+
+# 30 rounds of random faults on the multi-host test bed (hosts as containers: 3 etcd members,
+# 3 servers, 3 agents), invariants checked after each; `make test` runs 5.
+# PACER_CHAOS_SEED=N replays a run.
+chaos: build images
+	PACER_CHAOS_ROUNDS=$${PACER_CHAOS_ROUNDS:-30} cargo nextest run --workspace -E 'binary(chaos)' --no-capture
 
 # The real `marathon` Python client (PyPI) against a fresh `pacer up`.
 marathon-client: build images
