@@ -74,7 +74,13 @@ pub async fn run(
     );
     if let Runtimes::Real { docker, process } = &runtimes {
         let tasks: Api<Task> = Api::new(&client);
-        docker.remove_unwanted(&config.node_name, &tasks).await;
+        docker.remove_unwanted(&config.node_name, &tasks, Duration::ZERO).await;
+        tokio::spawn(sweep(
+            docker.clone(),
+            config.node_name.clone(),
+            tasks.clone(),
+            token.clone(),
+        ));
         if let Ok(list) = tasks.list(&format!("{}/", config.node_name)).await {
             let wanted: Vec<String> = list
                 .items
@@ -86,6 +92,23 @@ pub async fn run(
     }
     run_node(config, client, runtimes, Some((listener, address)), token).await;
     Ok(())
+}
+
+/// Every 30 s, removes this node's containers no task wants that are older than a minute.
+async fn sweep(
+    docker: Arc<runtime::Docker>,
+    node: String,
+    tasks: Api<Task>,
+    token: CancellationToken,
+) {
+    const EVERY: Duration = Duration::from_secs(30);
+    const GRACE: Duration = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => docker.remove_unwanted(&node, &tasks, GRACE).await,
+        }
+    }
 }
 
 /// Runs `count` simulated nodes in this process (`pacer agent --simulate N`): each registers

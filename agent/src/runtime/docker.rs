@@ -36,8 +36,14 @@ impl Docker {
         Ok(Docker { client })
     }
 
-    /// Removes this node's labelled containers that no task record wants (left by an earlier run).
-    pub async fn remove_unwanted(&self, node: &str, tasks: &Api<Task>) {
+    /// Removes this node's labelled containers that no task record wants (left by an earlier
+    /// run, or created by a start that was still in flight when a task was deleted) and that
+    /// are older than `grace`. A failed lookup keeps the container.
+    pub async fn remove_unwanted(&self, node: &str, tasks: &Api<Task>, grace: std::time::Duration) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_NODE}={node}")])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -47,6 +53,12 @@ impl Docker {
             return;
         };
         for c in containers {
+            let young = c
+                .created
+                .is_some_and(|created| now - created < grace.as_secs() as i64);
+            if young {
+                continue;
+            }
             let task = c
                 .labels
                 .as_ref()
