@@ -74,7 +74,9 @@ pub async fn run(
     );
     if let Runtimes::Real { docker, process } = &runtimes {
         let tasks: Api<Task> = Api::new(&client);
-        docker.remove_unwanted(&config.node_name, &tasks, Duration::ZERO).await;
+        docker
+            .remove_unwanted(&config.node_name, &tasks, Duration::ZERO)
+            .await;
         tokio::spawn(sweep(
             docker.clone(),
             config.node_name.clone(),

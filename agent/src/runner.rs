@@ -102,9 +102,16 @@ async fn run(
     let handle = match adopted {
         Some(handle) => {
             tracing::info!(id = %handle.id, pid = ?handle.pid, "re-attached to the running task");
+            // It may have been started by an agent stopped before it could say so.
             report.status.recovered_at = Some(now());
             report.status.unreachable_since = None;
             report.status.state = TaskState::Running;
+            report.status.container_id = Some(handle.id.clone());
+            report.status.pid = handle.pid.or(report.status.pid);
+            report.status.host = Some(ctx.hostname.clone());
+            if report.status.started_at.is_none() {
+                report.status.started_at = Some(now());
+            }
             report.send().await;
             handle
         }

@@ -285,6 +285,11 @@ impl TestBed {
         docker_ok(&["kill", "-s", "KILL", host]);
     }
 
+    /// `docker restart`: SIGTERM, then the host starts again.
+    pub fn restart(&self, host: &str) {
+        docker_ok(&["restart", "-t", "5", host]);
+    }
+
     pub fn start_again(&self, host: &str) {
         docker_ok(&["start", host]);
     }

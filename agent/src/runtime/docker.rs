@@ -213,12 +213,23 @@ impl Runtime for Docker {
             .await
             .ok()?;
         let state = info.state?;
-        if state.running != Some(true) {
+        let id = info.id?;
+        // Created but never started (the agent stopped in between): start afresh. One that ran
+        // and exited meanwhile is adopted: waiting on it gives its exit code at once.
+        if state
+            .started_at
+            .as_deref()
+            .is_none_or(|t| t.starts_with("0001-"))
+        {
+            let _ = self.remove(&Handle { id, pid: None }).await;
             return None;
         }
         Some(Handle {
-            id: info.id?,
-            pid: state.pid.and_then(|p| u32::try_from(p).ok()),
+            id,
+            pid: state
+                .pid
+                .filter(|p| *p > 0)
+                .and_then(|p| u32::try_from(p).ok()),
         })
     }
 
