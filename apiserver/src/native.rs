@@ -140,16 +140,7 @@ fn manifest(body: &Bytes) -> Result<pacer_crd::App, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     match Manifest::from_value(doc).map_err(ApiError::Invalid)? {
         Manifest::App(app) => Ok(app),
-        other => Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![
-            pacer_crd::FieldError::new(
-                "kind",
-                format!(
-                    "a {} is applied at /{}, not as an App",
-                    other.kind(),
-                    other.plural()
-                ),
-            ),
-        ]))),
+        other => Err(crate::records::wrong_kind(&other, "App")),
     }
 }
 

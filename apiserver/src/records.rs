@@ -73,13 +73,19 @@ fn parse(body: &Bytes, url_name: &str) -> Result<Manifest, ApiError> {
     Ok(manifest)
 }
 
-fn wrong_kind(manifest: &Manifest, expected: &str) -> ApiError {
+/// A manifest of another kind sent to `expected`'s path: 422 naming where it belongs.
+pub(crate) fn wrong_kind(manifest: &Manifest, expected: &str) -> ApiError {
     ApiError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
         "kind",
         format!(
-            "a {} is applied at /{}, not as a {expected}",
+            "a {} is applied at /{}, not as {} {expected}",
             manifest.kind(),
-            manifest.plural()
+            manifest.plural(),
+            if expected.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                "an"
+            } else {
+                "a"
+            }
         ),
     )]))
 }

@@ -196,24 +196,28 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
                 .find(|o| !o.spec.ports.is_empty() || o.spec.resources != o.spec.reserved)
                 .map(|o| o.spec.role.clone());
             let mut book = cluster.offer_book.lock().expect("offer book lock");
-            let roles = role_shares(&cluster, &name, &book);
-            let total = cluster
-                .node_cache
-                .store()
-                .list()
-                .iter()
-                .fold(Resources::default(), |sum, n| sum.plus(&n.spec.capacity));
+            let keep = || holder.clone().unwrap_or_else(|| "*".into());
+            // Shares are read from every task and offer: only worth it when there is something
+            // to hand out (a full node, the usual case under load, keeps its holder).
             let choose = |free: &Resources| {
-                drf::choose(&roles, &total, free, holder.as_deref()).unwrap_or_else(|| {
-                    // Nobody wants more: the current holder (or the default role) keeps it.
-                    (holder.clone().unwrap_or_else(|| "*".into()), *free)
-                })
+                if free.is_empty() {
+                    return (keep(), *free);
+                }
+                let roles = role_shares(&cluster, &name, &book);
+                let total = cluster
+                    .node_cache
+                    .store()
+                    .list()
+                    .iter()
+                    .fold(Resources::default(), |sum, n| sum.plus(&n.spec.capacity));
+                // Nobody wants more: the current holder (or the default role) keeps it.
+                drf::choose(&roles, &total, free, holder.as_deref())
+                    .unwrap_or_else(|| (keep(), *free))
             };
             let wanted = node_offers(n, &node_tasks, &choose);
             tracing::debug!(
                 node = %name,
                 offers = ?wanted.values().map(|o| (&o.role, o.resources.cpus)).collect::<Vec<_>>(),
-                shares = ?roles.iter().map(|(r, s)| (r, s.allocated.cpus, s.wants)).collect::<Vec<_>>(),
                 "offers decided"
             );
             book.insert(
@@ -343,24 +347,13 @@ fn role_shares(
     let mut smallest: HashMap<String, Resources> = HashMap::new();
     for app in cluster.app_cache.store().list() {
         if app.status.as_ref().is_some_and(|s| s.tasks_pending > 0) {
-            let need = Resources::new(app.spec.cpus, app.spec.mem, app.spec.disk);
-            smallest
-                .entry(app.spec.role.clone())
-                .and_modify(|m| *m = m.min(&need))
-                .or_insert(need);
-            share_of(&mut roles, &app.spec.role).wants = true;
+            wants(&mut roles, &mut smallest, &app.spec);
         }
     }
     for run in cluster.run_cache.store().list() {
         let waiting = run.phase() == pacer_crd::RunPhase::Pending && !run.spec.kill;
         if waiting {
-            let spec = &run.spec.template.run;
-            let need = Resources::new(spec.cpus, spec.mem, spec.disk);
-            smallest
-                .entry(spec.role.clone())
-                .and_modify(|m| *m = m.min(&need))
-                .or_insert(need);
-            share_of(&mut roles, &spec.role).wants = true;
+            wants(&mut roles, &mut smallest, &run.spec.template.run);
         }
     }
     // An offer counts as held while it is of use to its role: a leftover no instance fits
@@ -401,6 +394,20 @@ async fn delete_offer(offers: &Api<Offer>, offer: &Offer) -> Result<(), Error> {
         Err(e) if e.is_conflict() => Ok(()),
         Err(e) => Err(Error::OfferWrite(offer.spec.node.clone(), e)),
     }
+}
+
+/// Notes that `spec`'s role has an instance waiting, and the smallest such instance.
+fn wants(
+    roles: &mut BTreeMap<String, drf::RoleShare>,
+    smallest: &mut HashMap<String, Resources>,
+    spec: &pacer_crd::AppSpec,
+) {
+    let need = Resources::new(spec.cpus, spec.mem, spec.disk);
+    smallest
+        .entry(spec.role.clone())
+        .and_modify(|m| *m = m.min(&need))
+        .or_insert(need);
+    share_of(roles, &spec.role).wants = true;
 }
 
 fn share_of<'a>(

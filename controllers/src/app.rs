@@ -315,22 +315,10 @@ fn age_key(t: &Task) -> (Option<String>, Option<String>, String) {
 }
 
 async fn kill(cluster: &Cluster, task: &Task) -> Result<(), Error> {
-    let result = cluster
-        .tasks
-        .modify(&pacer_crd::Record::key(task), |t| {
-            let changed = !t.spec.kill;
-            t.spec.kill = true;
-            changed
-        })
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(Error::TaskKill(
-            task.metadata.name.clone().unwrap_or_default(),
-            e,
-        )),
-    }
+    cluster
+        .kill_task(task)
+        .await
+        .map_err(|e| Error::TaskKill(task.metadata.name.clone().unwrap_or_default(), e))
 }
 
 /// Removes the records of ended tasks and counts failures of the current version, in one

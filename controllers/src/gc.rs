@@ -54,11 +54,7 @@ async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Err
     let result = if task.state().is_terminal() {
         cluster.tasks.delete_unchanged(&task).await
     } else if !task.spec.kill {
-        cluster
-            .tasks
-            .modify(&name, |t| !std::mem::replace(&mut t.spec.kill, true))
-            .await
-            .map(|_| ())
+        cluster.kill_task(&task).await
     } else {
         Ok(())
     };
@@ -72,23 +68,12 @@ async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Err
 /// Whether the app (or, for a job's task, the run) the task belongs to still exists. The cache
 /// may lag behind a just-created owner: only etcd itself may say it is gone.
 async fn owner_exists(task: &Task, cluster: &Cluster) -> Result<bool, Error> {
-    if let Some(run) = &task.spec.run {
-        if cluster.run_cache.store().get(run).is_some() {
-            return Ok(true);
-        }
-        let found = cluster.runs.get(run).await;
-        return found
-            .map(|r| r.is_some())
-            .map_err(|e| Error::AppLookup(run.clone(), e));
+    match &task.spec.run {
+        Some(run) => crate::exists(&cluster.run_cache, &cluster.runs, run)
+            .await
+            .map_err(|e| Error::AppLookup(run.clone(), e)),
+        None => crate::exists(&cluster.app_cache, &cluster.apps, &task.spec.app_id)
+            .await
+            .map_err(|e| Error::AppLookup(task.spec.app_id.clone(), e)),
     }
-    let app_id = &task.spec.app_id;
-    if cluster.app_cache.store().get(app_id).is_some() {
-        return Ok(true);
-    }
-    cluster
-        .apps
-        .get(app_id)
-        .await
-        .map(|a| a.is_some())
-        .map_err(|e| Error::AppLookup(app_id.clone(), e))
 }

@@ -256,9 +256,7 @@ async fn reconcile_run(run: Arc<JobRun>, cluster: Arc<Cluster>) -> Result<Action
     } else {
         let ended = latest.map(|t| (t.state(), t.status.clone().unwrap_or_default()));
         match ended {
-            Some((TaskState::Finished, s))
-                if s.exit_code.unwrap_or(0) == 0 && !deadline_hit(&status) =>
-            {
+            Some((TaskState::Finished, s)) if s.exit_code.unwrap_or(0) == 0 => {
                 status.exit_code = Some(0);
                 finish(&mut status, RunPhase::Succeeded, "succeeded".into());
             }
@@ -306,13 +304,6 @@ async fn reconcile_run(run: Arc<JobRun>, cluster: Arc<Cluster>) -> Result<Action
     Ok(action)
 }
 
-fn deadline_hit(status: &JobRunStatus) -> bool {
-    status
-        .message
-        .as_deref()
-        .is_some_and(|m| m.starts_with("attempt ran longer"))
-}
-
 fn finish(status: &mut JobRunStatus, phase: RunPhase, message: String) {
     status.phase = phase;
     status.message = Some(message);
@@ -321,15 +312,10 @@ fn finish(status: &mut JobRunStatus, phase: RunPhase, message: String) {
 }
 
 async fn kill_task(cluster: &Cluster, task: &Task) -> Result<(), Error> {
-    let result = cluster
-        .tasks
-        .modify(&task.key(), |t| !std::mem::replace(&mut t.spec.kill, true))
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(Error::Run(task.key(), e)),
-    }
+    cluster
+        .kill_task(task)
+        .await
+        .map_err(|e| Error::Run(task.key(), e))
 }
 
 /// Places the next attempt's task, writing the run's status in the same transaction so that

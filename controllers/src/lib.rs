@@ -84,6 +84,19 @@ impl Cluster {
         }
     }
 
+    /// Asks the task's agent to stop it (sets `spec.kill`); a task already gone is fine.
+    pub async fn kill_task(&self, task: &Task) -> Result<(), pacer_runtime::Error> {
+        let key = pacer_crd::Record::key(task);
+        match self
+            .tasks
+            .modify(&key, |t| !std::mem::replace(&mut t.spec.kill, true))
+            .await
+        {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `node` is drained (no new tasks; its tasks move away).
     pub fn drained(&self, node: &str) -> bool {
         self.drain_cache.store().get(node).is_some()
@@ -95,6 +108,19 @@ impl Cluster {
             .store()
             .filter(|t| t.spec.app_id == app && t.spec.run.is_none())
     }
+}
+
+/// Whether the record `key` exists: the cache may say yes at once; only etcd may say no (a
+/// cache can lag behind a record just written).
+pub async fn exists<K: pacer_crd::Record>(
+    cache: &Reflector<K>,
+    api: &Api<K>,
+    key: &str,
+) -> Result<bool, pacer_runtime::Error> {
+    if cache.store().get(key).is_some() {
+        return Ok(true);
+    }
+    Ok(api.get(key).await?.is_some())
 }
 
 /// A controller's own writes, by key, that a cache has not shown yet. Acting on a cache that

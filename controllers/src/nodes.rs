@@ -54,16 +54,9 @@ async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     let node = &task.spec.node;
-    if cluster.node_cache.store().get(node).is_some() {
-        return Ok(Action::await_change());
-    }
-    // The cache may lag behind a node registering again: only etcd may say it is gone.
-    let present = cluster
-        .nodes
-        .get(node)
+    let present = crate::exists(&cluster.node_cache, &cluster.nodes, node)
         .await
-        .map_err(|e| Error::NodeLookup(node.clone(), e))?
-        .is_some();
+        .map_err(|e| Error::NodeLookup(node.clone(), e))?;
     if present {
         return Ok(Action::await_change());
     }

@@ -395,42 +395,73 @@ impl Cluster {
 
     /// Ids of the containers of this cluster's nodes (`pacer up`'s and the added agents').
     pub fn all_containers(&self) -> Vec<String> {
-        let out = Command::new("docker")
-            .args(["ps", "-a", "--filter", "label=pacer.io/node"])
-            .args(["--format", "{{.ID}} {{.Label \"pacer.io/node\"}}"])
-            .output()
-            .expect("docker ps");
-        let mine = |node: &str| node == self.node || node.starts_with(&format!("{}-", self.node));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(_, node)| mine(node))
-            .map(|(id, _)| id.to_string())
+        let prefix = format!("{}-", self.node);
+        node_containers(|n| n == self.node || n.starts_with(&prefix), &[])
+            .into_iter()
+            .map(|(id, _)| id)
             .collect()
     }
 
     /// Polls `check` until it returns Some, failing with `what` and the server log after `limit`.
-    pub async fn eventually<T, F, Fut>(&self, limit: Duration, what: &str, mut check: F) -> T
+    pub async fn eventually<T, F, Fut>(&self, limit: Duration, what: &str, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(value) = check().await {
-                return value;
-            }
-            if Instant::now() > deadline {
-                let tasks = self.pacer(&["get", "tasks", "-o", "wide"]);
-                panic!(
-                    "timed out after {limit:?} waiting for {what}\ntasks:\n{}\nlog tail:\n{}",
-                    String::from_utf8_lossy(&tasks.stdout),
-                    tail(&self.log(), 40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(value) = poll(limit, check).await {
+            return value;
         }
+        let tasks = self.pacer(&["get", "tasks", "-o", "wide"]);
+        panic!(
+            "timed out after {limit:?} waiting for {what}\ntasks:\n{}\nlog tail:\n{}",
+            String::from_utf8_lossy(&tasks.stdout),
+            tail(&self.log(), 40)
+        );
     }
+}
+
+/// Polls `check` every 100 ms until it returns Some, or `None` once `limit` has passed (the
+/// caller says what it waited for and what it saw).
+pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A command's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Containers carrying a `pacer.io/node` label that `node` accepts and matching every docker
+/// `filters` entry: (id, node).
+pub fn node_containers(node: impl Fn(&str) -> bool, filters: &[&str]) -> Vec<(String, String)> {
+    let mut args = vec!["ps", "-a", "--filter", "label=pacer.io/node"];
+    for filter in filters {
+        args.extend(["--filter", filter]);
+    }
+    args.extend(["--format", "{{.ID}} {{.Label \"pacer.io/node\"}}"]);
+    let out = Command::new("docker")
+        .args(&args)
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, n)| node(n))
+        .map(|(id, n)| (id.to_string(), n.to_string()))
+        .collect()
 }
 
 /// Tasks as the watch has reported them so far.

@@ -4,11 +4,11 @@
 //! restarted, or cut off the network and connected again.
 
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::pacer_bin;
+use crate::{node_containers, pacer_bin, poll};
 
 pub const IMAGE: &str = "pacer/testbed:latest";
 /// The lease TTL of the agents and the leader election, in seconds.
@@ -306,48 +306,30 @@ impl TestBed {
     /// Running task containers of `app` on this machine's engine, by node.
     pub fn containers_of(&self, app: &str) -> Vec<(String, String)> {
         let filter = format!("label=pacer.io/app={app}");
-        let out = docker(&[
-            "ps",
-            "--filter",
-            &filter,
-            "--format",
-            "{{.ID}} {{.Label \"pacer.io/node\"}}",
-        ]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(_, node)| node.starts_with(&self.name))
-            .map(|(id, node)| (id.to_string(), node.to_string()))
-            .collect()
+        node_containers(|n| n.starts_with(&self.name), &[&filter, "status=running"])
     }
 
-    pub async fn eventually<T, F, Fut>(&self, limit: Duration, what: &str, mut check: F) -> T
+    pub async fn eventually<T, F, Fut>(&self, limit: Duration, what: &str, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let logs: Vec<String> = self
-                    .servers
-                    .iter()
-                    .chain(&self.agents)
-                    .map(|h| {
-                        let out = docker(&["logs", "--tail", "15", h]);
-                        format!("--- {h}\n{}", String::from_utf8_lossy(&out.stderr))
-                    })
-                    .collect();
-                panic!(
-                    "timed out after {limit:?} waiting for {what}\n{}",
-                    logs.join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(value) = poll(limit, check).await {
+            return value;
         }
+        let logs: Vec<String> = self
+            .servers
+            .iter()
+            .chain(&self.agents)
+            .map(|h| {
+                let out = docker(&["logs", "--tail", "15", h]);
+                format!("--- {h}\n{}", String::from_utf8_lossy(&out.stderr))
+            })
+            .collect();
+        panic!(
+            "timed out after {limit:?} waiting for {what}\n{}",
+            logs.join("\n")
+        );
     }
 }
 
@@ -364,19 +346,9 @@ impl Drop for TestBed {
         let mut args = vec!["rm", "-f"];
         args.extend(hosts);
         let _ = docker(&args);
-        let out = docker(&[
-            "ps",
-            "-a",
-            "--filter",
-            "label=pacer.io/node",
-            "--format",
-            "{{.ID}} {{.Label \"pacer.io/node\"}}",
-        ]);
-        let tasks: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(_, node)| node.starts_with(&self.name))
-            .map(|(id, _)| id.to_string())
+        let tasks: Vec<String> = node_containers(|n| n.starts_with(&self.name), &[])
+            .into_iter()
+            .map(|(id, _)| id)
             .collect();
         if !tasks.is_empty() {
             let mut args = vec!["rm", "-f"];

@@ -3,11 +3,7 @@
 
 use std::time::Duration;
 
-use pacer_e2e::{Cluster, web_app};
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use pacer_e2e::{Cluster, text, web_app};
 
 #[tokio::test]
 async fn sigterm_leaves_tasks_running_and_drain_moves_them_away() {

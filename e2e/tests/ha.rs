@@ -48,21 +48,14 @@ async fn running(http: &reqwest::Client, addr: &str) -> usize {
         .unwrap_or(0) as usize
 }
 
-async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+async fn wait_for<T, F, Fut>(limit: Duration, what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    match pacer_e2e::poll(limit, check).await {
+        Some(v) => v,
+        None => panic!("timed out after {limit:?} waiting for {what}"),
     }
 }
 

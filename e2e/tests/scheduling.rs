@@ -5,13 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pacer_crd::{Job, JobRun, RunPhase, Task, TaskState};
-use pacer_e2e::{Cluster, IMAGE};
+use pacer_e2e::{Cluster, IMAGE, text};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn app(name: &str, instances: i64, constraint: &str) -> String {
     format!(

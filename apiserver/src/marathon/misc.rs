@@ -144,23 +144,15 @@ pub async fn queue(State(s): State<ApiState>) -> Result<Json<Value>> {
 /// Marathon's per-reason counts of the last placement attempt: every node's offer was
 /// processed; those rejected are declined, counted under the first reason that rejected them.
 fn offers_summary(report: Option<&pacer_crd::app::PlacementReport>) -> Value {
-    const REASONS: [&str; 7] = [
-        "UnfulfilledRole",
-        "NoCorrespondingReservationFound",
-        "InsufficientCpus",
-        "InsufficientMemory",
-        "InsufficientDisk",
-        "InsufficientPorts",
-        "UnfulfilledConstraint",
-    ];
     let Some(report) = report else {
         return json!({"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []});
     };
     let mut left = report.nodes_considered;
-    let reasons: Vec<Value> = REASONS
+    let reasons: Vec<Value> = pacer_crd::app::Reason::ALL
         .iter()
         .map(|reason| {
-            let declined = report.rejected.get(*reason).copied().unwrap_or(0);
+            let reason = reason.as_str();
+            let declined = report.rejected.get(reason).copied().unwrap_or(0);
             let entry = json!({"reason": reason, "declined": declined, "processed": left});
             left -= declined;
             entry

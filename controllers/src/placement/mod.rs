@@ -111,41 +111,7 @@ fn accepts(app: &AppSpec) -> (bool, bool) {
     }
 }
 
-/// Why a node cannot take an instance, in Marathon's reason names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reason {
-    UnfulfilledRole,
-    NoCorrespondingReservationFound,
-    InsufficientCpus,
-    InsufficientMemory,
-    InsufficientDisk,
-    InsufficientPorts,
-    UnfulfilledConstraint,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 7] = [
-        Reason::UnfulfilledRole,
-        Reason::NoCorrespondingReservationFound,
-        Reason::InsufficientCpus,
-        Reason::InsufficientMemory,
-        Reason::InsufficientDisk,
-        Reason::InsufficientPorts,
-        Reason::UnfulfilledConstraint,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::UnfulfilledRole => "UnfulfilledRole",
-            Reason::NoCorrespondingReservationFound => "NoCorrespondingReservationFound",
-            Reason::InsufficientCpus => "InsufficientCpus",
-            Reason::InsufficientMemory => "InsufficientMemory",
-            Reason::InsufficientDisk => "InsufficientDisk",
-            Reason::InsufficientPorts => "InsufficientPorts",
-            Reason::UnfulfilledConstraint => "UnfulfilledConstraint",
-        }
-    }
-}
+pub use pacer_crd::app::Reason;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
