@@ -55,14 +55,15 @@ impl Client {
 }
 
 /// Runs an etcd request again while it fails for a passing reason (the member it went to is
-/// gone, a leader election is under way), for at most about 5 s: losing one member of a
-/// cluster must not surface as an error.
+/// gone, a leader election is under way), for at most about 15 s (the client notices a dead
+/// member within its 5 s keep-alive plus 5 s timeout): losing one member of a cluster must
+/// not surface as an error.
 pub async fn transient_retry<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     let mut delay = std::time::Duration::from_millis(50);
     loop {
         match call().await {
@@ -80,7 +81,10 @@ fn is_transient(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(status) => matches!(
             status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+            tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
         ),
         etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
         _ => false,
