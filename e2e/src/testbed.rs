@@ -236,9 +236,11 @@ impl TestBed {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        // Writes may wait out etcd's own recovery (up to 15 s of retries in the server).
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.url(server)));
+            .request(method, format!("{}{path}", self.url(server)))
+            .timeout(Duration::from_secs(20));
         if let Some(body) = body {
             req = req.json(&body);
         }
