@@ -104,6 +104,11 @@ impl EtcdProcess {
         Err(StartError::Timeout(limit, log.into()))
     }
 
+    /// The etcd process (benchmarks read its CPU time and memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops etcd the hard way (for tests of etcd failures).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,68 @@
+//! `pacer-bench` (`make bench`): Pacer's figures at scale, each printed with the ratio to a
+//! baseline measured in the same run, and written into bench/RESULTS.md.
+
+mod baseline;
+mod bed;
+mod report;
+mod suite;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Measures Pacer against baselines taken in the same run")]
+struct Args {
+    /// The `pacer` binary to drive (a release build for real figures).
+    #[arg(long, default_value = "target/release/pacer")]
+    pacer: PathBuf,
+    /// A tiny run of every benchmark (seconds, not minutes): checks the harness, not Pacer.
+    #[arg(long)]
+    smoke: bool,
+    /// Only these benchmarks (1-7), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u8>,
+    /// Where to write the results (the part between the run markers is replaced).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The image of container benchmarks (built by `make images`).
+    #[arg(long, default_value = "pacer/busybox:latest")]
+    image: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.pacer.exists(),
+        "{} is missing: build it first (`cargo build --release -p pacer-cli`)",
+        args.pacer.display()
+    );
+    let scale = if args.smoke {
+        suite::Scale::smoke()
+    } else {
+        suite::Scale::full()
+    };
+    let started = std::time::Instant::now();
+    let run = suite::Run {
+        pacer: args.pacer.clone(),
+        image: args.image.clone(),
+        scale,
+        only: args.only.clone(),
+    };
+    let figures = run.all().await?;
+    let took = started.elapsed();
+    let table = report::table(&figures);
+    println!("{table}");
+    println!("whole run: {:.0} s", took.as_secs_f64());
+    if let Some(out) = &args.out {
+        report::write(
+            out,
+            &figures,
+            took,
+            &std::env::args().collect::<Vec<_>>().join(" "),
+        )?;
+        println!("written to {}", out.display());
+    }
+    Ok(())
+}
