@@ -63,7 +63,9 @@ pub async fn list_and_watch(endpoint: &str, prefixes: &[&str]) -> Result<(f64, u
     let lists = prefixes.iter().map(|prefix| {
         let mut c = c.clone();
         async move {
-            let r = c
+            // One read per prefix, however big (a bare client need not page).
+            let mut kv = c.kv_client().max_decoding_message_size(1 << 30);
+            let r = kv
                 .get(*prefix, Some(GetOptions::new().with_prefix()))
                 .await?;
             let revision = r.header().map(|h| h.revision()).unwrap_or(0);

@@ -142,7 +142,10 @@ impl Bed {
         let child = Command::new(&self.pacer)
             .args(args)
             .args(["--etcd", &self.etcd.endpoint])
-            .env("RUST_LOG", "warn")
+            .env(
+                "PACER_LOG",
+                std::env::var("PACER_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -151,6 +154,23 @@ impl Bed {
             child,
             name: name.into(),
         })
+    }
+
+    /// Everything a process of the bed printed, colours removed.
+    pub fn full_log(&self, name: &str) -> String {
+        let text =
+            std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
+        let mut plain = String::with_capacity(text.len());
+        let mut escape = false;
+        for ch in text.chars() {
+            match (escape, ch) {
+                (false, '\u{1b}') => escape = true,
+                (true, 'm') => escape = false,
+                (true, _) => {}
+                (false, c) => plain.push(c),
+            }
+        }
+        plain
     }
 
     /// What a process of the bed printed, for errors.
@@ -333,16 +353,18 @@ impl Bed {
         Ok(())
     }
 
-    /// `PUT /v2/apps/ID` with `{"instances": n}`.
+    /// `PUT /apis/pacer.io/v1/apps/NAME/scale` with `{"instances": n}` (Marathon's
+    /// `PUT /v2/apps/ID` reads every task for its answer: too slow a probe with 50,000).
     pub async fn scale(&self, id: &str, instances: usize) -> Result<()> {
+        let name = id.trim_start_matches('/').replace('/', "_");
         let r = self
             .http
-            .put(format!("{}/v2/apps{id}?force=true", self.api))
+            .put(format!("{}/apis/pacer.io/v1/apps/{name}/scale", self.api))
             .json(&json!({ "instances": instances }))
             .send()
             .await?;
         if !r.status().is_success() {
-            bail!("PUT /v2/apps{id}: {} {}", r.status(), r.text().await?);
+            bail!("scaling {id}: {} {}", r.status(), r.text().await?);
         }
         Ok(())
     }
@@ -359,19 +381,18 @@ impl Bed {
         Ok(())
     }
 
-    /// Running instances of every app, from `/v2/apps`.
+    /// Running instances of every app, from the apps' status in etcd (cheaper than asking
+    /// the API, which reads every task).
     pub async fn tasks_running(&self) -> Result<i64> {
-        let apps: Value = self
-            .http
-            .get(format!("{}/v2/apps", self.api))
-            .send()
-            .await?
-            .json()
+        let mut c = self.client.clone();
+        let r = c
+            .get("/pacer/apps/", Some(GetOptions::new().with_prefix()))
             .await?;
-        Ok(apps["apps"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|a| a["tasksRunning"].as_i64()).sum())
-            .unwrap_or(0))
+        Ok(r.kvs()
+            .iter()
+            .filter_map(|kv| serde_json::from_slice::<Value>(kv.value()).ok())
+            .filter_map(|a| a["status"]["tasksRunning"].as_i64())
+            .sum())
     }
 }
 

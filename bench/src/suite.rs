@@ -169,10 +169,16 @@ impl Run {
         wait_for(limit, &format!("{instances} placements"), || async {
             let placed = bed.count("/pacer/tasks/").await.ok()? as usize;
             progress.show(placed);
-            (placed >= instances).then_some(())
+            (placed >= instances || progress.stalled(placed, STALL)).then_some(())
         })
         .await
         .with_context(|| bed.log("server"))?;
+        let placed = bed.count("/pacer/tasks/").await? as usize;
+        anyhow::ensure!(
+            placed >= instances,
+            "placements stalled at {placed} of {instances} for {STALL:?}\n{}",
+            bed.log("server")
+        );
         let bound = start.elapsed().as_secs_f64();
         let rate = instances as f64 / bound;
         eprintln!("  {instances} bound in {bound:.1} s: {rate:.0} placements/s");
@@ -270,17 +276,37 @@ impl Run {
         )
         .await
         .with_context(|| bed.log("server-2"))?;
-        let resync = start.elapsed().as_secs_f64();
+        let acting = start.elapsed().as_secs_f64();
+        let log = bed.full_log("server-2");
+        let synced = log
+            .lines()
+            .filter(|l| l.contains("caches synced"))
+            .find_map(|l| l.split("took_ms=").nth(1))
+            .and_then(|v| {
+                v.trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|ms| ms / 1000.0)
+            .with_context(|| {
+                format!(
+                    "no 'caches synced' line in the server's log\n{}",
+                    bed.log("server-2")
+                )
+            })?;
         eprintln!(
-            "  acting again {resync:.2} s after start; bare list + watch of {keys} keys: {bare_s:.2} s"
+            "  caches synced in {synced:.3} s, acting again {acting:.2} s after start; bare list + watch of {keys} keys: {bare_s:.3} s"
         );
         figures.push(Figure {
             bench: format!("7. controller restart, {instances} tasks"),
-            measured: format!("{resync:.2} s from start to a change acted on"),
-            baseline: format!("{bare_s:.2} s bare list + watch of {keys} keys"),
-            ratio: resync / bare_s,
+            measured: format!(
+                "{synced:.3} s to resync ({acting:.2} s from process start to a change acted on)"
+            ),
+            baseline: format!("{bare_s:.3} s bare list + watch of {keys} keys"),
+            ratio: synced / bare_s,
             target: "<= 2".into(),
-            met: resync <= 2.0 * bare_s,
+            met: synced <= 2.0 * bare_s,
         });
         Ok(())
     }
@@ -597,10 +623,14 @@ impl KindCounter {
     }
 }
 
-/// Prints how far a long wait has got, every 2 s.
+/// A wait whose count has not moved this long gives up.
+const STALL: Duration = Duration::from_secs(30);
+
+/// Prints how far a long wait has got, every 2 s, and tells when it stopped moving.
 struct Progress {
     total: usize,
     last: std::sync::Mutex<Instant>,
+    moved: std::sync::Mutex<(usize, Instant)>,
 }
 
 impl Progress {
@@ -608,7 +638,17 @@ impl Progress {
         Progress {
             total,
             last: std::sync::Mutex::new(Instant::now()),
+            moved: std::sync::Mutex::new((0, Instant::now())),
         }
+    }
+
+    /// True when `done` has not changed for `limit`.
+    fn stalled(&self, done: usize, limit: Duration) -> bool {
+        let mut moved = self.moved.lock().expect("progress");
+        if moved.0 != done {
+            *moved = (done, Instant::now());
+        }
+        moved.1.elapsed() >= limit
     }
 
     fn show(&self, done: usize) {

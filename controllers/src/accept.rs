@@ -12,18 +12,51 @@ use crate::placement::{self, Assignment, Candidate, Plan};
 
 pub enum Placed {
     /// Written at this etcd revision (0 when nothing could be placed and nothing was written).
-    Done { plan: Plan, revision: i64 },
+    /// `lost` assignments of the plan were not written: their batch lost a race for an offer
+    /// (place them again once the cache has caught up).
+    Done {
+        plan: Plan,
+        revision: i64,
+        lost: usize,
+    },
     /// An offer (or an extra compare) changed meanwhile: nothing was written.
     Conflict,
+}
+
+/// etcd's default limit of operations per transaction (`--max-txn-ops`).
+const MAX_TXN_OPS: usize = 128;
+/// Below etcd's default request size limit (1.5 MiB).
+const MAX_TXN_BYTES: usize = 1 << 20;
+
+/// Operations of one transaction and the number of placements it carries.
+#[derive(Default)]
+struct Batch {
+    compares: Vec<Compare>,
+    ops: Vec<TxnOp>,
+    bytes: usize,
+    placements: usize,
+}
+
+impl Batch {
+    fn fits(&self, compares: usize, ops: usize, bytes: usize) -> bool {
+        self.ops.is_empty()
+            || (self.compares.len() + compares <= MAX_TXN_OPS
+                && self.ops.len() + ops <= MAX_TXN_OPS
+                && self.bytes + bytes <= MAX_TXN_BYTES)
+    }
 }
 
 /// One candidate per node for `spec`: its offer to the app's role, or the roles it offers to.
 /// `live` holds the owner's tasks that have not ended (constraints count them all).
 pub fn candidates(cluster: &Cluster, spec: &AppSpec, live: &[Arc<Task>]) -> Vec<Candidate> {
     let mut by_node: BTreeMap<String, Candidate> = BTreeMap::new();
+    let mut instances: std::collections::HashMap<&str, usize> = Default::default();
+    for t in live {
+        *instances.entry(t.spec.node.as_str()).or_default() += 1;
+    }
     for o in cluster.offer_cache.store().list() {
         let node = o.spec.node.clone();
-        let here = live.iter().filter(|t| t.spec.node == node).count();
+        let here = instances.get(node.as_str()).copied().unwrap_or(0);
         if o.spec.role == spec.role {
             let mine = Candidate::new((*o).clone(), here);
             let other_roles = by_node
@@ -72,24 +105,77 @@ pub async fn accept(
     let mut candidates = candidates(cluster, spec, live);
     let plan = placement::plan(spec, missing, &mut candidates);
     if plan.assignments.is_empty() {
-        return Ok(Placed::Done { plan, revision: 0 });
+        return Ok(Placed::Done {
+            plan,
+            revision: 0,
+            lost: 0,
+        });
     }
-    for c in candidates
-        .iter()
-        .filter(|c| plan.assignments.iter().any(|a| a.node == c.node()))
-    {
-        let (Some(offer), Some(shrunk)) = (&c.offer, c.shrunk_offer()) else {
+    // One unit per node: its offer compared and shrunk, and the node's new tasks. Units are
+    // packed into transactions within etcd's limits; the first one carries the owner's own
+    // compares and operations, so a plan too big for one transaction is written in several,
+    // all at once (they touch distinct offers).
+    let mut by_node: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
+    for a in &plan.assignments {
+        by_node.entry(a.node.as_str()).or_default().push(a);
+    }
+    let mut batches = vec![Batch {
+        compares: std::mem::take(&mut compares),
+        ops: std::mem::take(&mut ops),
+        ..Batch::default()
+    }];
+    for c in &candidates {
+        let Some(assignments) = by_node.get(c.node()) else {
             continue;
         };
-        compares.push(cluster.offers.unchanged(offer)?);
-        ops.push(cluster.offers.put_op(&shrunk, None)?);
+        let mut unit = Batch::default();
+        if let (Some(offer), Some(shrunk)) = (&c.offer, c.shrunk_offer()) {
+            unit.compares.push(cluster.offers.unchanged(offer)?);
+            let (op, size) = cluster.offers.sized_put_op(&shrunk, None)?;
+            unit.ops.push(op);
+            unit.bytes += size;
+        }
+        for assignment in assignments {
+            let (op, size) = cluster.tasks.sized_put_op(&build(assignment), None)?;
+            unit.ops.push(op);
+            unit.bytes += size;
+            unit.placements += 1;
+        }
+        let last = batches.last_mut().expect("one batch at least");
+        if last.fits(unit.compares.len(), unit.ops.len(), unit.bytes) {
+            last.compares.append(&mut unit.compares);
+            last.ops.append(&mut unit.ops);
+            last.bytes += unit.bytes;
+            last.placements += unit.placements;
+        } else {
+            batches.push(unit);
+        }
     }
-    for assignment in &plan.assignments {
-        ops.push(cluster.tasks.put_op(&build(assignment), None)?);
+    // The first batch (with the owner's bookkeeping) decides; the rest follow at once.
+    let mut batches = batches.into_iter();
+    let first = batches.next().expect("one batch at least");
+    let mut revision = match cluster.offers.commit(first.compares, first.ops).await {
+        Ok(revision) => revision,
+        Err(e) if e.is_conflict() => return Ok(Placed::Conflict),
+        Err(e) => return Err(e),
+    };
+    let commits = batches
+        .map(|b| async move { (b.placements, cluster.offers.commit(b.compares, b.ops).await) });
+    let mut lost = 0;
+    for (placements, result) in futures::future::join_all(commits).await {
+        match result {
+            Ok(r) => revision = revision.max(r),
+            Err(e) => {
+                if !e.is_conflict() {
+                    tracing::warn!(error = %e, placements, "writing a batch of placements failed");
+                }
+                lost += placements;
+            }
+        }
     }
-    match cluster.offers.commit(compares, ops).await {
-        Ok(revision) => Ok(Placed::Done { plan, revision }),
-        Err(e) if e.is_conflict() => Ok(Placed::Conflict),
-        Err(e) => Err(e),
-    }
+    Ok(Placed::Done {
+        plan,
+        revision,
+        lost,
+    })
 }

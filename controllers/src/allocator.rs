@@ -139,6 +139,32 @@ pub fn node_offers(
 /// transaction that adds its tasks, so a stale view can never grow an offer past the truth.
 async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action, Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
+    // The caches first: when they say the offers are right there is nothing to read or write
+    // (a resync of thousands of nodes costs no etcd round trip); if they lag, the events that
+    // bring them up to date queue this node again.
+    let cached_offers: Vec<Offer> = cluster
+        .offer_cache
+        .store()
+        .list_prefix(&format!("{name}."))
+        .iter()
+        .filter(|o| o.spec.node == name)
+        .map(|o| (**o).clone())
+        .collect();
+    let cached_tasks: Vec<Task> = cluster
+        .task_cache
+        .store()
+        .list_prefix(&format!("{name}/"))
+        .iter()
+        .map(|t| (**t).clone())
+        .collect();
+    let expected = wanted_offers(&cluster, &name, Some(&node), &cached_offers, &cached_tasks);
+    let settled = cached_offers.len() == expected.len()
+        && cached_offers
+            .iter()
+            .all(|o| expected.get(&o.spec.role) == Some(&o.spec));
+    if settled {
+        return Ok(Action::await_change());
+    }
     let (offers, tasks, nodes) = (&cluster.offers, &cluster.tasks, &cluster.nodes);
     let reads = vec![
         TxnOp::get(nodes.etcd_key(&name), None),
@@ -185,51 +211,13 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         .collect::<Result<Vec<_>, _>>()
         .map_err(decode_err)?;
 
-    let drained = cluster.drained(&name);
-    let wanted = match &current_node {
-        // A drained node offers nothing.
-        None => BTreeMap::new(),
-        Some(_) if drained => BTreeMap::new(),
-        Some(n) => {
-            let holder = existing
-                .iter()
-                .find(|o| !o.spec.ports.is_empty() || o.spec.resources != o.spec.reserved)
-                .map(|o| o.spec.role.clone());
-            let mut book = cluster.offer_book.lock().expect("offer book lock");
-            let keep = || holder.clone().unwrap_or_else(|| "*".into());
-            // Shares are read from every task and offer: only worth it when there is something
-            // to hand out (a full node, the usual case under load, keeps its holder).
-            let choose = |free: &Resources| {
-                if free.is_empty() {
-                    return (keep(), *free);
-                }
-                let roles = role_shares(&cluster, &name, &book);
-                let total = cluster
-                    .node_cache
-                    .store()
-                    .list()
-                    .iter()
-                    .fold(Resources::default(), |sum, n| sum.plus(&n.spec.capacity));
-                // Nobody wants more: the current holder (or the default role) keeps it.
-                drf::choose(&roles, &total, free, holder.as_deref())
-                    .unwrap_or_else(|| (keep(), *free))
-            };
-            let wanted = node_offers(n, &node_tasks, &choose);
-            tracing::debug!(
-                node = %name,
-                offers = ?wanted.values().map(|o| (&o.role, o.resources.cpus)).collect::<Vec<_>>(),
-                "offers decided"
-            );
-            book.insert(
-                name.clone(),
-                wanted
-                    .values()
-                    .map(|o| (o.role.clone(), o.resources))
-                    .collect(),
-            );
-            wanted
-        }
-    };
+    let wanted = wanted_offers(
+        &cluster,
+        &name,
+        current_node.as_ref(),
+        &existing,
+        &node_tasks,
+    );
     if current_node.is_none() {
         cluster
             .offer_book
@@ -278,6 +266,74 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         Err(e) if e.is_conflict() => Ok(Action::requeue(CONFLICT_RETRY)),
         Err(e) => Err(Error::OfferWrite(name, e)),
     }
+}
+
+/// The offers `node` should have (none when it is gone or drained), noted in the offer book.
+fn wanted_offers(
+    cluster: &Cluster,
+    name: &str,
+    current_node: Option<&Node>,
+    existing: &[Offer],
+    node_tasks: &[Task],
+) -> BTreeMap<String, OfferSpec> {
+    let Some(n) = current_node.filter(|_| !cluster.drained(name)) else {
+        // A drained or gone node offers nothing.
+        return BTreeMap::new();
+    };
+    let holder = existing
+        .iter()
+        .find(|o| !o.spec.ports.is_empty() || o.spec.resources != o.spec.reserved)
+        .map(|o| o.spec.role.clone());
+    let mut book = cluster.offer_book.lock().expect("offer book lock");
+    let keep = || holder.clone().unwrap_or_else(|| "*".into());
+    let single_role = only_default_role(cluster);
+    // Shares are read from every task and offer: only worth it when there is something to
+    // hand out to one of several roles (a full node, the usual case under load, keeps its
+    // holder; with no roles but the default one there is nothing to choose).
+    let choose = |free: &Resources| {
+        if free.is_empty() || single_role {
+            return (keep(), *free);
+        }
+        let roles = role_shares(cluster, name, &book);
+        let total = cluster
+            .node_cache
+            .store()
+            .list()
+            .iter()
+            .fold(Resources::default(), |sum, n| sum.plus(&n.spec.capacity));
+        // Nobody wants more: the current holder (or the default role) keeps it.
+        drf::choose(&roles, &total, free, holder.as_deref()).unwrap_or_else(|| (keep(), *free))
+    };
+    let wanted = node_offers(n, node_tasks, &choose);
+    tracing::debug!(
+        node = %name,
+        offers = ?wanted.values().map(|o| (&o.role, o.resources.cpus)).collect::<Vec<_>>(),
+        "offers decided"
+    );
+    book.insert(
+        name.to_string(),
+        wanted
+            .values()
+            .map(|o| (o.role.clone(), o.resources))
+            .collect(),
+    );
+    wanted
+}
+
+/// No Role records and every app and job in the default role `*`: the unreserved resources
+/// of every node go to `*`, no shares to weigh.
+fn only_default_role(cluster: &Cluster) -> bool {
+    cluster.role_cache.store().is_empty()
+        && cluster
+            .app_cache
+            .store()
+            .filter(|a| a.spec.role != "*")
+            .is_empty()
+        && cluster
+            .job_cache
+            .store()
+            .filter(|j| j.spec.run.role != "*")
+            .is_empty()
 }
 
 /// Every role's share as seen when deciding `node`: live tasks, plus what is offered to it on

@@ -190,11 +190,20 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
                 )
                 .await
                 .map_err(|e| Error::AcceptOffers(name.clone(), e))?;
-                let Placed::Done { plan, revision } = placed else {
+                let Placed::Done {
+                    plan,
+                    revision,
+                    lost,
+                } = placed
+                else {
                     return Ok(Action::requeue(CONFLICT_RETRY));
                 };
                 cluster.placements.record(&name, revision);
-                status.tasks_pending = plan.unplaced as i64;
+                if lost > 0 {
+                    // Part of the plan lost a race for offers: place it again shortly.
+                    action = Action::requeue(CONFLICT_RETRY);
+                }
+                status.tasks_pending = (plan.unplaced + lost) as i64;
                 status.placement = plan.report();
                 if plan.unplaced > 0 {
                     status.message = Some(format!(

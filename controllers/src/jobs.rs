@@ -363,7 +363,7 @@ async fn place_attempt(
     let ops = vec![cluster.runs.put_op(&next, None)?];
     match accept::accept(cluster, template, &[], 1, build, compares, ops).await? {
         Placed::Conflict => Ok(Action::requeue(CONFLICT_RETRY)),
-        Placed::Done { plan, revision } if plan.unplaced == 0 => {
+        Placed::Done { plan, revision, .. } if plan.unplaced == 0 => {
             cluster.placements.record(&format!("run/{name}"), revision);
             Ok(Action::await_change())
         }

@@ -98,6 +98,36 @@ impl Cluster {
     }
 
     /// Whether `node` is drained (no new tasks; its tasks move away).
+    /// Waits until every cache has its first full list.
+    pub async fn synced(&self) {
+        let (apps, tasks, nodes) = (
+            self.app_cache.store(),
+            self.task_cache.store(),
+            self.node_cache.store(),
+        );
+        let (offers, deployments, roles) = (
+            self.offer_cache.store(),
+            self.deployment_cache.store(),
+            self.role_cache.store(),
+        );
+        let (runs, jobs, drains) = (
+            self.run_cache.store(),
+            self.job_cache.store(),
+            self.drain_cache.store(),
+        );
+        tokio::join!(
+            apps.wait_ready(),
+            tasks.wait_ready(),
+            nodes.wait_ready(),
+            offers.wait_ready(),
+            deployments.wait_ready(),
+            roles.wait_ready(),
+            runs.wait_ready(),
+            jobs.wait_ready(),
+            drains.wait_ready(),
+        );
+    }
+
     pub fn drained(&self, node: &str) -> bool {
         self.drain_cache.store().get(node).is_some()
     }
@@ -153,6 +183,18 @@ impl OwnWrites {
 /// Runs every controller until `token` is cancelled.
 pub async fn run(client: &Client, token: CancellationToken) {
     let cluster = Cluster::watch(client, &token);
+    let started = std::time::Instant::now();
+    // Every controller reads several caches: none starts before all have their first list.
+    tokio::select! {
+        _ = token.cancelled() => return,
+        _ = cluster.synced() => {}
+    }
+    tracing::info!(
+        took_ms = started.elapsed().as_millis() as u64,
+        tasks = cluster.task_cache.store().len(),
+        nodes = cluster.node_cache.store().len(),
+        "caches synced"
+    );
     tokio::join!(
         allocator::run(cluster.clone(), token.clone()),
         app::run(cluster.clone(), token.clone()),

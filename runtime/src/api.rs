@@ -136,24 +136,39 @@ impl<K: Record> Api<K> {
         self.get(key).await?.ok_or_else(|| self.not_found(key))
     }
 
-    /// Every record below `sub`, at one revision.
+    /// Every record below `sub`, at one revision, read in pages (a list of tens of
+    /// thousands of tasks is too big for one response).
     pub async fn list(&self, sub: &str) -> Result<ObjectList<K>, Error> {
         let prefix = self.etcd_prefix(sub);
-        let resp = crate::client::transient_retry(|| {
-            let mut etcd = self.client.etcd();
-            let prefix = prefix.clone();
-            async move {
-                etcd.get(prefix, Some(GetOptions::new().with_prefix()))
-                    .await
+        let end = prefix_end(prefix.as_bytes());
+        let (mut from, mut revision, mut items) = (prefix.into_bytes(), 0, Vec::new());
+        loop {
+            let resp = crate::client::transient_retry(|| {
+                let mut etcd = self.client.etcd();
+                let mut options = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(LIST_PAGE);
+                if revision > 0 {
+                    options = options.with_revision(revision);
+                }
+                let from = from.clone();
+                async move { etcd.get(from, Some(options)).await }
+            })
+            .await?;
+            if revision == 0 {
+                revision = resp.header().map(|h| h.revision()).unwrap_or_default();
             }
-        })
-        .await?;
-        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-        let items = resp
-            .kvs()
-            .iter()
-            .map(|kv| self.decode(kv))
-            .collect::<Result<_, _>>()?;
+            for kv in resp.kvs() {
+                items.push(self.decode(kv)?);
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
         Ok(ObjectList { items, revision })
     }
 
@@ -223,12 +238,16 @@ impl<K: Record> Api<K> {
 
     /// A put of `obj` at its key, for callers building their own transactions.
     pub fn put_op(&self, obj: &K, lease: Option<i64>) -> Result<TxnOp, Error> {
+        Ok(self.sized_put_op(obj, lease)?.0)
+    }
+
+    /// `put_op` and the bytes it sends (key and value), for callers that fill transactions
+    /// up to etcd's request size.
+    pub fn sized_put_op(&self, obj: &K, lease: Option<i64>) -> Result<(TxnOp, usize), Error> {
         let options = lease.map(|id| PutOptions::new().with_lease(id));
-        Ok(TxnOp::put(
-            self.etcd_key(&obj.key()),
-            self.encode(obj)?,
-            options,
-        ))
+        let (key, value) = (self.etcd_key(&obj.key()), self.encode(obj)?);
+        let size = key.len() + value.len();
+        Ok((TxnOp::put(key, value, options), size))
     }
 
     /// A compare that holds while `obj` is the version that was read.
@@ -337,4 +356,19 @@ pub fn get_response(op: &TxnOpResponse) -> Option<&etcd_client::GetResponse> {
         TxnOpResponse::Get(get) => Some(get),
         _ => None,
     }
+}
+
+/// Records per page of a list.
+const LIST_PAGE: i64 = 1000;
+
+/// The first key after every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
 }

@@ -43,6 +43,14 @@ impl<K: Record> Store<K> {
             .collect()
     }
 
+    pub fn len(&self) -> usize {
+        self.items.read().expect("store lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Records whose key starts with `prefix`.
     pub fn list_prefix(&self, prefix: &str) -> Vec<Arc<K>> {
         let items = self.items.read().expect("store lock");
@@ -62,6 +70,11 @@ impl<K: Record> Store<K> {
             .filter(|v| keep(v))
             .cloned()
             .collect()
+    }
+
+    /// Turns true once the first full list has arrived.
+    pub fn ready_signal(&self) -> watch::Receiver<bool> {
+        self.ready.clone()
     }
 
     /// Waits until the first full list has arrived.

@@ -66,14 +66,15 @@ async fn run<K: Record>(
         }
         let start = match revision {
             Some(rev) => rev,
-            None => match api.list(&sub).await {
-                Ok(list) => {
+            None => match timed(api.list(&sub)).await {
+                (Ok(list), took) => {
+                    tracing::debug!(kind = api.kind(), items = list.items.len(), ?took, "listed");
                     if tx.send(Event::Restarted(list.items)).await.is_err() {
                         return;
                     }
                     list.revision
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     tracing::debug!(kind = api.kind(), error = %e, "list failed, retrying");
                     if pause(&mut backoff, &token).await {
                         return;
@@ -198,4 +199,10 @@ async fn pause(backoff: &mut ExponentialBackoffState, token: &CancellationToken)
         _ = token.cancelled() => true,
         _ = tokio::time::sleep(delay) => false,
     }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, std::time::Duration) {
+    let start = std::time::Instant::now();
+    let out = f.await;
+    (out, start.elapsed())
 }
