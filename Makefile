@@ -60,8 +60,12 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-bench:
-	@echo "benchmarks arrive with issue 7 (bench/README.md)"
+# Every figure against a baseline measured in the same run, on release builds; writes the run
+# into bench/RESULTS.md (about 6 minutes on 2 cores after the build). `make test` runs a smoke
+# version of it.
+bench: deps images
+	cargo build --release -p pacer-cli -p pacer-bench
+	target/release/pacer-bench --out bench/RESULTS.md
 
 clean:
 	cargo clean

@@ -120,10 +120,11 @@ pub async fn simulate(
     config: AgentConfig,
     count: usize,
     start_delay: Duration,
+    fail_ratio: f64,
     client: Client,
     token: CancellationToken,
 ) {
-    let fake = Arc::new(runtime::Fake::new(start_delay));
+    let fake = Arc::new(runtime::Fake::new(start_delay, fail_ratio));
     let nodes = (1..=count).map(|i| {
         let mut node = config.clone();
         node.node_name = format!("{}-{i:04}", config.node_name);

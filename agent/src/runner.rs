@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacer_crd::{Record, Task, TaskState, TaskStatus};
+use pacer_crd::{Task, TaskState, TaskStatus};
 use pacer_runtime::{Api, now};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -92,7 +92,7 @@ async fn run(
     resync: Arc<tokio::sync::Notify>,
 ) {
     let mut report = Reporter {
-        key: task.key(),
+        known: task.clone(),
         tasks: ctx.tasks.clone(),
         status: task.status.clone().unwrap_or_default(),
         deleted: deleted.clone(),
@@ -122,14 +122,24 @@ async fn run(
                 staged_at: Some(now()),
                 ..Default::default()
             };
-            report.send().await;
             if kill.is_cancelled() || deleted.is_cancelled() {
                 report
                     .end(TaskState::Killed, None, "killed before it started")
                     .await;
                 return;
             }
-            match runtime.start(&task, &ctx.hostname).await {
+            // A quick start goes straight to TASK_RUNNING (one write fewer per task); a slow
+            // one (an image being pulled) shows TASK_STAGING meanwhile.
+            let start = runtime.start(&task, &ctx.hostname);
+            tokio::pin!(start);
+            let started = tokio::select! {
+                started = &mut start => started,
+                _ = tokio::time::sleep(SHOW_AFTER) => {
+                    report.send().await;
+                    start.await
+                }
+            };
+            match started {
                 Ok(handle) => handle,
                 Err(e) => {
                     tracing::info!(error = %e, "task failed to start");
@@ -205,15 +215,30 @@ async fn stop(
     message: &str,
 ) {
     report.status.state = TaskState::Killing;
-    report.send().await;
-    let _ = runtime.stop(handle, grace).await;
-    let code = runtime.wait(handle).await.ok();
+    let stopping = async {
+        let _ = runtime.stop(handle, grace).await;
+        runtime.wait(handle).await.ok()
+    };
+    tokio::pin!(stopping);
+    // As with TASK_STAGING: TASK_KILLING is written only if the stop takes a while.
+    let code = tokio::select! {
+        code = &mut stopping => code,
+        _ = tokio::time::sleep(SHOW_AFTER) => {
+            report.send().await;
+            stopping.await
+        }
+    };
     report.end(TaskState::Killed, code, message).await;
 }
 
+/// How long a passing state (TASK_STAGING, TASK_KILLING) must last before it is written.
+const SHOW_AFTER: Duration = Duration::from_millis(500);
+
 /// Writes a task's status, retrying until it is stored or the task record is gone.
 struct Reporter {
-    key: String,
+    /// The record as last read or written here: a status write compares against it and needs
+    /// no read while nobody else changed the record.
+    known: Task,
     tasks: Api<Task>,
     status: TaskStatus,
     deleted: CancellationToken,
@@ -228,15 +253,18 @@ impl Reporter {
         self.send().await;
     }
 
-    async fn send(&self) {
+    async fn send(&mut self) {
         let mut delay = Duration::from_millis(100);
         loop {
             match self
                 .tasks
-                .update_status(&self.key, self.status.clone())
+                .update_status_of(&self.known, self.status.clone())
                 .await
             {
-                Ok(_) => return,
+                Ok(stored) => {
+                    self.known = stored;
+                    return;
+                }
                 Err(e) if e.is_not_found() => return,
                 Err(e) => {
                     tracing::info!(error = %e, retry_in = ?delay, "writing task status failed")

@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 /// A child process of the bed, killed when dropped.
 pub struct Proc {
     child: Child,
-    pub name: String,
 }
 
 impl Proc {
@@ -150,10 +149,7 @@ impl Bed {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", self.pacer.display()))?;
-        Ok(Proc {
-            child,
-            name: name.into(),
-        })
+        Ok(Proc { child })
     }
 
     /// Everything a process of the bed printed, colours removed.
@@ -186,7 +182,7 @@ impl Bed {
         let listen = self.api.trim_start_matches("http://").to_string();
         let server = self.spawn(
             "server",
-            &["server", "--listen", &listen, "--leader-ttl", "3"],
+            &["server", "--listen", &listen, "--leader-ttl", "10"],
         )?;
         self.server = Some(server);
         let (http, api) = (self.http.clone(), self.api.clone());
@@ -396,11 +392,9 @@ impl Bed {
     }
 }
 
-/// Counts task records created and deleted, from an etcd watch on the task keys.
+/// Counts tasks that reached TASK_RUNNING, from an etcd watch on the task keys.
 #[derive(Clone, Default)]
 pub struct TaskEvents {
-    pub created: Arc<AtomicUsize>,
-    pub deleted: Arc<AtomicUsize>,
     /// Tasks seen in TASK_RUNNING.
     pub running: Arc<AtomicUsize>,
 }
@@ -418,34 +412,17 @@ impl TaskEvents {
             while let Ok(Some(resp)) = stream.message().await {
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
-                    match ev.event_type() {
-                        EventType::Delete => {
-                            e.deleted.fetch_add(1, Ordering::SeqCst);
-                        }
-                        EventType::Put => {
-                            if kv.create_revision() == kv.mod_revision() {
-                                e.created.fetch_add(1, Ordering::SeqCst);
-                            }
-                            let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
-                            if v["status"]["state"] == "TASK_RUNNING"
-                                && running.insert(kv.key().to_vec())
-                            {
-                                e.running.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
+                    if ev.event_type() != EventType::Put {
+                        continue;
+                    }
+                    let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
+                    if v["status"]["state"] == "TASK_RUNNING" && running.insert(kv.key().to_vec()) {
+                        e.running.fetch_add(1, Ordering::SeqCst);
                     }
                 }
             }
         });
         Ok(events)
-    }
-
-    pub fn created(&self) -> usize {
-        self.created.load(Ordering::SeqCst)
-    }
-
-    pub fn deleted(&self) -> usize {
-        self.deleted.load(Ordering::SeqCst)
     }
 
     pub fn running(&self) -> usize {

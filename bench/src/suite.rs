@@ -258,7 +258,7 @@ impl Run {
         let listen = bed.api.trim_start_matches("http://").to_string();
         bed.server = Some(bed.spawn(
             "server-2",
-            &["server", "--listen", &listen, "--leader-ttl", "3"],
+            &["server", "--listen", &listen, "--leader-ttl", "10"],
         )?);
         let id = "/bench/p0";
         let wanted = self.scale.per_app.min(instances) + 1;

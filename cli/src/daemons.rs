@@ -95,6 +95,16 @@ pub struct AgentCommand {
     /// With --simulate: how long a simulated task takes to start, in milliseconds.
     #[arg(long, default_value_t = 0, requires = "simulate")]
     simulate_start_ms: u64,
+    /// With --simulate: the share of task starts that fail (0 to 1), to inject failures.
+    #[arg(long, default_value_t = 0.0, requires = "simulate", value_parser = ratio)]
+    simulate_fail_ratio: f64,
+}
+
+fn ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("expected a number from 0 to 1, got '{s}'")),
+    }
 }
 
 #[derive(Args)]
@@ -235,7 +245,15 @@ pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
     if let Some(count) = args.simulate {
         tracing::info!(nodes = count, base = %config.node_name, "simulating nodes");
         let delay = Duration::from_millis(args.simulate_start_ms);
-        pacer_agent::simulate(config, count, delay, client, token).await;
+        pacer_agent::simulate(
+            config,
+            count,
+            delay,
+            args.simulate_fail_ratio,
+            client,
+            token,
+        )
+        .await;
         return Ok(());
     }
     pacer_agent::run(config, client, token)

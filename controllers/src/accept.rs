@@ -124,18 +124,36 @@ pub async fn accept(
         ops: std::mem::take(&mut ops),
         ..Batch::default()
     }];
+    let mut lost = 0;
     for c in &candidates {
         let Some(assignments) = by_node.get(c.node()) else {
             continue;
         };
+        // A node's offer and its new tasks go in one transaction: more than that holds are
+        // left for the next round (as if they had lost a race).
+        let (kept, dropped) = assignments.split_at(assignments.len().min(MAX_TXN_OPS - 1));
+        lost += dropped.len();
+        let shrunk = match (&c.offer, dropped.is_empty()) {
+            (Some(_), true) => c.shrunk_offer(),
+            (Some(offer), false) => {
+                let need = pacer_crd::Resources::new(spec.cpus, spec.mem, spec.disk);
+                let mut replay = Candidate::new(offer.clone(), 0);
+                for a in kept {
+                    replay.take(spec, &need);
+                    replay.ports = pacer_crd::node::subtract_ports(&replay.ports, &a.host_ports);
+                }
+                replay.shrunk_offer()
+            }
+            (None, _) => None,
+        };
         let mut unit = Batch::default();
-        if let (Some(offer), Some(shrunk)) = (&c.offer, c.shrunk_offer()) {
+        if let (Some(offer), Some(shrunk)) = (&c.offer, shrunk) {
             unit.compares.push(cluster.offers.unchanged(offer)?);
             let (op, size) = cluster.offers.sized_put_op(&shrunk, None)?;
             unit.ops.push(op);
             unit.bytes += size;
         }
-        for assignment in assignments {
+        for assignment in kept {
             let (op, size) = cluster.tasks.sized_put_op(&build(assignment), None)?;
             unit.ops.push(op);
             unit.bytes += size;
@@ -161,7 +179,6 @@ pub async fn accept(
     };
     let commits = batches
         .map(|b| async move { (b.placements, cluster.offers.commit(b.compares, b.ops).await) });
-    let mut lost = 0;
     for (placements, result) in futures::future::join_all(commits).await {
         match result {
             Ok(r) => revision = revision.max(r),

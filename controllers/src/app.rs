@@ -218,7 +218,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     if upgrading && status.message.is_none() {
         status.message = Some(upgrade_progress(&current, &old, wanted));
     }
-    write_status(&cluster, &name, status).await?;
+    write_status(&cluster, &app, status).await?;
     if let Some(left) = recheck {
         let sooner = action.requeue_after().is_none_or(|a| left < a);
         if sooner {
@@ -428,7 +428,20 @@ pub fn new_task(app: &App, node: &str, host_ports: Vec<u16>) -> Task {
 
 /// Writes the counts and the message; the failure record stays as stored (it is written with the
 /// task deletions that count failures, and cleared by the API), so a stale view cannot undo it.
-async fn write_status(cluster: &Cluster, name: &str, status: AppStatus) -> Result<(), Error> {
+async fn write_status(cluster: &Cluster, cached: &App, status: AppStatus) -> Result<(), Error> {
+    let name = cached.metadata.name.as_deref().unwrap_or_default();
+    // Nothing new against the cache (which holds this controller's last write): no read, no
+    // write.
+    let stored = cached.status.clone().unwrap_or_default();
+    let unchanged = AppStatus {
+        consecutive_failures: stored.consecutive_failures,
+        launch_delayed_until: stored.launch_delayed_until.clone(),
+        last_task_failure: stored.last_task_failure.clone(),
+        ..status.clone()
+    } == stored;
+    if unchanged {
+        return Ok(());
+    }
     let result = cluster.apps.modify(name, |app| {
         let stored = app.status.clone().unwrap_or_default();
         let next = AppStatus {

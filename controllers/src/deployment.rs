@@ -44,6 +44,9 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
         .await;
 }
 
+/// How often a running deployment's progress is written at most.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Finished deployments kept per app, newest first; older ones are removed.
 const HISTORY: usize = 10;
 
@@ -91,6 +94,32 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
         healthy,
         wanted,
     };
+    if deployment.status.as_ref() == Some(&status) {
+        return Ok(action);
+    }
+    // Progress of a running deployment is written at most once a second (not once per task
+    // started); its end is written at once.
+    if phase == DeploymentPhase::Running && deployment.status.is_some() {
+        let mut last = cluster.progress_writes.lock().expect("progress lock");
+        let now = std::time::Instant::now();
+        match last.get(&name) {
+            Some(at) if now.duration_since(*at) < PROGRESS_EVERY => {
+                let wait = PROGRESS_EVERY - now.duration_since(*at);
+                return Ok(Action::requeue(
+                    action.requeue_after().map_or(wait, |a| a.min(wait)),
+                ));
+            }
+            _ => {
+                last.insert(name.clone(), now);
+            }
+        }
+    } else {
+        cluster
+            .progress_writes
+            .lock()
+            .expect("progress lock")
+            .remove(&name);
+    }
     match cluster.deployments.update_status(&name, status).await {
         Ok(_) => Ok(action),
         Err(e) if e.is_not_found() => Ok(Action::await_change()),

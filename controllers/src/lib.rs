@@ -49,6 +49,8 @@ pub struct Cluster {
     pub placements: OwnWrites,
     /// Each app's last status write by the app controller, until the app cache has it.
     pub status_writes: OwnWrites,
+    /// When each running deployment's progress was last written.
+    pub progress_writes: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
 
 impl Cluster {
@@ -76,6 +78,7 @@ impl Cluster {
             offer_book: Arc::default(),
             placements: OwnWrites::default(),
             status_writes: OwnWrites::default(),
+            progress_writes: Arc::default(),
             apps,
             tasks,
             nodes,

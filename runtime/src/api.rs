@@ -317,6 +317,22 @@ where
     K::Status: Clone + PartialEq,
 {
     /// Sets the status of the stored record, leaving its spec as someone else last wrote it.
+    /// Writes `status` onto `known` (the writer's last copy of the record) if the record has
+    /// not changed since: one transaction, no read. Otherwise reads it and writes again.
+    pub async fn update_status_of(&self, known: &K, status: K::Status) -> Result<K, Error> {
+        let mut next = known.clone();
+        *next.status_mut() = Some(status.clone());
+        let compare = self.unchanged(known)?;
+        match self
+            .commit(vec![compare], vec![self.put_op(&next, None)?])
+            .await
+        {
+            Ok(revision) => Ok(with_revision(next, revision)),
+            Err(e) if e.is_conflict() => self.update_status(&known.key(), status).await,
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn update_status(&self, key: &str, status: K::Status) -> Result<K, Error> {
         self.modify(key, |obj| {
             if obj.status() == Some(&status) {

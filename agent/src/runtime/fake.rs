@@ -16,14 +16,17 @@ use super::{Handle, Runtime, RuntimeError};
 pub struct Fake {
     /// How long a start takes.
     pub start_delay: Duration,
+    /// The share of starts that fail (0 to 1), to simulate a flaky fleet.
+    pub fail_ratio: f64,
     /// Exit code of each running task, once it has one.
     running: Mutex<HashMap<String, watch::Sender<Option<i64>>>>,
 }
 
 impl Fake {
-    pub fn new(start_delay: Duration) -> Fake {
+    pub fn new(start_delay: Duration, fail_ratio: f64) -> Fake {
         Fake {
             start_delay,
+            fail_ratio,
             running: Mutex::default(),
         }
     }
@@ -54,6 +57,9 @@ impl Runtime for Fake {
 
     async fn start(&self, task: &Task, _host: &str) -> Result<Handle, RuntimeError> {
         tokio::time::sleep(self.start_delay).await;
+        if self.fail_ratio > 0.0 && fastrand::f64() < self.fail_ratio {
+            return Err(RuntimeError::Simulated);
+        }
         let id = format!("fake-{}", task.metadata.name.as_deref().unwrap_or_default());
         let (tx, _) = watch::channel(exit_code(task));
         self.running

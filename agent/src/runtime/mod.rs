@@ -37,6 +37,8 @@ pub enum RuntimeError {
     Docker(#[source] bollard::errors::Error),
     #[error("starting the process failed: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("simulated start failure (--simulate-fail-ratio)")]
+    Simulated,
     #[error("task {0} is not known to this runtime")]
     Unknown(String),
     #[error("reading logs failed: {0}")]

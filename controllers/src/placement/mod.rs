@@ -79,7 +79,7 @@ impl Candidate {
     }
 
     /// Takes one instance's resources: from the reservation first, then the rest.
-    fn take(&mut self, app: &AppSpec, need: &Resources) {
+    pub fn take(&mut self, app: &AppSpec, need: &Resources) {
         let (reserved, _) = accepts(app);
         let from_reserved = if reserved {
             self.reserved.min(need)
