@@ -73,29 +73,28 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
     Ok(ticks / clock_ticks())
 }
 
+/// Clock ticks per second of /proc/PID/stat (asked once).
 fn clock_ticks() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    out.ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
-/// Waits until `check` gives a value, polling every `every`, for at most `limit`.
-pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> Result<T>
+/// Waits until `check` gives a value, for at most `limit`.
+pub async fn wait_for<T, F, Fut>(limit: Duration, what: &str, check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pacer_e2e::poll(limit, check)
+        .await
+        .ok_or_else(|| anyhow!("timed out after {limit:?} waiting for {what}"))
 }
 
 pub struct Bed {
@@ -169,10 +168,9 @@ impl Bed {
         plain
     }
 
-    /// What a process of the bed printed, for errors.
+    /// The last lines a process of the bed printed, for errors.
     pub fn log(&self, name: &str) -> String {
-        let text =
-            std::fs::read_to_string(self.dir().join(format!("{name}.log"))).unwrap_or_default();
+        let text = self.full_log(name);
         let tail: Vec<&str> = text.lines().rev().take(20).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
@@ -397,6 +395,8 @@ impl Bed {
 pub struct TaskEvents {
     /// Tasks seen in TASK_RUNNING.
     pub running: Arc<AtomicUsize>,
+    /// When the watch saw the newest task reach TASK_RUNNING (not when a poll noticed).
+    last_running: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl TaskEvents {
@@ -417,12 +417,21 @@ impl TaskEvents {
                     }
                     let v: Value = serde_json::from_slice(kv.value()).unwrap_or_default();
                     if v["status"]["state"] == "TASK_RUNNING" && running.insert(kv.key().to_vec()) {
+                        *e.last_running.lock().expect("last running") = Some(Instant::now());
                         e.running.fetch_add(1, Ordering::SeqCst);
                     }
                 }
             }
         });
         Ok(events)
+    }
+
+    /// Seconds from `start` to the newest TASK_RUNNING the watch saw.
+    pub fn running_since(&self, start: Instant) -> f64 {
+        self.last_running
+            .lock()
+            .expect("last running")
+            .map_or(0.0, |at| at.duration_since(start).as_secs_f64())
     }
 
     pub fn running(&self) -> usize {

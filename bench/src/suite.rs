@@ -103,7 +103,7 @@ impl Run {
         Ok(figures)
     }
 
-    /// 1. Placements per second from pending to bound, against raw etcd compare-and-put
+    /// Benchmark 1: Placements per second from pending to bound, against raw etcd compare-and-put
     /// transactions of the same value size and concurrency, measured just before.
     async fn placement(
         &self,
@@ -218,7 +218,7 @@ impl Run {
         Ok((bed, capacity))
     }
 
-    /// 7. A control plane restarted over `instances` tasks: from the new process' start until
+    /// Benchmark 7: A control plane restarted over `instances` tasks: from the new process' start until
     /// it acts on a change (one more instance bound), against a bare list + watch of the same
     /// keys.
     async fn restart(
@@ -311,7 +311,7 @@ impl Run {
         Ok(())
     }
 
-    /// 5. A settled cluster of `nodes` simulated nodes: etcd writes/s and CPU against what
+    /// Benchmark 5: A settled cluster of `nodes` simulated nodes: etcd writes/s and CPU against what
     /// etcd did at capacity in the placement baseline.
     async fn idle(
         &self,
@@ -374,7 +374,7 @@ impl Run {
         Ok(())
     }
 
-    /// 2, 3, 4: a real agent on the Docker engine.
+    /// Benchmarks 2, 3, 4: a real agent on the Docker engine.
     async fn containers(&self, figures: &mut Vec<Figure>, per_node_kib: Option<f64>) -> Result<()> {
         let mut bed = Bed::start(&self.pacer).await?;
         bed.start_server().await?;
@@ -449,7 +449,7 @@ impl Run {
         Ok(())
     }
 
-    /// 2. apply-to-running of one container, interleaved with `docker run -d` of the same image.
+    /// Benchmark 2: apply-to-running of one container, interleaved with `docker run -d` of the same image.
     async fn latency(&self, bed: &Bed, figures: &mut Vec<Figure>) -> Result<()> {
         let rounds = self.scale.latency_rounds;
         step(&format!(
@@ -467,7 +467,7 @@ impl Run {
             })
             .await
             .with_context(|| bed.log("bench-agent"))?;
-            pacer.push(start.elapsed().as_secs_f64());
+            pacer.push(events.running_since(start));
             docker.push(baseline::docker_run(&self.image, "pacer-bench=1")?);
             bed.delete_app(&id).await?;
             wait_for(Duration::from_secs(60), "the container to go", || async {
@@ -495,7 +495,7 @@ impl Run {
         Ok(())
     }
 
-    /// 3. A burst of containers to running, against a bare bollard launcher starting as many
+    /// Benchmark 3: A burst of containers to running, against a bare bollard launcher starting as many
     /// at once.
     async fn burst(&self, bed: &Bed, figures: &mut Vec<Figure>) -> Result<()> {
         let n = self.scale.burst;
@@ -518,7 +518,7 @@ impl Run {
         )
         .await
         .with_context(|| bed.log("bench-agent"))?;
-        let ours = start.elapsed().as_secs_f64();
+        let ours = events.running_since(start);
         eprintln!("  pacer {ours:.2} s, bare bollard {bare:.2} s");
         figures.push(Figure {
             bench: format!("3. burst of {n} containers to running"),
@@ -531,7 +531,7 @@ impl Run {
         Ok(())
     }
 
-    /// 6. etcd revisions over whole task lifecycles (created, running, killed, removed).
+    /// Benchmark 6: etcd revisions over whole task lifecycles (created, running, killed, removed).
     async fn lifecycle(&self, figures: &mut Vec<Figure>) -> Result<()> {
         let mut bed = Bed::start(&self.pacer).await?;
         bed.start_server().await?;

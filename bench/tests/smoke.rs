@@ -2,27 +2,9 @@
 //! It checks that each figure is measured and written with its ratio, never how fast
 //! anything is: benchmarks are not tests.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The `pacer` binary built beside this test (or `$PACER_BIN`).
-fn pacer_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("PACER_BIN") {
-        return bin.into();
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("pacer"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo build -p pacer-cli` first",
-        bin.display()
-    );
-    bin
-}
+use pacer_e2e::pacer_bin;
 
 #[test]
 fn smoke_run_measures_every_benchmark() {

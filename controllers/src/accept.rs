@@ -139,8 +139,7 @@ pub async fn accept(
                 let need = pacer_crd::Resources::new(spec.cpus, spec.mem, spec.disk);
                 let mut replay = Candidate::new(offer.clone(), 0);
                 for a in kept {
-                    replay.take(spec, &need);
-                    replay.ports = pacer_crd::node::subtract_ports(&replay.ports, &a.host_ports);
+                    replay.place(spec, &need, &a.host_ports);
                 }
                 replay.shrunk_offer()
             }

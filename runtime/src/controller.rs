@@ -53,9 +53,6 @@ pub struct Controller<K> {
     /// Fills the queue with every key we should reconcile (on start and periodic resync).
     resyncs: Vec<Resync>,
     resync_every: Duration,
-    /// The caches of every watched kind: reconciles start once all have their first list
-    /// (a reconcile that saw an empty task cache would start every instance again).
-    ready: Vec<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl<K: Record> Controller<K> {
@@ -68,7 +65,6 @@ impl<K: Record> Controller<K> {
             concurrency: 4,
             resyncs: Vec::new(),
             resync_every: Duration::from_secs(300),
-            ready: Vec::new(),
         };
         controller.watches(reflector, |obj: &K| vec![obj.key()])
     }
@@ -81,7 +77,6 @@ impl<K: Record> Controller<K> {
     ) -> Self {
         let mapper = Arc::new(mapper);
         let store = reflector.store();
-        self.ready.push(store.ready_signal());
         let resync_mapper = mapper.clone();
         self.resyncs.push(Box::new(move |queue: &WorkQueue| {
             for obj in store.list() {
@@ -139,9 +134,6 @@ impl<K: Record> Controller<K> {
         P: Fn(Arc<K>, &E, Arc<Ctx>) -> Action + Send + Sync + 'static,
     {
         self.store.wait_ready().await;
-        for ready in &mut self.ready {
-            let _ = ready.wait_for(|r| *r).await;
-        }
         self.spawn_resync();
         let (reconcile, error_policy) = (Arc::new(reconcile), Arc::new(error_policy));
         let permits = Arc::new(Semaphore::new(self.concurrency));

@@ -72,11 +72,6 @@ impl<K: Record> Store<K> {
             .collect()
     }
 
-    /// Turns true once the first full list has arrived.
-    pub fn ready_signal(&self) -> watch::Receiver<bool> {
-        self.ready.clone()
-    }
-
     /// Waits until the first full list has arrived.
     pub async fn wait_ready(&self) {
         let mut ready = self.ready.clone();

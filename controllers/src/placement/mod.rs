@@ -79,7 +79,24 @@ impl Candidate {
     }
 
     /// Takes one instance's resources: from the reservation first, then the rest.
-    pub fn take(&mut self, app: &AppSpec, need: &Resources) {
+    /// Puts one instance here: free host ports picked, resources and ports taken.
+    fn assign(&mut self, app: &AppSpec, need: &Resources, ports_wanted: &[u16]) -> Assignment {
+        let host_ports = pacer_crd::node::pick_ports(&self.ports, ports_wanted).unwrap_or_default();
+        self.place(app, need, &host_ports);
+        Assignment {
+            node: self.node.clone(),
+            host_ports,
+        }
+    }
+
+    /// Takes one instance's resources and `host_ports` from what is left here.
+    pub fn place(&mut self, app: &AppSpec, need: &Resources, host_ports: &[u16]) {
+        self.take(app, need);
+        self.ports = pacer_crd::node::subtract_ports(&self.ports, host_ports);
+        self.app_tasks += 1;
+    }
+
+    fn take(&mut self, app: &AppSpec, need: &Resources) {
         let (reserved, _) = accepts(app);
         let from_reserved = if reserved {
             self.reserved.min(need)
@@ -269,15 +286,9 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
             result.unplaced = wanted - placed;
             break;
         };
-        let c = &mut candidates[i];
-        let host_ports = pacer_crd::node::pick_ports(&c.ports, &ports_wanted).unwrap_or_default();
-        c.take(app, &need);
-        c.ports = pacer_crd::node::subtract_ports(&c.ports, &host_ports);
-        c.app_tasks += 1;
-        result.assignments.push(Assignment {
-            node: c.node().to_string(),
-            host_ports,
-        });
+        result
+            .assignments
+            .push(candidates[i].assign(app, &need, &ports_wanted));
     }
     if result.unplaced == 0 {
         result.reasons.clear();
@@ -313,15 +324,9 @@ fn plan_independent(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) 
             }
             break;
         };
-        let c = &mut candidates[i];
-        let host_ports = pacer_crd::node::pick_ports(&c.ports, &ports_wanted).unwrap_or_default();
-        c.take(app, &need);
-        c.ports = pacer_crd::node::subtract_ports(&c.ports, &host_ports);
-        c.app_tasks += 1;
-        result.assignments.push(Assignment {
-            node: node.clone(),
-            host_ports,
-        });
+        result
+            .assignments
+            .push(candidates[i].assign(app, &need, &ports_wanted));
         if rejection(&candidates[i], candidates).is_none() {
             ranked.insert((rank(&candidates[i]), node, i));
         }
