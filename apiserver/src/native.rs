@@ -12,7 +12,6 @@ use pacer_crd::{AppId, Manifest, Record};
 use pacer_runtime::Api;
 use pacer_runtime::watcher::{self, Event};
 use serde_json::{Value, json};
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, find_task};
@@ -77,7 +76,7 @@ fn watch<K: Record>(api: Api<K>) -> Response {
     let token = CancellationToken::new();
     let guard = token.clone().drop_guard();
     let rx = watcher::watch(api, "", token);
-    let lines = ReceiverStream::new(rx).flat_map(move |event| {
+    let lines = rx.into_stream().flat_map(move |event| {
         let _alive = &guard;
         let lines: Vec<Value> = match event {
             Event::Restarted(all) => all

@@ -25,6 +25,10 @@ struct Args {
     /// Where to write the results (the part between the run markers is replaced).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Placement runs as NODESxINSTANCES (e.g. `--placement 1000x10000`), replacing the
+    /// scale's own (1000x10000 and 5000x50000; 20x200 with --smoke).
+    #[arg(long, value_parser = parse_placement)]
+    placement: Vec<(usize, usize)>,
     /// The image of container benchmarks (built by `make images`).
     #[arg(long, default_value = "pacer/busybox:latest")]
     image: String,
@@ -38,11 +42,14 @@ async fn main() -> anyhow::Result<()> {
         "{} is missing: build it first (`cargo build --release -p pacer-cli`)",
         args.pacer.display()
     );
-    let scale = if args.smoke {
+    let mut scale = if args.smoke {
         suite::Scale::smoke()
     } else {
         suite::Scale::full()
     };
+    if !args.placement.is_empty() {
+        scale.placements = args.placement.clone();
+    }
     let started = std::time::Instant::now();
     let run = suite::Run {
         pacer: args.pacer.clone(),
@@ -65,4 +72,15 @@ async fn main() -> anyhow::Result<()> {
         println!("written to {}", out.display());
     }
     Ok(())
+}
+
+fn parse_placement(s: &str) -> Result<(usize, usize), String> {
+    let (nodes, instances) = s
+        .split_once('x')
+        .ok_or_else(|| format!("{s:?} is not NODESxINSTANCES"))?;
+    let number = |v: &str, what: &str| match v.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{what} {v:?} is not a positive number")),
+    };
+    Ok((number(nodes, "nodes")?, number(instances, "instances")?))
 }

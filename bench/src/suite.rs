@@ -15,7 +15,7 @@ use crate::report::Figure;
 /// How big each benchmark is.
 pub struct Scale {
     /// (simulated nodes, instances) of the placement runs.
-    placements: Vec<(usize, usize)>,
+    pub placements: Vec<(usize, usize)>,
     /// Instances per app in placement runs.
     per_app: usize,
     latency_rounds: usize,
@@ -60,6 +60,8 @@ pub struct Run {
 
 /// Concurrency of the app controller (its workers), which the etcd baseline copies.
 const CONTROLLER_WORKERS: usize = 4;
+/// Restarts of the control plane in benchmark 7 (the medians are compared).
+const RESTART_ROUNDS: usize = 3;
 /// Transitions of a task a user sees: created, running, killed, removed.
 const VISIBLE_TRANSITIONS: f64 = 4.0;
 
@@ -159,6 +161,24 @@ impl Run {
         );
 
         let apps = instances.div_ceil(self.scale.per_app);
+        let pids = [
+            ("etcd", bed.etcd.pid()),
+            ("server", bed.server.as_ref().expect("started").pid()),
+            ("agents", bed.agents[sim].pid()),
+        ];
+        let cpu_before = pids.map(|(_, pid)| cpu_seconds(pid).unwrap_or(0.0));
+        let revision_before = bed.revision().await?;
+        // Writes by kind while placing (PACER_BENCH_KINDS=1; the extra watch costs etcd a little).
+        let kinds = match std::env::var_os("PACER_BENCH_KINDS") {
+            Some(_) => Some(KindCounter::watch(&bed).await?),
+            None => None,
+        };
+        let freeze = std::env::var_os("PACER_BENCH_FREEZE").is_some();
+        if freeze {
+            let _ = std::process::Command::new("kill")
+                .args(["-STOP", &bed.agents[sim].pid().to_string()])
+                .status();
+        }
         let start = Instant::now();
         for a in 0..apps {
             let n = self.scale.per_app.min(instances - a * self.scale.per_app);
@@ -181,7 +201,28 @@ impl Run {
         );
         let bound = start.elapsed().as_secs_f64();
         let rate = instances as f64 / bound;
-        eprintln!("  {instances} bound in {bound:.1} s: {rate:.0} placements/s");
+        let cores: Vec<String> = pids
+            .iter()
+            .zip(cpu_before)
+            .map(|((name, pid), before)| {
+                let used = cpu_seconds(*pid).unwrap_or(before) - before;
+                format!("{name} {:.2}", used / bound)
+            })
+            .collect();
+        if freeze {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &bed.agents[sim].pid().to_string()])
+                .status();
+        }
+        let revisions = bed.revision().await? - revision_before;
+        eprintln!(
+            "  {instances} bound in {bound:.1} s: {rate:.0} placements/s (cores used: {}; {:.2} etcd revisions per placement)",
+            cores.join(", "),
+            revisions as f64 / instances as f64
+        );
+        if let Some(kinds) = &kinds {
+            eprintln!("  keys written per placement: {}", kinds.summary(instances));
+        }
         let running = wait_for(limit, "every instance running", || async {
             (bed.tasks_running().await.ok()? >= instances as i64).then_some(())
         })
@@ -241,60 +282,18 @@ impl Run {
             "/pacer/jobruns/",
             "/pacer/drains/",
         ];
-        let mut bare = Vec::new();
-        for _ in 0..3 {
-            bare.push(baseline::list_and_watch(&bed.etcd.endpoint, &prefixes).await?);
+        // Three rounds each, interleaved; the medians are compared.
+        let (mut bare, mut synced, mut acting, mut keys): (Vec<f64>, Vec<f64>, Vec<f64>, usize) =
+            (Vec::new(), Vec::new(), Vec::new(), 0);
+        for round in 1..=RESTART_ROUNDS {
+            let (took, listed) = baseline::list_and_watch(&bed.etcd.endpoint, &prefixes).await?;
+            bare.push(took);
+            keys = listed;
+            let (s, a) = self.restart_once(bed, instances, round).await?;
+            synced.push(s);
+            acting.push(a);
         }
-        let (bare_s, keys) = bare
-            .iter()
-            .copied()
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .unwrap_or_default();
-        if let Some(server) = bed.server.take() {
-            server.stop().await;
-        }
-        let before = bed.count("/pacer/tasks/").await?;
-        let start = Instant::now();
-        let listen = bed.api.trim_start_matches("http://").to_string();
-        bed.server = Some(bed.spawn(
-            "server-2",
-            &["server", "--listen", &listen, "--leader-ttl", "10"],
-        )?);
-        let id = "/bench/p0";
-        let wanted = self.scale.per_app.min(instances) + 1;
-        wait_for(
-            Duration::from_secs(60),
-            "the restarted server to take a scale",
-            || async { bed.scale(id, wanted).await.ok() },
-        )
-        .await
-        .with_context(|| bed.log("server-2"))?;
-        wait_for(
-            Duration::from_secs(120),
-            "the new instance to be bound",
-            || async { (bed.count("/pacer/tasks/").await.ok()? > before).then_some(()) },
-        )
-        .await
-        .with_context(|| bed.log("server-2"))?;
-        let acting = start.elapsed().as_secs_f64();
-        let log = bed.full_log("server-2");
-        let synced = log
-            .lines()
-            .filter(|l| l.contains("caches synced"))
-            .find_map(|l| l.split("took_ms=").nth(1))
-            .and_then(|v| {
-                v.trim_start_matches(|c: char| !c.is_ascii_digit())
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()
-            })
-            .and_then(|v| v.parse::<f64>().ok())
-            .map(|ms| ms / 1000.0)
-            .with_context(|| {
-                format!(
-                    "no 'caches synced' line in the server's log\n{}",
-                    bed.log("server-2")
-                )
-            })?;
+        let [bare_s, synced, acting] = [&bare, &synced, &acting].map(|v| percentile(v, 50.0));
         eprintln!(
             "  caches synced in {synced:.3} s, acting again {acting:.2} s after start; bare list + watch of {keys} keys: {bare_s:.3} s"
         );
@@ -309,6 +308,66 @@ impl Run {
             met: synced <= 2.0 * bare_s,
         });
         Ok(())
+    }
+
+    /// Stops the server and starts a new one; returns (seconds until its caches synced,
+    /// seconds from its start until it bound one more instance).
+    async fn restart_once(
+        &self,
+        bed: &mut Bed,
+        instances: usize,
+        round: usize,
+    ) -> Result<(f64, f64)> {
+        if let Some(server) = bed.server.take() {
+            server.stop().await;
+        }
+        let name = format!("server-{}", round + 1);
+        let before = bed.count("/pacer/tasks/").await?;
+        let start = Instant::now();
+        let listen = bed.api.trim_start_matches("http://").to_string();
+        bed.server = Some(bed.spawn(
+            &name,
+            &["server", "--listen", &listen, "--leader-ttl", "10"],
+        )?);
+        let id = "/bench/p0";
+        let wanted = self.scale.per_app.min(instances) + round;
+        wait_for(
+            Duration::from_secs(60),
+            "the restarted server to take a scale",
+            || async { bed.scale(id, wanted).await.ok() },
+        )
+        .await
+        .with_context(|| bed.log(&name))?;
+        wait_for(
+            Duration::from_secs(120),
+            "the new instance to be bound",
+            || async { (bed.count("/pacer/tasks/").await.ok()? > before).then_some(()) },
+        )
+        .await
+        .with_context(|| bed.log(&name))?;
+        let acting = start.elapsed().as_secs_f64();
+        let log = bed.full_log(&name);
+        if std::env::var_os("PACER_BENCH_LOG").is_some() {
+            eprintln!("{log}");
+        }
+        let synced = log
+            .lines()
+            .filter(|l| l.contains("caches synced"))
+            .find_map(|l| l.split("took_ms=").nth(1))
+            .and_then(|v| {
+                v.trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|ms| ms / 1000.0)
+            .with_context(|| {
+                format!(
+                    "no 'caches synced' line in the server's log\n{}",
+                    bed.log(&name)
+                )
+            })?;
+        Ok((synced, acting))
     }
 
     /// Benchmark 5: A settled cluster of `nodes` simulated nodes: etcd writes/s and CPU against what

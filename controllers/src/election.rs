@@ -17,8 +17,7 @@ use pacer_runtime::election::name as election_name;
 pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: CancellationToken) {
     let mut delay = Duration::from_millis(200);
     while !token.is_cancelled() {
-        let lease_token = token.child_token();
-        let lease = match Lease::grant(client, ttl, lease_token.clone()).await {
+        let lease = match Lease::grant(client, ttl, token.child_token()).await {
             Ok(lease) => lease,
             Err(e) => {
                 tracing::info!(error = %e, retry_in = ?delay, "cannot get a lease for the election");
@@ -34,10 +33,14 @@ pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: 
         let mut election = client.etcd().election_client();
         let campaign = election.campaign(election_name(client), identity, lease.id);
         let won = tokio::select! {
-            _ = token.cancelled() => { lease_token.cancel(); return; }
+            _ = token.cancelled() => None,
             _ = lease.lost() => None,
             result = campaign => Some(result),
         };
+        if token.is_cancelled() {
+            lease.release().await;
+            return;
+        }
         match won {
             Some(Ok(_)) => {
                 let since = Instant::now();
@@ -65,7 +68,7 @@ pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: 
             Some(Err(e)) => tracing::info!(error = %e, "campaign failed, trying again"),
             None => tracing::info!("lease lost while campaigning, trying again"),
         }
-        // Revoking the lease hands leadership over at once.
-        lease_token.cancel();
+        // Revoking the lease hands leadership over at once (and before this process exits).
+        lease.release().await;
     }
 }

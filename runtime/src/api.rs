@@ -27,6 +27,9 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A read running on a task of its own did not finish (the runtime is shutting down).
+    #[error("an etcd read was cut short")]
+    Aborted(#[from] tokio::task::JoinError),
     #[error("{kind} cannot be encoded")]
     Encode {
         kind: String,
@@ -141,10 +144,12 @@ impl<K: Record> Api<K> {
     pub async fn list(&self, sub: &str) -> Result<ObjectList<K>, Error> {
         let prefix = self.etcd_prefix(sub);
         let end = prefix_end(prefix.as_bytes());
-        let (mut from, mut revision, mut items) = (prefix.into_bytes(), 0, Vec::new());
-        loop {
-            let resp = crate::client::transient_retry(|| {
-                let mut etcd = self.client.etcd();
+        // Pages are read one after the other, each on a task of its own, and each is decoded
+        // on a blocking thread as soon as it is in: reading and decoding overlap.
+        let page = |from: Vec<u8>, revision: i64| {
+            let (end, client) = (end.clone(), self.client.clone());
+            let read = crate::client::transient_retry(move || {
+                let mut etcd = client.etcd();
                 let mut options = GetOptions::new()
                     .with_range(end.clone())
                     .with_limit(LIST_PAGE);
@@ -153,21 +158,37 @@ impl<K: Record> Api<K> {
                 }
                 let from = from.clone();
                 async move { etcd.get(from, Some(options)).await }
-            })
-            .await?;
-            if revision == 0 {
-                revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-            }
-            for kv in resp.kvs() {
-                items.push(self.decode(kv)?);
-            }
-            match resp.kvs().last() {
+            });
+            let read = tokio::spawn(read);
+            async move { Ok::<_, Error>(read.await??) }
+        };
+        let mut resp = page(prefix.into_bytes(), 0).await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let mut decoding = Vec::new();
+        loop {
+            let next = match resp.kvs().last() {
                 Some(last) if resp.more() => {
-                    from = last.key().to_vec();
+                    let mut from = last.key().to_vec();
                     from.push(0);
+                    Some(page(from, revision))
                 }
-                _ => break,
+                _ => None,
+            };
+            let api = self.clone();
+            decoding.push(tokio::task::spawn_blocking(move || {
+                resp.kvs()
+                    .iter()
+                    .map(|kv| api.decode(kv))
+                    .collect::<Result<Vec<K>, Error>>()
+            }));
+            match next {
+                Some(next) => resp = next.await?,
+                None => break,
             }
+        }
+        let mut items = Vec::new();
+        for page in decoding {
+            items.append(&mut page.await??);
         }
         Ok(ObjectList { items, revision })
     }

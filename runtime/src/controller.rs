@@ -199,9 +199,9 @@ impl<K: Record> Controller<K> {
     }
 }
 
-fn keys_of<O: Record>(event: &Event<O>, mapper: &dyn Fn(&O) -> Vec<String>) -> Vec<String> {
+fn keys_of<O: Record>(event: &Event<Arc<O>>, mapper: &dyn Fn(&O) -> Vec<String>) -> Vec<String> {
     match event {
-        Event::Restarted(all) => all.iter().flat_map(mapper).collect(),
+        Event::Restarted(all) => all.iter().flat_map(|o| mapper(o)).collect(),
         Event::Applied(obj) | Event::Deleted(obj) => mapper(obj),
     }
 }

@@ -11,11 +11,14 @@ use crate::client::Client;
 pub struct Lease {
     pub id: i64,
     lost: watch::Receiver<bool>,
+    token: CancellationToken,
+    keeper: tokio::task::JoinHandle<()>,
 }
 
 impl Lease {
     /// Grants a lease of `ttl` and renews it every third of that until `token` is cancelled.
-    /// On cancellation the lease is revoked, so its records go at once.
+    /// On cancellation the lease is revoked, so its records go at once (`release` waits for
+    /// that).
     pub async fn grant(
         client: &Client,
         ttl: Duration,
@@ -27,7 +30,9 @@ impl Lease {
             .await?
             .id();
         let (lost_tx, lost) = watch::channel(false);
-        tokio::spawn(async move {
+        let keeper_token = token.clone();
+        let keeper = tokio::spawn(async move {
+            let token = keeper_token;
             let expired = keep_alive(&mut etcd, id, ttl, &token).await;
             if expired {
                 tracing::warn!(lease = id, "lease expired: records bound to it are gone");
@@ -36,7 +41,19 @@ impl Lease {
                 let _ = etcd.lease_revoke(id).await;
             }
         });
-        Ok(Lease { id, lost })
+        Ok(Lease {
+            id,
+            lost,
+            token,
+            keeper,
+        })
+    }
+
+    /// Stops renewing and revokes the lease, waiting (up to 2 s) until etcd has done so: a
+    /// process about to exit calls this, or its records would linger for a whole TTL.
+    pub async fn release(self) {
+        self.token.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.keeper).await;
     }
 
     pub fn is_lost(&self) -> bool {

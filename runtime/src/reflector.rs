@@ -83,24 +83,36 @@ impl<K: Record> Store<K> {
         self.revision.load(Ordering::Acquire)
     }
 
-    fn apply(&self, event: &Event<K>) {
-        let seen = match event {
-            Event::Restarted(all) => all.iter().map(revision_of).max().unwrap_or(0),
-            Event::Applied(obj) | Event::Deleted(obj) => revision_of(obj),
+    /// Applies a watcher's event and returns it with the records as the cache now shares them
+    /// (no record is copied).
+    fn apply(&self, event: Event<K>) -> Event<Arc<K>> {
+        let event = match event {
+            Event::Restarted(all) => Event::Restarted(all.into_iter().map(Arc::new).collect()),
+            Event::Applied(obj) => Event::Applied(Arc::new(obj)),
+            Event::Deleted(obj) => Event::Deleted(Arc::new(obj)),
+        };
+        let seen = match &event {
+            Event::Restarted(all) => all
+                .iter()
+                .map(|o| revision_of(o.as_ref()))
+                .max()
+                .unwrap_or(0),
+            Event::Applied(obj) | Event::Deleted(obj) => revision_of(obj.as_ref()),
         };
         let mut items = self.items.write().expect("store lock");
-        match event {
+        match &event {
             Event::Restarted(all) => {
-                *items = all.iter().map(|o| (o.key(), Arc::new(o.clone()))).collect();
+                *items = all.iter().map(|o| (o.key(), o.clone())).collect();
             }
             Event::Applied(obj) => {
-                items.insert(obj.key(), Arc::new(obj.clone()));
+                items.insert(obj.key(), obj.clone());
             }
             Event::Deleted(obj) => {
                 items.remove(&obj.key());
             }
         }
         self.revision.fetch_max(seen, Ordering::AcqRel);
+        event
     }
 }
 
@@ -115,7 +127,7 @@ fn revision_of<K: Record>(obj: &K) -> i64 {
 /// A watcher plus its cache; events are re-broadcast after the cache has applied them.
 pub struct Reflector<K> {
     store: Store<K>,
-    events: broadcast::Sender<Arc<Event<K>>>,
+    events: broadcast::Sender<Arc<Event<Arc<K>>>>,
 }
 
 impl<K> Clone for Reflector<K> {
@@ -141,7 +153,7 @@ impl<K: Record> Reflector<K> {
         let (cache, out) = (store.clone(), events.clone());
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
-                cache.apply(&event);
+                let event = cache.apply(event);
                 if matches!(event, Event::Restarted(_)) {
                     let _ = ready_tx.send(true);
                 }
@@ -156,7 +168,7 @@ impl<K: Record> Reflector<K> {
     }
 
     /// Events from now on. A subscriber that falls behind gets `Lagged` and should resync from the store.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event<K>>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event<Arc<K>>>> {
         self.events.subscribe()
     }
 }

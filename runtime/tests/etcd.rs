@@ -7,14 +7,13 @@ use pacer_crd::{App, AppStatus, Node, NodeSpec, PortRange, Resources};
 use pacer_runtime::testing::{TestEtcd, eventually};
 use pacer_runtime::watcher::{self, Event};
 use pacer_runtime::{Action, Api, Controller, Reflector};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 async fn harness() -> TestEtcd {
     TestEtcd::start().await
 }
 
-async fn next_event<K>(rx: &mut mpsc::Receiver<Event<K>>) -> Event<K> {
+async fn next_event<K>(rx: &mut watcher::Events<K>) -> Event<K> {
     tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("an event within 20 s")
