@@ -4,11 +4,17 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 
-/// An etcd client plus the key prefix (default `/pacer/`). Cheap to clone.
+/// An etcd client plus the key prefix (default `/pacer/`). Cheap to clone, and small: an
+/// `etcd_client::Client` is about 3.5 KiB, and every `Api` and long-lived future holds a
+/// `Client` (a simulated node's futures were 30 KiB).
 #[derive(Clone)]
-pub struct Client {
+pub struct Client(std::sync::Arc<Inner>);
+
+struct Inner {
     etcd: etcd_client::Client,
     prefix: String,
+    /// The one watch stream all watches of this client share.
+    watches: crate::watch_mux::WatchMux,
 }
 
 impl Client {
@@ -37,20 +43,30 @@ impl Client {
             .retry(backoff)
             .notify(|e, d| tracing::info!(error = %e, retry_in = ?d, "etcd not reachable yet"))
             .await?;
-        Ok(Client {
+        Ok(Client(std::sync::Arc::new(Inner {
+            watches: crate::watch_mux::WatchMux::new(etcd.clone()),
             etcd,
             prefix: normalize_prefix(prefix),
-        })
+        })))
     }
 
     /// The raw etcd client, for operations the typed API does not cover.
     pub fn etcd(&self) -> etcd_client::Client {
-        self.etcd.clone()
+        self.0.etcd.clone()
+    }
+
+    /// Watches `key` on the stream shared by every watch of this client.
+    pub fn watch(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: etcd_client::WatchOptions,
+    ) -> crate::watch_mux::Watch {
+        self.0.watches.watch(key, options)
     }
 
     /// The key prefix, always ending in `/`.
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        &self.0.prefix
     }
 }
 

@@ -24,11 +24,9 @@ impl Lease {
         ttl: Duration,
         token: CancellationToken,
     ) -> Result<Lease, etcd_client::Error> {
-        let mut etcd = client.etcd();
-        let id = etcd
-            .lease_grant(ttl.as_secs().max(2) as i64, None)
-            .await?
-            .id();
+        // Only the lease client lives on in the keeper task (the whole client is 3.5 KiB).
+        let mut etcd = client.etcd().lease_client();
+        let id = etcd.grant(ttl.as_secs().max(2) as i64, None).await?.id();
         let (lost_tx, lost) = watch::channel(false);
         let keeper_token = token.clone();
         let keeper = tokio::spawn(async move {
@@ -38,7 +36,7 @@ impl Lease {
                 tracing::warn!(lease = id, "lease expired: records bound to it are gone");
                 let _ = lost_tx.send(true);
             } else {
-                let _ = etcd.lease_revoke(id).await;
+                let _ = etcd.revoke(id).await;
             }
         });
         Ok(Lease {
@@ -70,7 +68,7 @@ impl Lease {
 /// Renews until cancelled (false), or until the lease is gone (true): etcd says so, or no
 /// renewal got through for a whole TTL (then etcd will have expired it, whatever we hear).
 async fn keep_alive(
-    etcd: &mut etcd_client::Client,
+    etcd: &mut etcd_client::LeaseClient,
     id: i64,
     ttl: Duration,
     token: &CancellationToken,
@@ -78,7 +76,7 @@ async fn keep_alive(
     let period = ttl / 3;
     let mut renewed = std::time::Instant::now();
     loop {
-        match etcd.lease_keep_alive(id).await {
+        match etcd.keep_alive(id).await {
             Ok((mut keeper, mut stream)) => loop {
                 if keeper.keep_alive().await.is_err() {
                     break;

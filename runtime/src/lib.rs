@@ -9,6 +9,7 @@ pub mod lease;
 pub mod queue;
 pub mod reflector;
 pub mod testing;
+pub mod watch_mux;
 pub mod watcher;
 
 pub use api::{Api, Error};

@@ -141,15 +141,7 @@ async fn follow<K: Record>(
         .with_prev_key()
         .with_start_revision(start + 1)
         .with_progress_notify();
-    let mut stream = match api
-        .client()
-        .etcd()
-        .watch(api.etcd_prefix(sub), Some(options))
-        .await
-    {
-        Ok(stream) => stream,
-        Err(e) => return Ended::Broken(e.into()),
-    };
+    let mut stream = api.client().watch(api.etcd_prefix(sub), options);
     loop {
         let message = tokio::select! {
             _ = token.cancelled() => return Ended::Cancelled,
