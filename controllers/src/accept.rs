@@ -58,7 +58,7 @@ pub fn candidates(cluster: &Cluster, spec: &AppSpec, live: &[Arc<Task>]) -> Vec<
         let node = o.spec.node.clone();
         let here = instances.get(node.as_str()).copied().unwrap_or(0);
         if o.spec.role == spec.role {
-            let mine = Candidate::new((*o).clone(), here);
+            let mine = Candidate::new(o.clone(), here);
             let other_roles = by_node
                 .remove(&node)
                 .map(|c| c.other_roles)
@@ -78,6 +78,9 @@ pub fn candidates(cluster: &Cluster, spec: &AppSpec, live: &[Arc<Task>]) -> Vec<
                 c.other_roles.push(o.spec.role.clone());
             }
         }
+    }
+    if spec.constraints.is_empty() {
+        return by_node.into_values().collect();
     }
     let nodes = cluster.node_cache.store();
     by_node

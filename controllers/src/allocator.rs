@@ -2,6 +2,7 @@
 //! offered to that role; the unreserved rest (and the free ports) goes to one role at a time,
 //! chosen by weighted DRF with quota among roles that have instances waiting.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -77,8 +78,12 @@ fn nodes_with_room(offers: &Store<Offer>) -> Vec<String> {
 }
 
 /// What a node has free: capacity minus the resources of its live tasks, and its free ports.
-pub fn free_on(node: &Node, tasks: &[Task]) -> (Resources, Vec<PortRange>) {
-    let live: Vec<&Task> = tasks.iter().filter(|t| !t.state().is_terminal()).collect();
+pub fn free_on(node: &Node, tasks: &[impl Borrow<Task>]) -> (Resources, Vec<PortRange>) {
+    let live: Vec<&Task> = tasks
+        .iter()
+        .map(|t| t.borrow())
+        .filter(|t| !t.state().is_terminal())
+        .collect();
     let used = live
         .iter()
         .fold(Resources::default(), |sum, t| sum.plus(&t.spec.resources));
@@ -96,7 +101,7 @@ pub fn free_on(node: &Node, tasks: &[Task]) -> (Resources, Vec<PortRange>) {
 /// unreserved rest and the free ports go to `holder`.
 pub fn node_offers(
     node: &Node,
-    tasks: &[Task],
+    tasks: &[impl Borrow<Task>],
     holder: &dyn Fn(&Resources) -> (String, Resources),
 ) -> BTreeMap<String, OfferSpec> {
     let name = node.metadata.name.clone().unwrap_or_default();
@@ -106,6 +111,7 @@ pub fn node_offers(
     for (role, reserved) in &node.spec.reservations {
         let used = tasks
             .iter()
+            .map(|t| t.borrow())
             .filter(|t| !t.state().is_terminal() && &t.spec.app.role == role)
             .fold(Resources::default(), |sum, t| sum.plus(&t.spec.resources));
         let unused = reserved.minus(&used).clamped().min(&left);
@@ -142,21 +148,9 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
     // The caches first: when they say the offers are right there is nothing to read or write
     // (a resync of thousands of nodes costs no etcd round trip); if they lag, the events that
     // bring them up to date queue this node again.
-    let cached_offers: Vec<Offer> = cluster
-        .offer_cache
-        .store()
-        .list_prefix(&format!("{name}."))
-        .iter()
-        .filter(|o| o.spec.node == name)
-        .map(|o| (**o).clone())
-        .collect();
-    let cached_tasks: Vec<Task> = cluster
-        .task_cache
-        .store()
-        .list_prefix(&format!("{name}/"))
-        .iter()
-        .map(|t| (**t).clone())
-        .collect();
+    let mut cached_offers = cluster.offer_cache.store().list_prefix(&format!("{name}."));
+    cached_offers.retain(|o| o.spec.node == name);
+    let cached_tasks = cluster.task_cache.store().list_prefix(&format!("{name}/"));
     let expected = wanted_offers(&cluster, &name, Some(&node), &cached_offers, &cached_tasks);
     let settled = cached_offers.len() == expected.len()
         && cached_offers
@@ -273,8 +267,8 @@ fn wanted_offers(
     cluster: &Cluster,
     name: &str,
     current_node: Option<&Node>,
-    existing: &[Offer],
-    node_tasks: &[Task],
+    existing: &[impl Borrow<Offer>],
+    node_tasks: &[impl Borrow<Task>],
 ) -> BTreeMap<String, OfferSpec> {
     let Some(n) = current_node.filter(|_| !cluster.drained(name)) else {
         // A drained or gone node offers nothing.
@@ -282,6 +276,7 @@ fn wanted_offers(
     };
     let holder = existing
         .iter()
+        .map(|o| o.borrow())
         .find(|o| !o.spec.ports.is_empty() || o.spec.resources != o.spec.reserved)
         .map(|o| o.spec.role.clone());
     let mut book = cluster.offer_book.lock().expect("offer book lock");

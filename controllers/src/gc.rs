@@ -24,8 +24,9 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
         .watches(&cluster.app_cache, move |app: &App| {
             let name = app.metadata.name.clone().unwrap_or_default();
             tasks
-                .filter(|t| t.spec.app_id == name && t.spec.run.is_none())
+                .indexed(&name)
                 .iter()
+                .filter(|t| t.spec.run.is_none())
                 .map(|t| t.key())
                 .collect()
         })

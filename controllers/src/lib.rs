@@ -65,7 +65,13 @@ impl Cluster {
         );
         Cluster {
             app_cache: Reflector::start(Api::clone(&apps), "", token.clone()),
-            task_cache: Reflector::start(Api::clone(&tasks), "", token.clone()),
+            // Tasks by app: an app's reconcile reads its own, not all of them.
+            task_cache: Reflector::start_indexed(
+                Api::clone(&tasks),
+                "",
+                Some(|t: &Task| Some(t.spec.app_id.clone())),
+                token.clone(),
+            ),
             node_cache: Reflector::start(Api::clone(&nodes), "", token.clone()),
             offer_cache: Reflector::start(Api::clone(&offers), "", token.clone()),
             deployment_cache: Reflector::start(Api::clone(&deployments), "", token.clone()),
@@ -137,9 +143,9 @@ impl Cluster {
 
     /// The tasks of one app, from the cache (job runs' tasks are not an app's).
     pub fn tasks_of(&self, app: &str) -> Vec<Arc<Task>> {
-        self.task_cache
-            .store()
-            .filter(|t| t.spec.app_id == app && t.spec.run.is_none())
+        let mut tasks = self.task_cache.store().indexed(app);
+        tasks.retain(|t| t.spec.run.is_none());
+        tasks
     }
 }
 

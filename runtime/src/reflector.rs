@@ -1,6 +1,6 @@
 //! An in-memory cache of one record kind, fed by a watcher, whose events others can subscribe to.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -11,9 +11,48 @@ use tokio_util::sync::CancellationToken;
 use crate::api::Api;
 use crate::watcher::{self, Event};
 
+/// What a record is indexed under (its owner, say), if anything.
+pub type Indexer<K> = fn(&K) -> Option<String>;
+
+/// The records by key, and by index value when the cache has an indexer.
+struct Items<K> {
+    all: BTreeMap<String, Arc<K>>,
+    indexer: Option<Indexer<K>>,
+    index: HashMap<String, BTreeMap<String, Arc<K>>>,
+}
+
+impl<K: Record> Items<K> {
+    fn insert(&mut self, key: String, obj: Arc<K>) {
+        if let Some(old) = self.all.insert(key.clone(), obj.clone()) {
+            self.unindex(&key, &old);
+        }
+        if let Some(value) = self.indexer.and_then(|f| f(&obj)) {
+            self.index.entry(value).or_default().insert(key, obj);
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(old) = self.all.remove(key) {
+            self.unindex(key, &old);
+        }
+    }
+
+    fn unindex(&mut self, key: &str, old: &K) {
+        let Some(value) = self.indexer.and_then(|f| f(old)) else {
+            return;
+        };
+        if let Some(set) = self.index.get_mut(&value) {
+            set.remove(key);
+            if set.is_empty() {
+                self.index.remove(&value);
+            }
+        }
+    }
+}
+
 /// A read-only view of the cache: records by key.
 pub struct Store<K> {
-    items: Arc<RwLock<BTreeMap<String, Arc<K>>>>,
+    items: Arc<RwLock<Items<K>>>,
     ready: watch::Receiver<bool>,
     /// The newest etcd revision the cache has applied.
     revision: Arc<AtomicI64>,
@@ -31,20 +70,21 @@ impl<K> Clone for Store<K> {
 
 impl<K: Record> Store<K> {
     pub fn get(&self, key: &str) -> Option<Arc<K>> {
-        self.items.read().expect("store lock").get(key).cloned()
+        self.items.read().expect("store lock").all.get(key).cloned()
     }
 
     pub fn list(&self) -> Vec<Arc<K>> {
         self.items
             .read()
             .expect("store lock")
+            .all
             .values()
             .cloned()
             .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.items.read().expect("store lock").len()
+        self.items.read().expect("store lock").all.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,6 +95,7 @@ impl<K: Record> Store<K> {
     pub fn list_prefix(&self, prefix: &str) -> Vec<Arc<K>> {
         let items = self.items.read().expect("store lock");
         items
+            .all
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
@@ -66,10 +107,23 @@ impl<K: Record> Store<K> {
         self.items
             .read()
             .expect("store lock")
+            .all
             .values()
             .filter(|v| keep(v))
             .cloned()
             .collect()
+    }
+
+    /// The records the cache's indexer puts under `value`, in key order (none without an
+    /// indexer).
+    pub fn indexed(&self, value: &str) -> Vec<Arc<K>> {
+        self.items
+            .read()
+            .expect("store lock")
+            .index
+            .get(value)
+            .map(|set| set.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Waits until the first full list has arrived.
@@ -102,14 +156,14 @@ impl<K: Record> Store<K> {
         let mut items = self.items.write().expect("store lock");
         match &event {
             Event::Restarted(all) => {
-                *items = all.iter().map(|o| (o.key(), o.clone())).collect();
+                items.all.clear();
+                items.index.clear();
+                for o in all {
+                    items.insert(o.key(), o.clone());
+                }
             }
-            Event::Applied(obj) => {
-                items.insert(obj.key(), obj.clone());
-            }
-            Event::Deleted(obj) => {
-                items.remove(&obj.key());
-            }
+            Event::Applied(obj) => items.insert(obj.key(), obj.clone()),
+            Event::Deleted(obj) => items.remove(&obj.key()),
         }
         self.revision.fetch_max(seen, Ordering::AcqRel);
         event
@@ -142,9 +196,23 @@ impl<K> Clone for Reflector<K> {
 impl<K: Record> Reflector<K> {
     /// Starts watching the records of `api` below `sub`.
     pub fn start(api: Api<K>, sub: &str, token: CancellationToken) -> Self {
+        Self::start_indexed(api, sub, None, token)
+    }
+
+    /// Like `start`, and the store also keeps the records by `indexer`'s value (`indexed`).
+    pub fn start_indexed(
+        api: Api<K>,
+        sub: &str,
+        indexer: Option<Indexer<K>>,
+        token: CancellationToken,
+    ) -> Self {
         let (ready_tx, ready) = watch::channel(false);
         let store = Store {
-            items: Arc::default(),
+            items: Arc::new(RwLock::new(Items {
+                all: BTreeMap::new(),
+                indexer,
+                index: HashMap::new(),
+            })),
             ready,
             revision: Arc::default(),
         };

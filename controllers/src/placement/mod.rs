@@ -18,8 +18,9 @@ use pacer_crd::{AppSpec, Offer, Resources};
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub node: String,
-    /// The node's offer to the app's role, as read; `None` if the node offers nothing to it.
-    pub offer: Option<Offer>,
+    /// The node's offer to the app's role, as read (shared with the cache); `None` if the node
+    /// offers nothing to it.
+    pub offer: Option<std::sync::Arc<Offer>>,
     /// Free resources reserved for the app's role (usable if the app accepts its role).
     pub reserved: Resources,
     /// Free unreserved resources offered to the app's role (usable if the app accepts `*`).
@@ -27,7 +28,8 @@ pub struct Candidate {
     pub ports: Vec<PortRange>,
     /// Instances of this app already on the node (for spreading and constraints).
     pub app_tasks: usize,
-    /// The node's attributes, `hostname` among them.
+    /// The node's attributes, `hostname` among them (left empty for apps without constraints,
+    /// the only thing reading them).
     pub attributes: BTreeMap<String, String>,
     /// Roles the node's resources are offered to instead, when not to the app's.
     pub other_roles: Vec<String>,
@@ -35,7 +37,8 @@ pub struct Candidate {
 
 impl Candidate {
     /// A node whose offer goes to the app's role.
-    pub fn new(offer: Offer, app_tasks: usize) -> Self {
+    pub fn new(offer: impl Into<std::sync::Arc<Offer>>, app_tasks: usize) -> Self {
+        let offer = offer.into();
         let spec = &offer.spec;
         Candidate {
             node: spec.node.clone(),
@@ -109,7 +112,7 @@ impl Candidate {
 
     /// The offer as it stands after the assignments, for the accepting transaction.
     pub fn shrunk_offer(&self) -> Option<Offer> {
-        let mut offer = self.offer.clone()?;
+        let mut offer = Offer::clone(self.offer.as_ref()?);
         offer.spec.resources = self.reserved.plus(&self.unreserved).clamped();
         offer.spec.reserved = self.reserved.clamped();
         offer.spec.ports = self.ports.clone();
