@@ -240,3 +240,48 @@ impl<K: Record> Reflector<K> {
         self.events.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_crd::App;
+
+    fn app(name: &str, role: &str) -> App {
+        let spec = serde_json::from_value(serde_json::json!({"role": role})).expect("spec");
+        App::new(name, spec)
+    }
+
+    fn names(apps: Vec<Arc<App>>) -> Vec<String> {
+        apps.iter()
+            .filter_map(|a| a.metadata.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_index_follows_inserts_moves_deletes_and_restarts() {
+        let (_tx, ready) = watch::channel(false);
+        let store: Store<App> = Store {
+            items: Arc::new(RwLock::new(Items {
+                all: BTreeMap::new(),
+                indexer: Some(|a: &App| Some(a.spec.role.clone())),
+                index: HashMap::new(),
+            })),
+            ready,
+            revision: Arc::default(),
+        };
+        store.apply(Event::Applied(app("a", "web")));
+        store.apply(Event::Applied(app("b", "web")));
+        store.apply(Event::Applied(app("c", "batch")));
+        assert_eq!(names(store.indexed("web")), ["a", "b"]);
+        // A record whose indexed value changes moves.
+        store.apply(Event::Applied(app("b", "batch")));
+        assert_eq!(names(store.indexed("web")), ["a"]);
+        assert_eq!(names(store.indexed("batch")), ["b", "c"]);
+        store.apply(Event::Deleted(app("a", "web")));
+        assert!(store.indexed("web").is_empty());
+        store.apply(Event::Restarted(vec![app("d", "web")]));
+        assert_eq!(names(store.indexed("web")), ["d"]);
+        assert!(store.indexed("batch").is_empty());
+        assert_eq!(store.len(), 1);
+    }
+}

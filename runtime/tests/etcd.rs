@@ -228,3 +228,56 @@ async fn controller_reconciles_every_change() {
         .expect("controller stops when cancelled")
         .unwrap();
 }
+
+/// Every watch of a client shares one etcd stream: each still gets only its own keys, and
+/// dropping some leaves the others working.
+#[tokio::test]
+async fn watches_share_one_stream_and_each_sees_only_its_own_keys() {
+    let h = harness().await;
+    let mut etcd = h.client.etcd();
+    let mut watches: Vec<_> = (0..40)
+        .map(|i| {
+            let options = etcd_client::WatchOptions::new().with_prefix();
+            h.client.watch(format!("/mux/{i}/"), options)
+        })
+        .collect();
+    // Every watch confirmed before anything is written.
+    for w in watches.iter_mut() {
+        let created = tokio::time::timeout(Duration::from_secs(10), w.message())
+            .await
+            .expect("created within 10 s")
+            .expect("no error")
+            .expect("a response");
+        assert!(created.created());
+    }
+    async fn next_key(w: &mut pacer_runtime::watch_mux::Watch) -> String {
+        loop {
+            let resp = tokio::time::timeout(Duration::from_secs(10), w.message())
+                .await
+                .expect("an event within 10 s")
+                .expect("no error")
+                .expect("a response");
+            if let Some(kv) = resp.events().first().and_then(|e| e.kv()) {
+                return String::from_utf8_lossy(kv.key()).into_owned();
+            }
+        }
+    }
+    for i in (0..40).rev() {
+        etcd.put(format!("/mux/{i}/a"), "x", None).await.unwrap();
+    }
+    for (i, w) in watches.iter_mut().enumerate() {
+        assert_eq!(next_key(w).await, format!("/mux/{i}/a"));
+    }
+    // Half of them go; the rest carry on.
+    let kept: Vec<_> = watches
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .collect();
+    for i in 0..40 {
+        etcd.put(format!("/mux/{i}/b"), "y", None).await.unwrap();
+    }
+    for (i, mut w) in kept {
+        assert_eq!(next_key(&mut w).await, format!("/mux/{i}/b"));
+    }
+}
