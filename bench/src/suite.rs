@@ -86,7 +86,7 @@ impl Run {
                 continue;
             }
             let (mut bed, capacity) = self
-                .placement(nodes, instances, &mut figures, &mut per_node_kib)
+                .placement(nodes, instances, false, &mut figures, &mut per_node_kib)
                 .await?;
             if first && self.wants(7) {
                 self.restart(&mut bed, instances, &mut figures).await?;
@@ -94,6 +94,16 @@ impl Run {
             if last && self.wants(5) {
                 self.idle(&mut bed, nodes, instances, capacity, &mut figures)
                     .await?;
+            }
+        }
+        // The same runs with the agents paused while placing: what the scheduler and its
+        // writes alone achieve, as Kubernetes' scheduler_perf measures it (no kubelets).
+        if self.wants(1) {
+            for (nodes, instances) in runs.iter().copied() {
+                let (bed, _) = self
+                    .placement(nodes, instances, true, &mut figures, &mut None)
+                    .await?;
+                drop(bed);
             }
         }
         if self.wants(2) || self.wants(3) || self.wants(4) {
@@ -106,16 +116,24 @@ impl Run {
     }
 
     /// Benchmark 1: Placements per second from pending to bound, against raw etcd compare-and-put
-    /// transactions of the same value size and concurrency, measured just before.
+    /// transactions of the same value size and concurrency, measured just before. `paused`
+    /// stops (SIGSTOP) the simulated agents while placing, so that their status writes do not
+    /// compete with the placements; they carry on (SIGCONT) once every instance is bound.
     async fn placement(
         &self,
         nodes: usize,
         instances: usize,
+        paused: bool,
         figures: &mut Vec<Figure>,
         per_node_kib: &mut Option<f64>,
     ) -> Result<(Bed, Capacity)> {
+        let alone = if paused {
+            ", scheduler alone (agents paused)"
+        } else {
+            ""
+        };
         step(&format!(
-            "placement: {nodes} simulated nodes, {instances} instances"
+            "placement{alone}: {nodes} simulated nodes, {instances} instances"
         ));
         let mut bed = Bed::start(&self.pacer).await?;
         bed.start_server().await?;
@@ -173,11 +191,9 @@ impl Run {
             Some(_) => Some(KindCounter::watch(&bed).await?),
             None => None,
         };
-        let freeze = std::env::var_os("PACER_BENCH_FREEZE").is_some();
-        if freeze {
-            let _ = std::process::Command::new("kill")
-                .args(["-STOP", &bed.agents[sim].pid().to_string()])
-                .status();
+        let agents = bed.agents[sim].pid().to_string();
+        if paused {
+            signal("STOP", &agents)?;
         }
         let start = Instant::now();
         for a in 0..apps {
@@ -209,10 +225,8 @@ impl Run {
                 format!("{name} {:.2}", used / bound)
             })
             .collect();
-        if freeze {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &bed.agents[sim].pid().to_string()])
-                .status();
+        if paused {
+            signal("CONT", &agents)?;
         }
         let revisions = bed.revision().await? - revision_before;
         eprintln!(
@@ -232,7 +246,7 @@ impl Run {
         eprintln!("  all {instances} running after {running:.1} s");
         if self.wants(1) {
             figures.push(Figure {
-                bench: format!("1. placement, {nodes} nodes, {instances} instances"),
+                bench: format!("1. placement{alone}, {nodes} nodes, {instances} instances"),
                 measured: format!("{rate:.0} placements/s ({bound:.1} s to bound, {running:.1} s to running)"),
                 baseline: format!(
                     "{txn_rate:.0} etcd compare-and-put txn/s ({CONTROLLER_WORKERS} clients, {value_size} B)"
@@ -241,7 +255,7 @@ impl Run {
                 target: ">= 1".into(),
                 met: rate >= txn_rate,
             });
-            if nodes >= 5000 {
+            if nodes >= 5000 && !paused {
                 figures.push(Figure {
                     bench: format!("1. placement rate at {nodes} nodes"),
                     measured: format!("{rate:.0} placements/s"),
@@ -734,6 +748,15 @@ fn docker_app(id: &str, instances: usize, image: &str) -> Value {
         "cpus": 0.01, "mem": 16, "disk": 0,
         "container": {"type": "DOCKER", "docker": {"image": image}}
     })
+}
+
+/// Sends SIGNAL to process `pid`.
+fn signal(signal: &str, pid: &str) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), pid])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+    Ok(())
 }
 
 /// Nearest-rank percentile of unsorted samples.
