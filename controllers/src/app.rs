@@ -252,7 +252,7 @@ fn rolling_step<'a>(
     };
     let step = upgrade::step(wanted, bounds, counts);
     let mut order = old.to_vec();
-    order.sort_by_key(|t| (t.is_healthy(), age_key(t)));
+    order.sort_by_cached_key(|t| (t.is_healthy(), age_key(t)));
     let mut doomed: Vec<&Arc<Task>> = order.into_iter().take(step.stop_old).collect();
     doomed.extend(pick_to_kill(current, wanted, app.spec.kill_selection));
     (doomed, step.start_new)
@@ -301,8 +301,12 @@ fn pick_to_kill<'a>(
     keep: usize,
     selection: KillSelection,
 ) -> Vec<&'a Arc<Task>> {
+    if tasks.len() <= keep {
+        return Vec::new();
+    }
     let mut sorted = tasks.to_vec();
-    sorted.sort_by_key(|t| age_key(t));
+    // The key holds strings: made once per task, not once per comparison.
+    sorted.sort_by_cached_key(|t| age_key(t));
     if selection == KillSelection::YoungestFirst {
         sorted.reverse();
     }
