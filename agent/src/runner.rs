@@ -130,16 +130,7 @@ async fn run(
             }
             // A quick start goes straight to TASK_RUNNING (one write fewer per task); a slow
             // one (an image being pulled) shows TASK_STAGING meanwhile.
-            let start = runtime.start(&task, &ctx.hostname);
-            tokio::pin!(start);
-            let started = tokio::select! {
-                started = &mut start => started,
-                _ = tokio::time::sleep(SHOW_AFTER) => {
-                    report.send().await;
-                    start.await
-                }
-            };
-            match started {
+            match shown_if_slow(runtime.start(&task, &ctx.hostname), &mut report).await {
                 Ok(handle) => handle,
                 Err(e) => {
                     tracing::info!(error = %e, "task failed to start");
@@ -219,20 +210,26 @@ async fn stop(
         let _ = runtime.stop(handle, grace).await;
         runtime.wait(handle).await.ok()
     };
-    tokio::pin!(stopping);
     // As with TASK_STAGING: TASK_KILLING is written only if the stop takes a while.
-    let code = tokio::select! {
-        code = &mut stopping => code,
-        _ = tokio::time::sleep(SHOW_AFTER) => {
-            report.send().await;
-            stopping.await
-        }
-    };
+    let code = shown_if_slow(stopping, report).await;
     report.end(TaskState::Killed, code, message).await;
 }
 
 /// How long a passing state (TASK_STAGING, TASK_KILLING) must last before it is written.
 const SHOW_AFTER: Duration = Duration::from_millis(500);
+
+/// Runs `work`; if it takes longer than `SHOW_AFTER`, the report's passing state is written
+/// meanwhile.
+async fn shown_if_slow<F: std::future::Future>(work: F, report: &mut Reporter) -> F::Output {
+    tokio::pin!(work);
+    tokio::select! {
+        done = &mut work => done,
+        _ = tokio::time::sleep(SHOW_AFTER) => {
+            report.send().await;
+            work.await
+        }
+    }
+}
 
 /// Writes a task's status, retrying until it is stored or the task record is gone.
 struct Reporter {

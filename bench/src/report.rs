@@ -14,8 +14,32 @@ pub struct Figure {
     pub baseline: String,
     /// measured / baseline, in the unit the target speaks of.
     pub ratio: f64,
-    pub target: String,
-    pub met: bool,
+    pub target: Target,
+}
+
+/// What the ratio must be.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Figure {
+    pub fn met(&self) -> bool {
+        match self.target {
+            Target::AtLeast(t) => self.ratio >= t,
+            Target::AtMost(t) => self.ratio <= t,
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::AtLeast(t) => write!(f, ">= {t}"),
+            Target::AtMost(t) => write!(f, "<= {t}"),
+        }
+    }
 }
 
 pub fn table(figures: &[Figure]) -> String {
@@ -34,8 +58,8 @@ pub fn table(figures: &[Figure]) -> String {
             f.measured.clone(),
             f.baseline.clone(),
             format!("{:.3}", f.ratio),
-            f.target.clone(),
-            if f.met { "yes" } else { "NO" }.to_string(),
+            f.target.to_string(),
+            if f.met() { "yes" } else { "NO" }.to_string(),
         ]);
     }
     table.to_string()

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::baseline;
 use crate::bed::{Bed, TaskEvents, cpu_seconds, rss_kib, wait_for};
-use crate::report::Figure;
+use crate::report::{Figure, Target};
 
 /// How big each benchmark is.
 pub struct Scale {
@@ -252,8 +252,7 @@ impl Run {
                     "{txn_rate:.0} etcd compare-and-put txn/s ({CONTROLLER_WORKERS} clients, {value_size} B)"
                 ),
                 ratio: rate / txn_rate,
-                target: ">= 1".into(),
-                met: rate >= txn_rate,
+                target: Target::AtLeast(1.0),
             });
             if nodes >= 5000 && !paused {
                 figures.push(Figure {
@@ -261,8 +260,7 @@ impl Run {
                     measured: format!("{rate:.0} placements/s"),
                     baseline: "target 2000 placements/s".into(),
                     ratio: rate / 2000.0,
-                    target: ">= 1".into(),
-                    met: rate >= 2000.0,
+                    target: Target::AtLeast(1.0),
                 });
             }
         }
@@ -318,8 +316,7 @@ impl Run {
             ),
             baseline: format!("{bare_s:.3} s bare list + watch of {keys} keys"),
             ratio: synced / bare_s,
-            target: "<= 2".into(),
-            met: synced <= 2.0 * bare_s,
+            target: Target::AtMost(2.0),
         });
         Ok(())
     }
@@ -430,8 +427,7 @@ impl Run {
             measured: format!("{writes:.1} writes/s"),
             baseline: format!("{:.0} txn/s etcd capacity", capacity.txn_rate),
             ratio: writes / capacity.txn_rate,
-            target: "<= 0.05".into(),
-            met: writes <= 0.05 * capacity.txn_rate,
+            target: Target::AtMost(0.05),
         });
         let control = etcd + server;
         figures.push(Figure {
@@ -441,8 +437,7 @@ impl Run {
             ),
             baseline: format!("{:.2} cores etcd at capacity", capacity.etcd_cores),
             ratio: control / capacity.etcd_cores,
-            target: "<= 0.05".into(),
-            met: control <= 0.05 * capacity.etcd_cores,
+            target: Target::AtMost(0.05),
         });
         Ok(())
     }
@@ -488,16 +483,14 @@ impl Run {
                 measured: format!("{:.1} MiB RSS", mib(idle_kib)),
                 baseline: "target 25 MiB".into(),
                 ratio: mib(idle_kib) / 25.0,
-                target: "<= 1".into(),
-                met: mib(idle_kib) <= 25.0,
+                target: Target::AtMost(1.0),
             });
             figures.push(Figure {
                 bench: format!("4. agent memory, {n} containers"),
                 measured: format!("{:.1} MiB RSS", mib(busy_kib)),
                 baseline: "target 50 MiB".into(),
                 ratio: mib(busy_kib) / 50.0,
-                target: "<= 1".into(),
-                met: mib(busy_kib) <= 50.0,
+                target: Target::AtMost(1.0),
             });
             if let Some(kib) = per_node_kib {
                 figures.push(Figure {
@@ -505,8 +498,7 @@ impl Run {
                     measured: format!("{kib:.1} KiB"),
                     baseline: "target 50 KiB".into(),
                     ratio: kib / 50.0,
-                    target: "<= 1".into(),
-                    met: kib <= 50.0,
+                    target: Target::AtMost(1.0),
                 });
             }
         }
@@ -561,8 +553,7 @@ impl Run {
                 measured: format!("{:.0} ms", ours * 1000.0),
                 baseline: format!("{:.0} ms docker run -d", theirs * 1000.0),
                 ratio: ours / theirs,
-                target: "<= 1.3".into(),
-                met: ours <= 1.3 * theirs,
+                target: Target::AtMost(1.3),
             });
         }
         Ok(())
@@ -598,8 +589,7 @@ impl Run {
             measured: format!("{ours:.2} s"),
             baseline: format!("{bare:.2} s bare bollard launcher, {n} at once"),
             ratio: ours / bare,
-            target: "<= 1.2".into(),
-            met: ours <= 1.2 * bare,
+            target: Target::AtMost(1.2),
         });
         Ok(())
     }
@@ -642,8 +632,7 @@ impl Run {
                 measured: format!("{per_task:.2} revisions per task ({by_kind})"),
                 baseline: format!("{VISIBLE_TRANSITIONS} transitions seen"),
                 ratio: per_task / VISIBLE_TRANSITIONS,
-                target: "<= 1.5".into(),
-                met: per_task <= 1.5 * VISIBLE_TRANSITIONS,
+                target: Target::AtMost(1.5),
             });
             bed.delete_app(&id).await?;
             bed.settle(Duration::from_secs(1), Duration::from_secs(30))

@@ -436,24 +436,20 @@ async fn write_status(cluster: &Cluster, cached: &App, status: AppStatus) -> Res
     let name = cached.metadata.name.as_deref().unwrap_or_default();
     // Nothing new against the cache (which holds this controller's last write): no read, no
     // write.
-    let stored = cached.status.clone().unwrap_or_default();
-    let unchanged = AppStatus {
+    // The failure record stays as stored.
+    let over = |stored: &AppStatus| AppStatus {
         consecutive_failures: stored.consecutive_failures,
         launch_delayed_until: stored.launch_delayed_until.clone(),
         last_task_failure: stored.last_task_failure.clone(),
         ..status.clone()
-    } == stored;
-    if unchanged {
+    };
+    let stored = cached.status.clone().unwrap_or_default();
+    if over(&stored) == stored {
         return Ok(());
     }
     let result = cluster.apps.modify(name, |app| {
         let stored = app.status.clone().unwrap_or_default();
-        let next = AppStatus {
-            consecutive_failures: stored.consecutive_failures,
-            launch_delayed_until: stored.launch_delayed_until.clone(),
-            last_task_failure: stored.last_task_failure.clone(),
-            ..status.clone()
-        };
+        let next = over(&stored);
         let changed = stored != next;
         app.status = Some(next);
         changed

@@ -374,22 +374,11 @@ impl Cluster {
 
     /// Ids of this node's containers (all states) with label `key=value`.
     pub fn containers(&self, app: Option<&str>) -> Vec<String> {
-        let mut args = vec![
-            "ps".to_string(),
-            "-aq".into(),
-            "--filter".into(),
-            format!("label=pacer.io/node={}", self.node),
-        ];
-        if let Some(app) = app {
-            args.extend(["--filter".into(), format!("label=pacer.io/app={app}")]);
-        }
-        let out = Command::new("docker")
-            .args(&args)
-            .output()
-            .expect("docker ps");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
+        let filter = app.map(|app| format!("label=pacer.io/app={app}"));
+        let filters: Vec<&str> = filter.iter().map(String::as_str).collect();
+        node_containers(|n| n == self.node, &filters)
+            .into_iter()
+            .map(|(id, _)| id)
             .collect()
     }
 
