@@ -92,7 +92,16 @@ pub async fn run(
             process.remove_unwanted(&wanted);
         }
     }
-    run_node(config, client, runtimes, Some((listener, address)), token).await;
+    let writes = runner::status_writes();
+    run_node(
+        config,
+        client,
+        runtimes,
+        Some((listener, address)),
+        writes,
+        token,
+    )
+    .await;
     Ok(())
 }
 
@@ -125,6 +134,8 @@ pub async fn simulate(
     token: CancellationToken,
 ) {
     let fake = Arc::new(runtime::Fake::new(start_delay, fail_ratio));
+    // One limit for the process, as for a real agent: the nodes share its connection.
+    let writes = runner::status_writes();
     let nodes = (1..=count).map(|i| {
         let mut node = config.clone();
         node.node_name = format!("{}-{i:04}", config.node_name);
@@ -134,6 +145,7 @@ pub async fn simulate(
             client.clone(),
             Runtimes::Simulated(fake.clone()),
             None,
+            writes.clone(),
             token.clone(),
         )
     });
@@ -147,6 +159,7 @@ async fn run_node(
     client: Client,
     runtimes: Runtimes,
     http: Option<(tokio::net::TcpListener, String)>,
+    writes: Arc<tokio::sync::Semaphore>,
     token: CancellationToken,
 ) {
     let runners: Runners = Arc::default();
@@ -177,6 +190,7 @@ async fn run_node(
         tasks,
         runtimes,
         hostname: config.hostname.clone(),
+        writes,
     };
     while let Some(event) = events.recv().await {
         apply(&event, &runners, &ctx);

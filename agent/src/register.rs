@@ -15,11 +15,17 @@ pub async fn keep_registered(
     token: CancellationToken,
 ) {
     let nodes: Api<Node> = Api::new(&client);
-    let mut delay = std::time::Duration::from_millis(200);
+    let new_backoff = || {
+        pacer_runtime::backoff(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(5),
+        )
+    };
+    let mut backoff = new_backoff();
     while !token.is_cancelled() {
         match register(&client, &nodes, &config, &address, &token).await {
             Ok(lease) => {
-                delay = std::time::Duration::from_millis(200);
+                backoff = new_backoff();
                 tracing::info!(node = %config.node_name, lease = lease.id, "node registered");
                 tokio::select! {
                     _ = token.cancelled() => return,
@@ -27,12 +33,12 @@ pub async fn keep_registered(
                 }
             }
             Err(e) => {
+                let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(5));
                 tracing::info!(node = %config.node_name, error = %e, retry_in = ?delay, "registration failed");
                 tokio::select! {
                     _ = token.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }
         }
     }

@@ -17,6 +17,19 @@ pub struct Ctx {
     pub tasks: Api<Task>,
     pub runtimes: Runtimes,
     pub hostname: String,
+    /// Status writes in flight, for the whole process (`status_writes`).
+    pub writes: Arc<tokio::sync::Semaphore>,
+}
+
+/// Status writes one agent process has in flight at most. A node starting tasks writes far
+/// fewer; the limit is for a burst (5,000 simulated nodes resuming at once wrote 50,000
+/// statuses together: requests timed out in the queue, their cancellations closed the
+/// connection, etcd refused with "too many requests"). The rest wait their turn, and a
+/// request's timeout starts only when it is sent.
+const STATUS_WRITES: usize = 64;
+
+pub fn status_writes() -> Arc<tokio::sync::Semaphore> {
+    Arc::new(tokio::sync::Semaphore::new(STATUS_WRITES))
 }
 
 /// The agent's handle on a running runner.
@@ -96,6 +109,7 @@ async fn run(
         tasks: ctx.tasks.clone(),
         status: task.status.clone().unwrap_or_default(),
         deleted: deleted.clone(),
+        writes: ctx.writes.clone(),
     };
     let grace = Duration::from_secs_f64(task.spec.app.task_kill_grace_period_seconds.max(0.0));
     let adopted = runtime.adopt(&task).await;
@@ -239,6 +253,7 @@ struct Reporter {
     tasks: Api<Task>,
     status: TaskStatus,
     deleted: CancellationToken,
+    writes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Reporter {
@@ -251,27 +266,34 @@ impl Reporter {
     }
 
     async fn send(&mut self) {
-        let mut delay = Duration::from_millis(100);
+        let mut backoff =
+            pacer_runtime::backoff(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            match self
-                .tasks
-                .update_status_of(&self.known, self.status.clone())
-                .await
-            {
+            let written = async {
+                let _permit = self.writes.acquire().await;
+                self.tasks
+                    .update_status_of(&self.known, self.status.clone())
+                    .await
+            };
+            let written = tokio::select! {
+                _ = self.deleted.cancelled() => return,
+                w = written => w,
+            };
+            match written {
                 Ok(stored) => {
                     self.known = stored;
                     return;
                 }
                 Err(e) if e.is_not_found() => return,
                 Err(e) => {
-                    tracing::info!(error = %e, retry_in = ?delay, "writing task status failed")
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tracing::info!(error = %e, retry_in = ?delay, "writing task status failed");
+                    tokio::select! {
+                        _ = self.deleted.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
                 }
             }
-            tokio::select! {
-                _ = self.deleted.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 }

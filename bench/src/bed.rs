@@ -113,7 +113,12 @@ pub struct Bed {
 impl Bed {
     /// A fresh etcd in a temporary folder; no server or agent yet.
     pub async fn start(pacer: &Path) -> Result<Bed> {
-        let dir = tempfile::tempdir()?;
+        let mut dir = tempfile::tempdir()?;
+        // PACER_BENCH_KEEP=1 keeps the folder (etcd's data, every process's log) to look into.
+        if std::env::var_os("PACER_BENCH_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("  keeping {}", dir.path().display());
+        }
         let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0).await?;
         let client = etcd_client::Client::connect([&etcd.endpoint], None).await?;
         Ok(Bed {

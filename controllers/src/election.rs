@@ -15,21 +15,22 @@ use pacer_runtime::election::name as election_name;
 /// Campaigns as `identity`; while elected, runs every controller. Returns when `token` is
 /// cancelled (resigning by revoking the lease, so a standby takes over at once).
 pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: CancellationToken) {
-    let mut delay = Duration::from_millis(200);
+    let new_backoff = || pacer_runtime::backoff(Duration::from_millis(200), Duration::from_secs(5));
+    let mut backoff = new_backoff();
     while !token.is_cancelled() {
         let lease = match Lease::grant(client, ttl, token.child_token()).await {
             Ok(lease) => lease,
             Err(e) => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::info!(error = %e, retry_in = ?delay, "cannot get a lease for the election");
                 tokio::select! {
                     _ = token.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
-        delay = Duration::from_millis(200);
+        backoff = new_backoff();
         let mut election = client.etcd().election_client();
         let campaign = election.campaign(election_name(client), identity, lease.id);
         let won = tokio::select! {

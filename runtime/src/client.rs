@@ -12,6 +12,10 @@ pub struct Client(std::sync::Arc<Inner>);
 
 struct Inner {
     etcd: etcd_client::Client,
+    /// A connection of its own for lease grants and keep-alives: a flood of writes queued on
+    /// the main one (thousands of simulated nodes reporting at once, a server placing) must
+    /// not hold back renewals until leases expire, which then multiplies the flood.
+    leases: etcd_client::Client,
     prefix: String,
     /// The one watch stream all watches of this client share.
     watches: crate::watch_mux::WatchMux,
@@ -43,9 +47,11 @@ impl Client {
             .retry(backoff)
             .notify(|e, d| tracing::info!(error = %e, retry_in = ?d, "etcd not reachable yet"))
             .await?;
+        let leases = etcd_client::Client::connect(endpoints, Some(options.clone())).await?;
         Ok(Client(std::sync::Arc::new(Inner {
             watches: crate::watch_mux::WatchMux::new(etcd.clone()),
             etcd,
+            leases,
             prefix: normalize_prefix(prefix),
         })))
     }
@@ -53,6 +59,11 @@ impl Client {
     /// The raw etcd client, for operations the typed API does not cover.
     pub fn etcd(&self) -> etcd_client::Client {
         self.0.etcd.clone()
+    }
+
+    /// The lease client, on the connection kept for leases.
+    pub fn leases(&self) -> etcd_client::LeaseClient {
+        self.0.leases.lease_client()
     }
 
     /// Watches `key` on the stream shared by every watch of this client.

@@ -25,7 +25,7 @@ impl Lease {
         token: CancellationToken,
     ) -> Result<Lease, etcd_client::Error> {
         // Only the lease client lives on in the keeper task (the whole client is 3.5 KiB).
-        let mut etcd = client.etcd().lease_client();
+        let mut etcd = client.leases();
         let id = etcd.grant(ttl.as_secs().max(2) as i64, None).await?.id();
         let (lost_tx, lost) = watch::channel(false);
         let keeper_token = token.clone();

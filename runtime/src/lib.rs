@@ -13,6 +13,18 @@ pub mod watch_mux;
 pub mod watcher;
 
 pub use api::{Api, Error};
+
+/// Retry delays doubling from `min` up to `max`, forever, each with random jitter: after a
+/// shared outage thousands of nodes must not retry in step (they overloaded etcd again).
+pub fn backoff(min: std::time::Duration, max: std::time::Duration) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_max_times(usize::MAX)
+        .with_jitter()
+        .build()
+}
 pub use client::Client;
 pub use controller::{Action, Controller};
 pub use reflector::{Reflector, Store};

@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::sync::Notify;
 
 #[derive(Default)]
@@ -112,12 +111,7 @@ impl WorkQueue {
 
 /// The delay before retry number `failures` (1 = first retry): 50 ms doubling up to 30 s.
 pub fn failure_backoff(failures: usize) -> Duration {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(50))
-        .with_max_delay(Duration::from_secs(30))
-        .with_max_times(usize::MAX)
-        .with_jitter()
-        .build()
+    crate::backoff(Duration::from_millis(50), Duration::from_secs(30))
         .nth(failures.saturating_sub(1))
         .unwrap_or(Duration::from_secs(30))
 }

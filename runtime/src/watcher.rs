@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use etcd_client::{EventType, WatchOptions};
 use pacer_crd::Record;
 use tokio::sync::mpsc;
@@ -188,8 +187,35 @@ async fn follow<K: Record>(
                 Err(e) => tracing::warn!(error = %e, "skipping a record that does not decode"),
             }
         }
-        if let Some(header) = resp.header() {
-            *revision = Some(revision.unwrap_or(start).max(header.revision()));
+        let progress = Response {
+            events: resp.events().len(),
+            created: resp.created(),
+            header: resp.header().map_or(0, |h| h.revision()),
+        };
+        *revision = progress.resume_after(revision.unwrap_or(start)).into();
+    }
+}
+
+/// What of a watch response decides where a resumed watch starts.
+struct Response {
+    events: usize,
+    created: bool,
+    header: i64,
+}
+
+impl Response {
+    /// The revision a watch may resume after once this response is handled (its events
+    /// already moved `last`). Only a progress notification (no events, not the `created`
+    /// answer) moves it to the header's revision: etcd stamps a `created` answer, and each
+    /// batch of a watcher catching up, with the store's current revision while older events
+    /// are still to come, so resuming from that would skip them. (etcd's Go client does the
+    /// same: `IsProgressNotify`.) This lost a node's new tasks when the shared stream broke
+    /// between a watch's `created` answer and its events.
+    fn resume_after(&self, last: i64) -> i64 {
+        if self.events == 0 && !self.created {
+            last.max(self.header)
+        } else {
+            last
         }
     }
 }
@@ -197,12 +223,7 @@ async fn follow<K: Record>(
 type ExponentialBackoffState = backon::ExponentialBackoff;
 
 fn new_backoff() -> ExponentialBackoffState {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_max_times(usize::MAX)
-        .with_jitter()
-        .build()
+    crate::backoff(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// Waits the next backoff delay; true when cancelled meanwhile.
@@ -218,4 +239,36 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, std::time::Dur
     let start = std::time::Instant::now();
     let out = f.await;
     (out, start.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Response;
+
+    #[test]
+    fn only_progress_notifications_move_the_resume_revision_to_the_header() {
+        // A watch from revision 10 is created while the store is at 50: events 11..50 follow.
+        let created = Response {
+            events: 0,
+            created: true,
+            header: 50,
+        };
+        assert_eq!(created.resume_after(10), 10);
+        // A catching-up batch ending at 30, stamped with the current revision.
+        let batch = Response {
+            events: 3,
+            created: false,
+            header: 50,
+        };
+        assert_eq!(batch.resume_after(30), 30);
+        // Nothing more for this watch up to 60.
+        let progress = Response {
+            events: 0,
+            created: false,
+            header: 60,
+        };
+        assert_eq!(progress.resume_after(30), 60);
+        // A stale header never moves it back.
+        assert_eq!(progress.resume_after(70), 70);
+    }
 }
