@@ -1,7 +1,7 @@
 //! Accepting offers: plan placements against the offer cache, then, in one etcd transaction,
 //! compare every offer used, shrink it and write the tasks. Apps and job runs share this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use etcd_client::{Compare, TxnOp};
@@ -22,6 +22,10 @@ pub enum Placed {
     /// An offer (or an extra compare) changed meanwhile: nothing was written.
     Conflict,
 }
+
+/// How long a placement waits for the offer cache to show the one before it (milliseconds,
+/// normally).
+const CACHE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// etcd's default limit of operations per transaction (`--max-txn-ops`).
 const MAX_TXN_OPS: usize = 128;
@@ -46,52 +50,60 @@ impl Batch {
     }
 }
 
-/// One candidate per node for `spec`: its offer to the app's role, or the roles it offers to.
-/// `live` holds the owner's tasks that have not ended (constraints count them all).
+/// One candidate per node for `spec`: its offer to the app's role, or the roles it offers to;
+/// ordered by node name. `live` holds the owner's tasks that have not ended (constraints
+/// count them all). Built for every placement round over every node, so it allocates no
+/// more than each candidate needs.
 pub fn candidates(cluster: &Cluster, spec: &AppSpec, live: &[Arc<Task>]) -> Vec<Candidate> {
-    let mut by_node: BTreeMap<String, Candidate> = BTreeMap::new();
-    let mut instances: std::collections::HashMap<&str, usize> = Default::default();
+    let mut instances: HashMap<&str, usize> = HashMap::new();
     for t in live {
         *instances.entry(t.spec.node.as_str()).or_default() += 1;
     }
-    for o in cluster.offer_cache.store().list() {
-        let node = o.spec.node.clone();
-        let here = instances.get(node.as_str()).copied().unwrap_or(0);
-        if o.spec.role == spec.role {
-            let mine = Candidate::new(o.clone(), here);
-            let other_roles = by_node
-                .remove(&node)
-                .map(|c| c.other_roles)
-                .unwrap_or_default();
-            by_node.insert(
-                node,
-                Candidate {
-                    other_roles,
-                    ..mine
-                },
-            );
-        } else {
-            let c = by_node
-                .entry(node.clone())
-                .or_insert_with(|| Candidate::elsewhere(&node, Vec::new(), here));
-            if !o.spec.resources.is_empty() {
-                c.other_roles.push(o.spec.role.clone());
+    let offers = cluster.offer_cache.store().list();
+    let mut out: Vec<Candidate> = Vec::with_capacity(offers.len());
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(offers.len());
+    for o in &offers {
+        let node = o.spec.node.as_str();
+        let here = instances.get(node).copied().unwrap_or(0);
+        let mine = o.spec.role == spec.role;
+        let other_role = (!mine && !o.spec.resources.is_empty()).then(|| o.spec.role.clone());
+        match index.get(node) {
+            Some(&i) => {
+                let c = &mut out[i];
+                if mine {
+                    let other_roles = std::mem::take(&mut c.other_roles);
+                    *c = Candidate {
+                        other_roles,
+                        ..Candidate::new(o.clone(), here)
+                    };
+                } else {
+                    c.other_roles.extend(other_role);
+                }
+            }
+            None => {
+                index.insert(node, out.len());
+                out.push(if mine {
+                    Candidate::new(o.clone(), here)
+                } else {
+                    Candidate::elsewhere(node, other_role.into_iter().collect(), here)
+                });
             }
         }
     }
+    drop(index);
+    // Listed by key (`<node>.<role>`), which is by node name but for names that share a
+    // prefix up to a dot: nearly sorted, which the sort finds cheaply.
+    out.sort_by(|a, b| a.node.cmp(&b.node));
     if spec.constraints.is_empty() {
-        return by_node.into_values().collect();
+        return out;
     }
     let nodes = cluster.node_cache.store();
-    by_node
-        .into_values()
-        .map(|mut c| {
-            if let Some(n) = nodes.get(&c.node) {
-                c.attributes = n.spec.attributes.clone();
-            }
-            c
-        })
-        .collect()
+    for c in &mut out {
+        if let Some(n) = nodes.get(&c.node) {
+            c.attributes = n.spec.attributes.clone();
+        }
+    }
+    out
 }
 
 /// Places up to `missing` instances of `spec` and writes them with `compares` and `ops` (the
@@ -105,6 +117,18 @@ pub async fn accept(
     mut compares: Vec<Compare>,
     mut ops: Vec<TxnOp>,
 ) -> Result<Placed, pacer_runtime::Error> {
+    // One placement at a time, planned against offers that show every earlier one: placements
+    // planned at once from the same view pick the same nodes, and all but one conflict (841
+    // conflicts for 113 placements of 50,000 instances on 5,000 nodes, each a plan and 500
+    // task records made for nothing). A placement is a few milliseconds of work and one round
+    // of transactions; the apps' reconciles around it still run side by side.
+    let mut placed_at = cluster.placing.lock().await;
+    // Past the patience it plans anyway: the compares keep a stale plan from being written.
+    cluster
+        .offer_cache
+        .store()
+        .wait_revision(*placed_at, CACHE_PATIENCE)
+        .await;
     let mut candidates = candidates(cluster, spec, live);
     let plan = placement::plan(spec, missing, &mut candidates);
     if plan.assignments.is_empty() {
@@ -176,7 +200,13 @@ pub async fn accept(
     let first = batches.next().expect("one batch at least");
     let mut revision = match cluster.offers.commit(first.compares, first.ops).await {
         Ok(revision) => revision,
-        Err(e) if e.is_conflict() => return Ok(Placed::Conflict),
+        Err(e) if e.is_conflict() => {
+            tracing::debug!(
+                planned = plan.assignments.len(),
+                "placement conflict: an offer changed meanwhile"
+            );
+            return Ok(Placed::Conflict);
+        }
         Err(e) => return Err(e),
     };
     let commits = batches
@@ -192,6 +222,13 @@ pub async fn accept(
             }
         }
     }
+    *placed_at = (*placed_at).max(revision);
+    tracing::debug!(
+        candidates = candidates.len(),
+        placed = plan.assignments.len() - lost,
+        lost,
+        "placed"
+    );
     Ok(Placed::Done {
         plan,
         revision,

