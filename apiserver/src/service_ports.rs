@@ -39,13 +39,16 @@ fn slots(spec: &mut AppSpec) -> Vec<(&mut i64, String)> {
 /// Current claims: port -> app name.
 pub async fn claims(state: &ApiState) -> Result<BTreeMap<i64, String>, ApiError> {
     let prefix = claim_prefix(state);
-    let resp = state
-        .apps
-        .client()
-        .etcd()
-        .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-        .await
-        .map_err(|e| ApiError::Storage(e.into()))?;
+    // Retried like every typed read: an etcd member just lost must not fail a request.
+    let resp = pacer_runtime::client::transient_retry(|| {
+        let (mut etcd, prefix) = (state.apps.client().etcd(), prefix.clone());
+        async move {
+            etcd.get(prefix, Some(GetOptions::new().with_prefix()))
+                .await
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Storage(e.into()))?;
     Ok(resp
         .kvs()
         .iter()

@@ -171,12 +171,12 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
             Some(GetOptions::new().with_prefix()),
         ),
     ];
-    let snapshot = offers
-        .client()
-        .etcd()
-        .txn(etcd_client::Txn::new().and_then(reads))
-        .await
-        .map_err(|e| Error::Snapshot(name.clone(), e.into()))?;
+    let snapshot = pacer_runtime::client::transient_retry(|| {
+        let (mut etcd, reads) = (offers.client().etcd(), reads.clone());
+        async move { etcd.txn(etcd_client::Txn::new().and_then(reads)).await }
+    })
+    .await
+    .map_err(|e| Error::Snapshot(name.clone(), e.into()))?;
     let responses = snapshot.op_responses();
     let kvs = |i: usize| {
         responses

@@ -218,7 +218,9 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     if upgrading && status.message.is_none() {
         status.message = Some(upgrade_progress(&current, &old, wanted));
     }
-    write_status(&cluster, &app, status).await?;
+    if let Some(wait) = write_status(&cluster, &app, status).await? {
+        action = Action::requeue(action.requeue_after().map_or(wait, |a| a.min(wait)));
+    }
     if let Some(left) = recheck {
         let sooner = action.requeue_after().is_none_or(|a| left < a);
         if sooner {
@@ -430,9 +432,19 @@ pub fn new_task(app: &App, node: &str, host_ports: Vec<u16>) -> Task {
     task
 }
 
+/// A change of task counts alone is written at most this often per app: instances starting one
+/// after another would each cost a write. The generation observed, pending instances and
+/// messages are written at once.
+const COUNTS_EVERY: Duration = Duration::from_secs(1);
+
 /// Writes the counts and the message; the failure record stays as stored (it is written with the
 /// task deletions that count failures, and cleared by the API), so a stale view cannot undo it.
-async fn write_status(cluster: &Cluster, cached: &App, status: AppStatus) -> Result<(), Error> {
+/// Returns when to look again if a change of counts was held back.
+async fn write_status(
+    cluster: &Cluster,
+    cached: &App,
+    status: AppStatus,
+) -> Result<Option<Duration>, Error> {
     let name = cached.metadata.name.as_deref().unwrap_or_default();
     // Nothing new against the cache (which holds this controller's last write): no read, no
     // write.
@@ -444,8 +456,24 @@ async fn write_status(cluster: &Cluster, cached: &App, status: AppStatus) -> Res
         ..status.clone()
     };
     let stored = cached.status.clone().unwrap_or_default();
-    if over(&stored) == stored {
-        return Ok(());
+    let next = over(&stored);
+    if next == stored {
+        return Ok(None);
+    }
+    let counts_only = without_counts(&next) == without_counts(&stored);
+    {
+        let mut last = cluster
+            .app_status_writes
+            .lock()
+            .expect("status writes lock");
+        let now = std::time::Instant::now();
+        if let (true, Some(at)) = (counts_only, last.get(name)) {
+            let ago = now.duration_since(*at);
+            if ago < COUNTS_EVERY {
+                return Ok(Some(COUNTS_EVERY - ago));
+            }
+        }
+        last.insert(name.to_string(), now);
     }
     let result = cluster.apps.modify(name, |app| {
         let stored = app.status.clone().unwrap_or_default();
@@ -455,8 +483,19 @@ async fn write_status(cluster: &Cluster, cached: &App, status: AppStatus) -> Res
         changed
     });
     match result.await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(Error::StatusWrite(name.to_string(), e)),
+    }
+}
+
+/// The status with its task counts left out.
+fn without_counts(status: &AppStatus) -> AppStatus {
+    AppStatus {
+        tasks_staged: 0,
+        tasks_running: 0,
+        tasks_healthy: 0,
+        tasks_unhealthy: 0,
+        ..status.clone()
     }
 }

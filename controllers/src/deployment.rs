@@ -97,22 +97,20 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
     if deployment.status.as_ref() == Some(&status) {
         return Ok(action);
     }
-    // Progress of a running deployment is written at most once a second (not once per task
-    // started); its end is written at once.
+    // Progress of a running deployment is written at most once a second, counted from when
+    // this controller first saw it (not once per task started: a short deployment is written
+    // twice, created and ended); its end is written at once.
     if phase == DeploymentPhase::Running && deployment.status.is_some() {
         let mut last = cluster.progress_writes.lock().expect("progress lock");
         let now = std::time::Instant::now();
-        match last.get(&name) {
-            Some(at) if now.duration_since(*at) < PROGRESS_EVERY => {
-                let wait = PROGRESS_EVERY - now.duration_since(*at);
-                return Ok(Action::requeue(
-                    action.requeue_after().map_or(wait, |a| a.min(wait)),
-                ));
-            }
-            _ => {
-                last.insert(name.clone(), now);
-            }
+        let ago = now.duration_since(*last.entry(name.clone()).or_insert(now));
+        if ago < PROGRESS_EVERY {
+            let wait = PROGRESS_EVERY - ago;
+            return Ok(Action::requeue(
+                action.requeue_after().map_or(wait, |a| a.min(wait)),
+            ));
         }
+        last.insert(name.clone(), now);
     } else {
         cluster
             .progress_writes

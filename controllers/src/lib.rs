@@ -53,6 +53,8 @@ pub struct Cluster {
     pub status_writes: OwnWrites,
     /// When each running deployment's progress was last written.
     pub progress_writes: Arc<Mutex<HashMap<String, std::time::Instant>>>,
+    /// When the app controller last wrote each app's status.
+    pub app_status_writes: Arc<Mutex<HashMap<String, std::time::Instant>>>,
 }
 
 impl Cluster {
@@ -88,6 +90,7 @@ impl Cluster {
             placing: Arc::default(),
             status_writes: OwnWrites::default(),
             progress_writes: Arc::default(),
+            app_status_writes: Arc::default(),
             apps,
             tasks,
             nodes,
