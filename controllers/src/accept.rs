@@ -90,7 +90,6 @@ pub fn candidates(cluster: &Cluster, spec: &AppSpec, live: &[Arc<Task>]) -> Vec<
             }
         }
     }
-    drop(index);
     // Listed by key (`<node>.<role>`), which is by node name but for names that share a
     // prefix up to a dot: nearly sorted, which the sort finds cheaply.
     out.sort_by(|a, b| a.node.cmp(&b.node));

@@ -495,6 +495,9 @@ impl Drop for Cluster {
             let _ = agent.kill();
             let _ = agent.wait();
         }
+        // Process-runtime tasks outlive their agent by design (a restarted agent adopts them);
+        // the test's are the processes working in its folder.
+        kill_processes_under(self.dir.path());
         let mut empty_in_a_row = 0;
         for _ in 0..20 {
             let ids = self.all_containers();
@@ -512,6 +515,27 @@ impl Drop for Cluster {
                     .output();
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+/// Kills (SIGKILL) every process whose working directory is inside `dir`.
+pub fn kill_processes_under(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let inside =
+            std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
+        if inside {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
         }
     }
 }

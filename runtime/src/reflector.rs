@@ -269,18 +269,49 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_index_follows_inserts_moves_deletes_and_restarts() {
+    fn store(indexer: Option<Indexer<App>>) -> Store<App> {
         let (_tx, ready) = watch::channel(false);
-        let store: Store<App> = Store {
+        Store {
             items: Arc::new(RwLock::new(Items {
                 all: BTreeMap::new(),
-                indexer: Some(|a: &App| Some(a.spec.role.clone())),
+                indexer,
                 index: HashMap::new(),
             })),
             ready,
             revision: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_revision_ends_once_the_cache_has_applied_it() {
+        let store = store(None);
+        let short = std::time::Duration::from_millis(20);
+        assert!(!store.wait_revision(5, short).await, "nothing applied yet");
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .wait_revision(5, std::time::Duration::from_secs(30))
+                    .await
+            })
         };
+        let mut a = app("a", "web");
+        a.metadata.resource_version = Some("4".into());
+        store.apply(Event::Applied(a.clone()));
+        assert!(!store.wait_revision(5, short).await, "revision 4 is not 5");
+        a.metadata.resource_version = Some("7".into());
+        store.apply(Event::Applied(a));
+        assert!(waiter.await.expect("waiter"));
+        assert_eq!(store.revision(), 7);
+        assert!(
+            store.wait_revision(6, short).await,
+            "an older revision is there already"
+        );
+    }
+
+    #[test]
+    fn the_index_follows_inserts_moves_deletes_and_restarts() {
+        let store = store(Some(|a: &App| Some(a.spec.role.clone())));
         store.apply(Event::Applied(app("a", "web")));
         store.apply(Event::Applied(app("b", "web")));
         store.apply(Event::Applied(app("c", "batch")));
