@@ -219,13 +219,10 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
         status.message = Some(upgrade_progress(&current, &old, wanted));
     }
     if let Some(wait) = write_status(&cluster, &app, status).await? {
-        action = Action::requeue(action.requeue_after().map_or(wait, |a| a.min(wait)));
+        action = action.within(wait);
     }
     if let Some(left) = recheck {
-        let sooner = action.requeue_after().is_none_or(|a| left < a);
-        if sooner {
-            action = Action::requeue(left);
-        }
+        action = action.within(left);
     }
     Ok(action)
 }
@@ -461,19 +458,13 @@ async fn write_status(
         return Ok(None);
     }
     let counts_only = without_counts(&next) == without_counts(&stored);
+    if !counts_only {
+        cluster.app_status_writes.written(name);
+    } else if let Some(wait) = cluster
+        .app_status_writes
+        .held_back(name, COUNTS_EVERY, false)
     {
-        let mut last = cluster
-            .app_status_writes
-            .lock()
-            .expect("status writes lock");
-        let now = std::time::Instant::now();
-        if let (true, Some(at)) = (counts_only, last.get(name)) {
-            let ago = now.duration_since(*at);
-            if ago < COUNTS_EVERY {
-                return Ok(Some(COUNTS_EVERY - ago));
-            }
-        }
-        last.insert(name.to_string(), now);
+        return Ok(Some(wait));
     }
     let result = cluster.apps.modify(name, |app| {
         let stored = app.status.clone().unwrap_or_default();

@@ -101,22 +101,14 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
     // this controller first saw it (not once per task started: a short deployment is written
     // twice, created and ended); its end is written at once.
     if phase == DeploymentPhase::Running && deployment.status.is_some() {
-        let mut last = cluster.progress_writes.lock().expect("progress lock");
-        let now = std::time::Instant::now();
-        let ago = now.duration_since(*last.entry(name.clone()).or_insert(now));
-        if ago < PROGRESS_EVERY {
-            let wait = PROGRESS_EVERY - ago;
-            return Ok(Action::requeue(
-                action.requeue_after().map_or(wait, |a| a.min(wait)),
-            ));
-        }
-        last.insert(name.clone(), now);
-    } else {
-        cluster
+        if let Some(wait) = cluster
             .progress_writes
-            .lock()
-            .expect("progress lock")
-            .remove(&name);
+            .held_back(&name, PROGRESS_EVERY, true)
+        {
+            return Ok(action.within(wait));
+        }
+    } else {
+        cluster.progress_writes.forget(&name);
     }
     match cluster.deployments.update_status(&name, status).await {
         Ok(_) => Ok(action),

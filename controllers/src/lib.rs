@@ -52,9 +52,9 @@ pub struct Cluster {
     /// Each app's last status write by the app controller, until the app cache has it.
     pub status_writes: OwnWrites,
     /// When each running deployment's progress was last written.
-    pub progress_writes: Arc<Mutex<HashMap<String, std::time::Instant>>>,
+    pub progress_writes: WriteTimes,
     /// When the app controller last wrote each app's status.
-    pub app_status_writes: Arc<Mutex<HashMap<String, std::time::Instant>>>,
+    pub app_status_writes: WriteTimes,
 }
 
 impl Cluster {
@@ -89,8 +89,8 @@ impl Cluster {
             placements: OwnWrites::default(),
             placing: Arc::default(),
             status_writes: OwnWrites::default(),
-            progress_writes: Arc::default(),
-            app_status_writes: Arc::default(),
+            progress_writes: WriteTimes::default(),
+            app_status_writes: WriteTimes::default(),
             apps,
             tasks,
             nodes,
@@ -192,6 +192,51 @@ impl OwnWrites {
             writes.remove(key);
         }
         seen
+    }
+}
+
+/// When a controller last wrote each record, for writes made at most once per interval.
+#[derive(Clone, Default)]
+pub struct WriteTimes(Arc<Mutex<HashMap<String, std::time::Instant>>>);
+
+impl WriteTimes {
+    /// `None` when `key` may be written now (recorded as written now), else how long until
+    /// it may. A key not seen before may be written at once, or, with `from_first_sight`, one
+    /// interval from now.
+    pub fn held_back(
+        &self,
+        key: &str,
+        every: Duration,
+        from_first_sight: bool,
+    ) -> Option<Duration> {
+        let mut times = self.0.lock().expect("write times lock");
+        let now = std::time::Instant::now();
+        let ago = match times.get(key) {
+            Some(at) => now.duration_since(*at),
+            None if from_first_sight => {
+                times.insert(key.to_string(), now);
+                Duration::ZERO
+            }
+            None => every,
+        };
+        if ago < every {
+            return Some(every - ago);
+        }
+        times.insert(key.to_string(), now);
+        None
+    }
+
+    /// Records a write of `key` made now.
+    pub fn written(&self, key: &str) {
+        let now = std::time::Instant::now();
+        self.0
+            .lock()
+            .expect("write times lock")
+            .insert(key.to_string(), now);
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.0.lock().expect("write times lock").remove(key);
     }
 }
 

@@ -520,7 +520,7 @@ impl Drop for Cluster {
 }
 
 /// Kills (SIGKILL) every process whose working directory is inside `dir`.
-pub fn kill_processes_under(dir: &Path) {
+fn kill_processes_under(dir: &Path) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };

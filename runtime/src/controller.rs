@@ -39,6 +39,11 @@ impl Action {
     pub fn requeue_after(&self) -> Option<Duration> {
         self.requeue_after
     }
+
+    /// This action, but reconciling again within `delay` at the latest.
+    pub fn within(self, delay: Duration) -> Self {
+        Action::requeue(self.requeue_after.map_or(delay, |d| d.min(delay)))
+    }
 }
 
 /// Queues the keys a watched kind maps to.

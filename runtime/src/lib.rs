@@ -14,17 +14,6 @@ pub mod watcher;
 
 pub use api::{Api, Error};
 
-/// Retry delays doubling from `min` up to `max`, forever, each with random jitter: after a
-/// shared outage thousands of nodes must not retry in step (they overloaded etcd again).
-pub fn backoff(min: std::time::Duration, max: std::time::Duration) -> backon::ExponentialBackoff {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(min)
-        .with_max_delay(max)
-        .with_max_times(usize::MAX)
-        .with_jitter()
-        .build()
-}
 pub use client::Client;
 pub use controller::{Action, Controller};
 pub use reflector::{Reflector, Store};
@@ -38,4 +27,16 @@ pub fn now() -> String {
 /// A time as Marathon prints it: ISO-8601 UTC with milliseconds and `Z`.
 pub fn timestamp(t: pacer_crd::meta::jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Retry delays doubling from `min` up to `max`, forever, each with random jitter: after a
+/// shared outage thousands of nodes must not retry in step (they overloaded etcd again).
+pub fn backoff(min: std::time::Duration, max: std::time::Duration) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_max_times(usize::MAX)
+        .with_jitter()
+        .build()
 }

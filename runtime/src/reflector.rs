@@ -68,6 +68,21 @@ impl<K> Clone for Store<K> {
 }
 
 impl<K: Record> Store<K> {
+    /// An empty store, and the sender that marks it ready.
+    fn new(indexer: Option<Indexer<K>>) -> (Store<K>, watch::Sender<bool>) {
+        let (ready_tx, ready) = watch::channel(false);
+        let store = Store {
+            items: Arc::new(RwLock::new(Items {
+                all: BTreeMap::new(),
+                indexer,
+                index: HashMap::new(),
+            })),
+            ready,
+            revision: Arc::new(watch::Sender::new(0)),
+        };
+        (store, ready_tx)
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<K>> {
         self.items.read().expect("store lock").all.get(key).cloned()
     }
@@ -175,7 +190,9 @@ impl<K: Record> Store<K> {
         drop(items);
         self.revision.send_if_modified(|r| {
             let newer = seen > *r;
-            *r = (*r).max(seen);
+            if newer {
+                *r = seen;
+            }
             newer
         });
         event
@@ -218,16 +235,7 @@ impl<K: Record> Reflector<K> {
         indexer: Option<Indexer<K>>,
         token: CancellationToken,
     ) -> Self {
-        let (ready_tx, ready) = watch::channel(false);
-        let store = Store {
-            items: Arc::new(RwLock::new(Items {
-                all: BTreeMap::new(),
-                indexer,
-                index: HashMap::new(),
-            })),
-            ready,
-            revision: Arc::new(watch::Sender::new(0)),
-        };
+        let (store, ready_tx) = Store::new(indexer);
         let (events, _) = broadcast::channel(4096);
         let mut rx = watcher::watch(api, sub, token);
         let (cache, out) = (store.clone(), events.clone());
@@ -270,16 +278,7 @@ mod tests {
     }
 
     fn store(indexer: Option<Indexer<App>>) -> Store<App> {
-        let (_tx, ready) = watch::channel(false);
-        Store {
-            items: Arc::new(RwLock::new(Items {
-                all: BTreeMap::new(),
-                indexer,
-                index: HashMap::new(),
-            })),
-            ready,
-            revision: Arc::new(watch::Sender::new(0)),
-        }
+        Store::new(indexer).0
     }
 
     #[tokio::test]
