@@ -181,7 +181,8 @@ async fn run_node(
         address,
         token.clone(),
     ));
-    let mut events = watcher::watch(
+    // The runners know the node's tasks: deletions need not carry the record (`prev_kv`).
+    let mut events = watcher::watch_without_previous(
         tasks.clone(),
         &format!("{}/", config.node_name),
         token.clone(),
@@ -192,8 +193,9 @@ async fn run_node(
         hostname: config.hostname.clone(),
         writes,
     };
+    let mut ended = Ended::default();
     while let Some(event) = events.recv().await {
-        apply(&event, &runners, &ctx);
+        apply(event, &runners, &mut ended, &ctx);
     }
     if let Some(http) = http {
         let _ = http.await;
@@ -201,9 +203,13 @@ async fn run_node(
     let _ = registration.await;
 }
 
-fn apply(event: &Event<Task>, runners: &Runners, ctx: &runner::Ctx) {
+/// Ended tasks found without a runner (after a restart) whose container or sandbox is to be
+/// removed when their record is.
+type Ended = HashMap<String, Task>;
+
+fn apply(event: Event<Task>, runners: &Runners, ended: &mut Ended, ctx: &runner::Ctx) {
     let mut runners = runners.lock().expect("runners lock");
-    match event {
+    let name = match event {
         Event::Restarted(all) => {
             let names: Vec<String> = all.iter().filter_map(|t| t.metadata.name.clone()).collect();
             runners.retain(|name, runner| {
@@ -213,21 +219,29 @@ fn apply(event: &Event<Task>, runners: &Runners, ctx: &runner::Ctx) {
                 }
                 keep
             });
-            all.iter().for_each(|t| ensure(&mut runners, t, ctx));
+            ended.clear();
+            all.iter().for_each(|t| ensure(&mut runners, ended, t, ctx));
+            return;
         }
-        Event::Applied(task) => ensure(&mut runners, task, ctx),
-        Event::Deleted(task) => {
-            let name = task.metadata.name.clone().unwrap_or_default();
-            match runners.remove(&name) {
-                Some(runner) => runner.deleted(),
-                None => runner::remove_leftover(task, ctx),
-            }
-        }
+        Event::Applied(task) => return ensure(&mut runners, ended, &task, ctx),
+        Event::Deleted(task) => task.metadata.name.clone().unwrap_or_default(),
+        // The key is `node/task`.
+        Event::Removed { key, .. } => key.rsplit('/').next().unwrap_or(&key).to_string(),
+    };
+    if let Some(runner) = runners.remove(&name) {
+        runner.deleted();
+    } else if let Some(task) = ended.remove(&name) {
+        runner::remove_leftover(&task, ctx);
     }
 }
 
 /// Starts a runner for a task that needs one and passes kill requests on.
-fn ensure(runners: &mut HashMap<String, Runner>, task: &Task, ctx: &runner::Ctx) {
+fn ensure(
+    runners: &mut HashMap<String, Runner>,
+    ended: &mut Ended,
+    task: &Task,
+    ctx: &runner::Ctx,
+) {
     let name = task.metadata.name.clone().unwrap_or_default();
     if let Some(runner) = runners.get(&name) {
         if task.spec.kill {
@@ -238,6 +252,9 @@ fn ensure(runners: &mut HashMap<String, Runner>, task: &Task, ctx: &runner::Ctx)
         return;
     }
     if task.state().is_terminal() {
+        if crate::runtime::Docker::handle_of(task).is_some() {
+            ended.insert(name, task.clone());
+        }
         return;
     }
     runners.insert(name, Runner::spawn(task.clone(), ctx.clone()));

@@ -85,6 +85,8 @@ fn watch<K: Record>(api: Api<K>) -> Response {
                 .collect(),
             Event::Applied(o) => vec![json!({"type": "MODIFIED", "object": o})],
             Event::Deleted(o) => vec![json!({"type": "DELETED", "object": o})],
+            // Not sent by a watch of previous values.
+            Event::Removed { .. } => vec![],
         };
         futures::stream::iter(
             lines

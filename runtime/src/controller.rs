@@ -210,5 +210,7 @@ fn keys_of<O: Record>(event: &Event<Arc<O>>, mapper: &dyn Fn(&O) -> Vec<String>)
     match event {
         Event::Restarted(all) => all.iter().flat_map(|o| mapper(o)).collect(),
         Event::Applied(obj) | Event::Deleted(obj) => mapper(obj),
+        // A reflector resolves these to `Deleted`.
+        Event::Removed { .. } => Vec::new(),
     }
 }

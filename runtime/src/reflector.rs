@@ -30,10 +30,10 @@ impl<K: Record> Items<K> {
         }
     }
 
-    fn remove(&mut self, key: &str) {
-        if let Some(old) = self.all.remove(key) {
-            self.unindex(key, &old);
-        }
+    fn remove(&mut self, key: &str) -> Option<Arc<K>> {
+        let old = self.all.remove(key)?;
+        self.unindex(key, &old);
+        Some(old)
     }
 
     fn unindex(&mut self, key: &str, old: &K) {
@@ -160,33 +160,41 @@ impl<K: Record> Store<K> {
     }
 
     /// Applies a watcher's event and returns it with the records as the cache now shares them
-    /// (no record is copied).
-    fn apply(&self, event: Event<K>) -> Event<Arc<K>> {
-        let event = match event {
-            Event::Restarted(all) => Event::Restarted(all.into_iter().map(Arc::new).collect()),
-            Event::Applied(obj) => Event::Applied(Arc::new(obj)),
-            Event::Deleted(obj) => Event::Deleted(Arc::new(obj)),
-        };
-        let seen = match &event {
-            Event::Restarted(all) => all
-                .iter()
-                .map(|o| revision_of(o.as_ref()))
-                .max()
-                .unwrap_or(0),
-            Event::Applied(obj) | Event::Deleted(obj) => revision_of(obj.as_ref()),
-        };
+    /// (no record is copied). A `Removed` key comes back as `Deleted` with the record the
+    /// cache held, or as nothing if it held none.
+    fn apply(&self, event: Event<K>) -> Option<Event<Arc<K>>> {
         let mut items = self.items.write().expect("store lock");
-        match &event {
+        let (event, seen) = match event {
             Event::Restarted(all) => {
+                let all: Vec<Arc<K>> = all.into_iter().map(Arc::new).collect();
                 items.all.clear();
                 items.index.clear();
-                for o in all {
+                for o in &all {
                     items.insert(o.key(), o.clone());
                 }
+                let seen = all.iter().map(|o| revision_of(o.as_ref())).max();
+                (Some(Event::Restarted(all)), seen.unwrap_or(0))
             }
-            Event::Applied(obj) => items.insert(obj.key(), obj.clone()),
-            Event::Deleted(obj) => items.remove(&obj.key()),
-        }
+            Event::Applied(obj) => {
+                let seen = revision_of(&obj);
+                let obj = Arc::new(obj);
+                items.insert(obj.key(), obj.clone());
+                (Some(Event::Applied(obj)), seen)
+            }
+            Event::Deleted(obj) => {
+                items.remove(&obj.key());
+                let seen = revision_of(&obj);
+                (Some(Event::Deleted(Arc::new(obj))), seen)
+            }
+            Event::Removed { key, revision } => {
+                let gone = items.remove(&key).map(|old| {
+                    let mut obj = K::clone(&old);
+                    obj.meta_mut().resource_version = Some(revision.to_string());
+                    Event::Deleted(Arc::new(obj))
+                });
+                (gone, revision)
+            }
+        };
         drop(items);
         self.revision.send_if_modified(|r| {
             let newer = seen > *r;
@@ -237,11 +245,14 @@ impl<K: Record> Reflector<K> {
     ) -> Self {
         let (store, ready_tx) = Store::new(indexer);
         let (events, _) = broadcast::channel(4096);
-        let mut rx = watcher::watch(api, sub, token);
+        // The cache holds every record, so deletions need not carry the record (`prev_kv`).
+        let mut rx = watcher::watch_without_previous(api, sub, token);
         let (cache, out) = (store.clone(), events.clone());
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
-                let event = cache.apply(event);
+                let Some(event) = cache.apply(event) else {
+                    continue;
+                };
                 if matches!(event, Event::Restarted(_)) {
                     let _ = ready_tx.send(true);
                 }
@@ -325,5 +336,32 @@ mod tests {
         assert_eq!(names(store.indexed("web")), ["d"]);
         assert!(store.indexed("batch").is_empty());
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_removed_key_comes_back_as_the_record_the_cache_held() {
+        let store = store(Some(|a: &App| Some(a.spec.role.clone())));
+        store.apply(Event::Applied(app("a", "web")));
+        let removed = Event::Removed {
+            key: "a".into(),
+            revision: 9,
+        };
+        match store.apply(removed) {
+            Some(Event::Deleted(a)) => {
+                assert_eq!(a.metadata.name.as_deref(), Some("a"));
+                assert_eq!(a.spec.role, "web");
+                assert_eq!(a.metadata.resource_version.as_deref(), Some("9"));
+            }
+            other => panic!("expected the deleted record, got {other:?}"),
+        }
+        assert!(store.get("a").is_none());
+        assert!(store.indexed("web").is_empty());
+        // A key the cache never held: nothing to tell, but the revision is seen.
+        let unknown = Event::Removed {
+            key: "b".into(),
+            revision: 12,
+        };
+        assert!(store.apply(unknown).is_none());
+        assert_eq!(store.revision(), 12);
     }
 }

@@ -16,6 +16,12 @@ pub enum Event<K> {
     Restarted(Vec<K>),
     Applied(K),
     Deleted(K),
+    /// A record deleted, known by its key below the kind's prefix and the revision of its
+    /// deletion: how a watch `without_previous` values reports it (a cache knows the rest).
+    Removed {
+        key: String,
+        revision: i64,
+    },
 }
 
 /// The receiving end of a watcher. Events travel boxed: a channel allocates room for 32 of
@@ -48,33 +54,63 @@ enum Ended {
     Cancelled,
 }
 
+/// What a watch asks etcd for with each change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Previous {
+    /// The record as it was before (`prev_kv`), so that a deletion comes as `Deleted` with
+    /// the whole record. etcd reads it from its backend for every change but a creation.
+    Values,
+    /// Nothing more: a deletion comes as `Removed` with the key alone. For watchers that
+    /// hold what they watch (a cache, an agent's runners): the read per change was a good
+    /// part of etcd's work while agents reported 10,000 tasks running.
+    Nothing,
+}
+
 /// Spawns a watcher of the records below `sub` and returns its events. Errors are retried
 /// with backoff inside; the stream ends only when `token` is cancelled.
 pub fn watch<K: Record>(api: Api<K>, sub: &str, token: CancellationToken) -> Events<K> {
-    watch_from(api, sub, None, token)
+    watch_from(api, sub, None, Previous::Values, token)
 }
 
-/// Like `watch`, but starts by following changes after `revision` instead of listing;
-/// if that revision was compacted it lists, as it would after any compaction.
+/// Like `watch`, but deletions come as `Removed`: the key alone.
+pub fn watch_without_previous<K: Record>(
+    api: Api<K>,
+    sub: &str,
+    token: CancellationToken,
+) -> Events<K> {
+    watch_from(api, sub, None, Previous::Nothing, token)
+}
+
+/// Like `watch`, but starts by following changes after `revision` (if given) instead of
+/// listing; if that revision was compacted it lists, as it would after any compaction.
 pub fn watch_from<K: Record>(
     api: Api<K>,
     sub: &str,
     revision: Option<i64>,
+    previous: Previous,
     token: CancellationToken,
 ) -> Events<K> {
     let (tx, rx) = mpsc::channel(1024);
     let sub = sub.to_string();
-    tokio::spawn(async move { run(api, sub, revision, tx, token).await });
+    let watch = Watch { api, sub, previous };
+    tokio::spawn(async move { run(watch, revision, tx, token).await });
     Events(rx)
 }
 
-async fn run<K: Record>(
+/// What one watcher follows.
+struct Watch<K> {
     api: Api<K>,
     sub: String,
+    previous: Previous,
+}
+
+async fn run<K: Record>(
+    watch: Watch<K>,
     mut revision: Option<i64>,
     tx: Sender<K>,
     token: CancellationToken,
 ) {
+    let (api, sub) = (&watch.api, &watch.sub);
     let mut backoff = new_backoff();
     loop {
         if token.is_cancelled() || tx.is_closed() {
@@ -82,7 +118,7 @@ async fn run<K: Record>(
         }
         let start = match revision {
             Some(rev) => rev,
-            None => match timed(api.list(&sub)).await {
+            None => match timed(api.list(sub)).await {
                 (Ok(list), took) => {
                     tracing::debug!(kind = api.kind(), items = list.items.len(), ?took, "listed");
                     if tx
@@ -105,7 +141,7 @@ async fn run<K: Record>(
             },
         };
         revision = Some(start);
-        match follow(&api, &sub, start, &tx, &token, &mut revision, &mut backoff).await {
+        match follow(&watch, start, &tx, &token, &mut revision, &mut backoff).await {
             Ended::Cancelled => return,
             Ended::Compacted => {
                 tracing::info!(
@@ -127,20 +163,23 @@ async fn run<K: Record>(
 
 /// Follows the watch from `start + 1`, updating `revision` as events arrive.
 async fn follow<K: Record>(
-    api: &Api<K>,
-    sub: &str,
+    watch: &Watch<K>,
     start: i64,
     tx: &Sender<K>,
     token: &CancellationToken,
     revision: &mut Option<i64>,
     backoff: &mut ExponentialBackoffState,
 ) -> Ended {
-    let options = WatchOptions::new()
+    let api = &watch.api;
+    let mut options = WatchOptions::new()
         .with_prefix()
-        .with_prev_key()
         .with_start_revision(start + 1)
         .with_progress_notify();
-    let mut stream = api.client().watch(api.etcd_prefix(sub), options);
+    if watch.previous == Previous::Values {
+        options = options.with_prev_key();
+    }
+    let root = api.etcd_prefix("");
+    let mut stream = api.client().watch(api.etcd_prefix(&watch.sub), options);
     loop {
         let message = tokio::select! {
             _ = token.cancelled() => return Ended::Cancelled,
@@ -174,6 +213,13 @@ async fn follow<K: Record>(
                         obj.meta_mut().resource_version = Some(kv.mod_revision().to_string());
                         Event::Deleted(obj)
                     }),
+                    None if watch.previous == Previous::Nothing => {
+                        let key = String::from_utf8_lossy(kv.key());
+                        Ok(Event::Removed {
+                            key: key.strip_prefix(&root).unwrap_or(&key).to_string(),
+                            revision: kv.mod_revision(),
+                        })
+                    }
                     None => continue,
                 },
             };

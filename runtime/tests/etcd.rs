@@ -103,7 +103,8 @@ async fn watch_from_a_compacted_revision_relists() {
     h.client.etcd().compact(rev, None).await.unwrap();
 
     let token = CancellationToken::new();
-    let mut rx = watcher::watch_from(apps.clone(), "", Some(1), token.clone());
+    let previous = watcher::Previous::Values;
+    let mut rx = watcher::watch_from(apps.clone(), "", Some(1), previous, token.clone());
     match next_event(&mut rx).await {
         Event::Restarted(all) => assert_eq!(names(&all), vec!["a", "b"]),
         other => panic!("expected a relist, got {other:?}"),
@@ -112,6 +113,38 @@ async fn watch_from_a_compacted_revision_relists() {
     assert!(
         matches!(next_event(&mut rx).await, Event::Applied(c) if c.metadata.name.as_deref() == Some("c"))
     );
+    token.cancel();
+}
+
+#[tokio::test]
+async fn deletions_come_with_the_record_or_the_key_alone_as_asked() {
+    let h = harness().await;
+    let apps: Api<App> = Api::new(&h.client);
+    let token = CancellationToken::new();
+    let mut whole = watcher::watch(apps.clone(), "", token.clone());
+    let mut keys = watcher::watch_without_previous(apps.clone(), "", token.clone());
+    for rx in [&mut whole, &mut keys] {
+        assert!(matches!(next_event(rx).await, Event::Restarted(v) if v.is_empty()));
+    }
+    apps.create(&App::test("a")).await.unwrap();
+    for rx in [&mut whole, &mut keys] {
+        assert!(matches!(next_event(rx).await, Event::Applied(_)));
+    }
+    assert!(apps.delete("a").await.unwrap());
+    let deleted_at = match next_event(&mut whole).await {
+        Event::Deleted(a) => {
+            assert_eq!(a.spec.instances, App::test("a").spec.instances);
+            a.metadata.resource_version.unwrap().parse::<i64>().unwrap()
+        }
+        other => panic!("expected the deleted record, got {other:?}"),
+    };
+    match next_event(&mut keys).await {
+        Event::Removed { key, revision } => {
+            assert_eq!(key, "a");
+            assert_eq!(revision, deleted_at);
+        }
+        other => panic!("expected the deleted key, got {other:?}"),
+    }
     token.cancel();
 }
 

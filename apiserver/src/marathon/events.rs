@@ -56,9 +56,10 @@ pub async fn stream(
 async fn translate(s: ApiState, tx: mpsc::Sender<Value>, filters: Vec<String>) {
     let token = CancellationToken::new();
     let _stop_watches = token.clone().drop_guard();
-    let mut apps = watcher::watch(s.apps.clone(), "", token.clone());
-    let mut tasks = watcher::watch(s.tasks.clone(), "", token.clone());
-    let mut deployments = watcher::watch(s.deployments.clone(), "", token.clone());
+    // Deletions need only the name: no previous values (etcd reads one per change for them).
+    let mut apps = watcher::watch_without_previous(s.apps.clone(), "", token.clone());
+    let mut tasks = watcher::watch_without_previous(s.tasks.clone(), "", token.clone());
+    let mut deployments = watcher::watch_without_previous(s.deployments.clone(), "", token.clone());
     let mut seen = Seen::default();
     loop {
         let out = tokio::select! {
@@ -92,6 +93,15 @@ struct Seen {
     deployments: HashMap<String, DeploymentPhase>,
 }
 
+/// The name of a record a change deleted (a task's key is `node/name`).
+fn deleted<K: pacer_crd::Record>(change: &Change<K>) -> Option<String> {
+    match change {
+        Change::Deleted(obj) => Some(obj.meta().name.clone().unwrap_or_default()),
+        Change::Removed { key, .. } => Some(key.rsplit('/').next().unwrap_or(key).to_string()),
+        Change::Restarted(_) | Change::Applied(_) => None,
+    }
+}
+
 fn event(kind: &str, mut body: Value) -> Value {
     body["eventType"] = json!(kind);
     body["timestamp"] = json!(now());
@@ -100,6 +110,13 @@ fn event(kind: &str, mut body: Value) -> Value {
 
 impl Seen {
     fn app(&mut self, change: Change<App>) -> Vec<Value> {
+        if let Some(name) = deleted(&change) {
+            self.apps.remove(&name);
+            return vec![event(
+                "app_terminated_event",
+                json!({"appId": path_of(&name)}),
+            )];
+        }
         match change {
             Change::Restarted(all) => {
                 self.apps = all
@@ -120,18 +137,15 @@ impl Seen {
                     json!({"clientIp": "", "uri": format!("/v2/apps{}", path_of(&name)), "appDefinition": definition}),
                 )]
             }
-            Change::Deleted(app) => {
-                let name = app.metadata.name.clone().unwrap_or_default();
-                self.apps.remove(&name);
-                vec![event(
-                    "app_terminated_event",
-                    json!({"appId": path_of(&name)}),
-                )]
-            }
+            Change::Deleted(_) | Change::Removed { .. } => vec![],
         }
     }
 
     fn task(&mut self, change: Change<Task>) -> Vec<Value> {
+        if let Some(name) = deleted(&change) {
+            self.tasks.remove(&name);
+            return vec![];
+        }
         let task = match change {
             Change::Restarted(all) => {
                 self.tasks = all
@@ -145,12 +159,8 @@ impl Seen {
                     .collect();
                 return vec![];
             }
-            Change::Deleted(task) => {
-                self.tasks
-                    .remove(task.metadata.name.as_deref().unwrap_or_default());
-                return vec![];
-            }
             Change::Applied(task) => task,
+            Change::Deleted(_) | Change::Removed { .. } => return vec![],
         };
         let id = task.metadata.name.clone().unwrap_or_default();
         let now_seen = (task.state(), alive(&task));
@@ -186,6 +196,10 @@ impl Seen {
     }
 
     fn deployment(&mut self, change: Change<Deployment>) -> Vec<Value> {
+        if let Some(name) = deleted(&change) {
+            self.deployments.remove(&name);
+            return vec![];
+        }
         let d = match change {
             Change::Restarted(all) => {
                 self.deployments = all
@@ -194,12 +208,8 @@ impl Seen {
                     .collect();
                 return vec![];
             }
-            Change::Deleted(d) => {
-                self.deployments
-                    .remove(d.metadata.name.as_deref().unwrap_or_default());
-                return vec![];
-            }
             Change::Applied(d) => d,
+            Change::Deleted(_) | Change::Removed { .. } => return vec![],
         };
         let id = d.metadata.name.clone().unwrap_or_default();
         let before = self.deployments.insert(id.clone(), d.phase());
