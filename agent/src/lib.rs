@@ -37,7 +37,12 @@ pub struct AgentConfig {
     pub reservations: std::collections::BTreeMap<String, Resources>,
     /// Sandboxes of process tasks live here.
     pub work_dir: PathBuf,
+    /// The node lease's TTL at least (`register::lease_ttl`).
     pub lease_ttl: Duration,
+    /// Lease renewals per second of the whole cluster at most.
+    pub max_lease_renewals: f64,
+    /// Nodes this process runs (one, or `--simulate N`): the cluster has at least these.
+    pub local_nodes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +144,7 @@ pub async fn simulate(
     let nodes = (1..=count).map(|i| {
         let mut node = config.clone();
         node.node_name = format!("{}-{i:04}", config.node_name);
+        node.local_nodes = count;
         node.hostname = node.node_name.clone();
         run_node(
             node,

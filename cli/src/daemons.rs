@@ -78,10 +78,22 @@ pub struct AgentArgs {
     #[arg(long, env = "PACER_WORK_DIR", default_value = ".pacer/agent")]
     work_dir: PathBuf,
     /// Seconds without contact after which the node is considered gone (renewed every third
-    /// of that). 40 s, like Kubernetes' node grace period: at 5,000 nodes the renewals cost etcd
-    /// 0.04 cores, where 10 s cost 0.2.
+    /// of that), at least: 40 s, like Kubernetes' node grace period. A larger cluster gets
+    /// longer leases (`--max-lease-renewals`).
     #[arg(long, env = "PACER_LEASE_TTL", default_value_t = 40)]
     lease_ttl: u64,
+    /// Node lease renewals per second the whole cluster may cost etcd, as Nomad's
+    /// `max_heartbeats_per_second`: past 667 nodes (at 50/s and 40 s) each node's lease is
+    /// made longer so that all renewals together stay under this (5,000 nodes: 300 s).
+    #[arg(long, env = "PACER_MAX_LEASE_RENEWALS", default_value_t = 50.0, value_parser = positive)]
+    max_lease_renewals: f64,
+}
+
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number above 0")),
+    }
 }
 
 #[derive(Args)]
@@ -171,6 +183,8 @@ impl AgentArgs {
                 .map_err(|e| anyhow::anyhow!("--reserved: {e}"))?,
             work_dir: std::path::absolute(&self.work_dir).unwrap_or_else(|_| self.work_dir.clone()),
             lease_ttl: Duration::from_secs(self.lease_ttl.max(2)),
+            max_lease_renewals: self.max_lease_renewals,
+            local_nodes: 1,
         })
     }
 }

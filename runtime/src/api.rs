@@ -193,6 +193,19 @@ impl<K: Record> Api<K> {
         Ok(ObjectList { items, revision })
     }
 
+    /// How many records there are below `sub` (etcd counts them; nothing is read).
+    pub async fn count(&self, sub: &str) -> Result<i64, Error> {
+        let prefix = self.etcd_prefix(sub);
+        let resp = crate::client::transient_retry(|| {
+            let mut etcd = self.client.etcd();
+            let options = GetOptions::new().with_prefix().with_count_only();
+            let prefix = prefix.clone();
+            async move { etcd.get(prefix, Some(options)).await }
+        })
+        .await?;
+        Ok(resp.count())
+    }
+
     /// Stores a new record; fails if one exists at its key.
     pub async fn create(&self, obj: &K) -> Result<K, Error> {
         self.create_with_lease(obj, None).await

@@ -77,23 +77,29 @@ async fn keep_alive(
     let mut renewed = std::time::Instant::now();
     loop {
         match etcd.keep_alive(id).await {
-            Ok((mut keeper, mut stream)) => loop {
-                if keeper.keep_alive().await.is_err() {
-                    break;
+            // Opening the stream renewed the lease (etcd-client reads that answer). The next
+            // renewal waits a random part of a period: nodes started together (a fleet
+            // powered on, a process of simulated nodes, every agent after an etcd outage)
+            // must not renew in step for ever after.
+            Ok((mut keeper, mut stream)) => {
+                renewed = std::time::Instant::now();
+                let mut wait = period.mul_f64(fastrand::f64());
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => return false,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = period;
+                    if keeper.keep_alive().await.is_err() {
+                        break;
+                    }
+                    match tokio::time::timeout(period, stream.message()).await {
+                        Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return true,
+                        Ok(Ok(Some(_))) => renewed = std::time::Instant::now(),
+                        _ => break,
+                    }
                 }
-                match tokio::time::timeout(period, stream.message()).await {
-                    Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return true,
-                    Ok(Ok(Some(_))) => renewed = std::time::Instant::now(),
-                    _ => break,
-                }
-                tokio::select! {
-                    _ = token.cancelled() => return false,
-                    _ = tokio::time::sleep(period) => {}
-                }
-                if renewed.elapsed() >= ttl {
-                    return true;
-                }
-            },
+            }
             Err(e) => tracing::debug!(lease = id, error = %e, "lease keep-alive failed, retrying"),
         }
         if renewed.elapsed() >= ttl {
