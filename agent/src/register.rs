@@ -109,6 +109,24 @@ pub fn lease_ttl(nodes: usize, min: Duration, max_renewals: f64) -> Duration {
     min.max(Duration::from_secs(needed.ceil() as u64))
 }
 
+/// What the agent says of its node.
+fn node_spec(config: &AgentConfig, address: &str) -> NodeSpec {
+    let mut attributes = config.attributes.clone();
+    // Constraints on `hostname` tell nodes apart: the node's name, which is the machine's host
+    // name unless several agents share a machine (then `--hostname` is only where ports are).
+    attributes
+        .entry("hostname".into())
+        .or_insert_with(|| config.node_name.clone());
+    NodeSpec {
+        hostname: config.hostname.clone(),
+        address: address.to_string(),
+        capacity: config.capacity,
+        ports: config.ports.clone(),
+        attributes,
+        reservations: config.reservations.clone(),
+    }
+}
+
 /// Writes the Node bound to a fresh lease. A record left by an earlier run of this agent is
 /// overwritten, which moves it onto the new lease.
 async fn register(
@@ -120,30 +138,25 @@ async fn register(
     token: &CancellationToken,
 ) -> Result<Lease, pacer_runtime::Error> {
     let lease = Lease::grant(client, ttl, token.child_token()).await?;
-    let mut attributes = config.attributes.clone();
-    // Constraints on `hostname` tell nodes apart: the node's name, which is the machine's host
-    // name unless several agents share a machine (then `--hostname` is only where ports are).
-    attributes
-        .entry("hostname".into())
-        .or_insert_with(|| config.node_name.clone());
-    let spec = NodeSpec {
-        hostname: config.hostname.clone(),
-        address: address.to_string(),
-        capacity: config.capacity,
-        ports: config.ports.clone(),
-        attributes,
-        reservations: config.reservations.clone(),
-    };
+    let spec = node_spec(config, address);
     let mut node = Node::new(&config.node_name, spec);
     node.status = Some(NodeStatus {
         registered_at: Some(pacer_runtime::now()),
         agent_version: Some(env!("CARGO_PKG_VERSION").into()),
     });
     pacer_runtime::api::prepare_new(&mut node);
-    nodes
-        .commit(vec![], vec![nodes.put_op(&node, Some(lease.id))?])
-        .await?;
-    Ok(lease)
+    let written = match nodes.put_op(&node, Some(lease.id)) {
+        Ok(put) => nodes.commit(vec![], vec![put]).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(()) => Ok(lease),
+        Err(e) => {
+            // Nothing is bound to it: renewing it on would cost etcd for nothing.
+            lease.release().await;
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -169,5 +182,97 @@ mod tests {
             lease_ttl(4, Duration::from_secs(2), 50.0),
             Duration::from_secs(2)
         );
+    }
+}
+
+/// Against a real etcd: a node registered in a small cluster moves to a longer lease once the
+/// cluster has grown past its renewal budget, and its record stays.
+#[cfg(test)]
+mod moving {
+    use super::*;
+    use pacer_crd::{PortRange, Resources};
+    use pacer_runtime::testing::{TestEtcd, eventually};
+
+    fn config(name: &str) -> AgentConfig {
+        AgentConfig {
+            node_name: name.into(),
+            hostname: name.into(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            capacity: Resources::new(1.0, 64.0, 0.0),
+            ports: vec![PortRange {
+                begin: 31000,
+                end: 31001,
+            }],
+            attributes: Default::default(),
+            reservations: Default::default(),
+            work_dir: std::env::temp_dir(),
+            lease_ttl: Duration::from_secs(2),
+            // 30 nodes at 10 renewals/s: 3 x 31 / 10 = 9.3 -> 10 s.
+            max_lease_renewals: 10.0,
+            local_nodes: 1,
+        }
+    }
+
+    /// The lease the node's record is bound to, and the TTL etcd granted it.
+    async fn node_lease(h: &TestEtcd, name: &str) -> Option<(i64, i64)> {
+        let key = format!("/pacer-test/nodes/{name}");
+        let lease = h
+            .client
+            .etcd()
+            .get(key, None)
+            .await
+            .ok()?
+            .kvs()
+            .first()?
+            .lease();
+        Some((lease, granted_ttl(h, lease).await))
+    }
+
+    /// The TTL etcd granted `lease`, or -1 once it is gone.
+    async fn granted_ttl(h: &TestEtcd, lease: i64) -> i64 {
+        match h.client.leases().time_to_live(lease, None).await {
+            Ok(ttl) if ttl.ttl() > 0 => ttl.granted_ttl(),
+            _ => -1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_moves_to_a_longer_lease_when_the_cluster_grows() {
+        let h = TestEtcd::start().await;
+        let token = CancellationToken::new();
+        let agent = tokio::spawn(keep_registered(
+            h.client.clone(),
+            config("n0"),
+            "http://127.0.0.1:1".into(),
+            token.clone(),
+        ));
+        let limit = Duration::from_secs(20);
+        eventually(limit, "n0 registered on a 2 s lease", || async {
+            node_lease(&h, "n0").await.is_some_and(|(_, ttl)| ttl == 2)
+        })
+        .await;
+        let (first, _) = node_lease(&h, "n0").await.expect("n0 registered");
+        let nodes: Api<Node> = Api::new(&h.client);
+        for i in 1..=30 {
+            let other = node_spec(&config(&format!("other-{i}")), "http://127.0.0.1:1");
+            let mut node = Node::new(&format!("other-{i}"), other);
+            pacer_runtime::api::prepare_new(&mut node);
+            nodes.create(&node).await.expect("node");
+        }
+        // Recounted within 10 renewal periods (of 0.67 s) and a half.
+        eventually(limit, "n0 on a 10 s lease", || async {
+            node_lease(&h, "n0").await.is_some_and(|(_, ttl)| ttl == 10)
+        })
+        .await;
+        // The old lease goes (revoked), and the record, now on the new one, stays.
+        eventually(limit, "the first lease to go", || async {
+            granted_ttl(&h, first).await == -1
+        })
+        .await;
+        let (now, ttl) = node_lease(&h, "n0").await.expect("n0 still registered");
+        assert_ne!(now, first);
+        assert_eq!(ttl, 10);
+        token.cancel();
+        let _ = agent.await;
     }
 }
