@@ -485,7 +485,7 @@ async fn event_stream_starts_attached_and_filters() {
     let resp = s
         .http
         .get(format!(
-            "{}/v2/events?event_type=api_post_event&event_type=event_stream_attached",
+            "{}/v2/events?event_type=api_post_event&event_type=event_stream_attached&event_type=app_terminated_event",
             s.base
         ))
         .send()
@@ -519,6 +519,15 @@ async fn event_stream_starts_attached_and_filters() {
     assert_eq!(kind, "api_post_event", "deployment_info is filtered out");
     assert_eq!(posted["appDefinition"]["id"], "/cent");
     assert!(posted["timestamp"].as_str().unwrap().ends_with('Z'));
+    // A deletion reaches the stream by its key alone (the watch asks for no previous values).
+    // (forced: no controller runs here to finish the deployment that created it)
+    let (code, _, _) = s
+        .call(Method::DELETE, "/v2/apps/cent?force=true", None)
+        .await;
+    assert_eq!(code, 200);
+    let (kind, gone) = next_event().await;
+    assert_eq!(kind, "app_terminated_event");
+    assert_eq!(gone["appId"], "/cent");
 }
 
 #[tokio::test]
