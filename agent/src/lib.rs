@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pacer_crd::{PortRange, Resources, Task};
+use pacer_crd::{PortRange, Record, Resources, Task};
 use pacer_runtime::watcher::{self, Event};
 use pacer_runtime::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -231,8 +231,7 @@ fn apply(event: Event<Task>, runners: &Runners, ended: &mut Ended, ctx: &runner:
         }
         Event::Applied(task) => return ensure(&mut runners, ended, &task, ctx),
         Event::Deleted(task) => task.metadata.name.clone().unwrap_or_default(),
-        // The key is `node/task`.
-        Event::Removed { key, .. } => key.rsplit('/').next().unwrap_or(&key).to_string(),
+        Event::Removed { key, .. } => Task::name_of_key(&key).to_string(),
     };
     if let Some(runner) = runners.remove(&name) {
         runner.deleted();

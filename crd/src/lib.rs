@@ -56,6 +56,12 @@ pub trait Record:
         self.meta().name.clone().unwrap_or_default()
     }
 
+    /// The name of the record stored under `key` (what `key` made of it): a deletion seen
+    /// by a watch without previous values carries only the key.
+    fn name_of_key(key: &str) -> &str {
+        key
+    }
+
     /// The plural used in keys and URLs (`apps`, `tasks`, ...).
     fn plural_name() -> String {
         <Self as Resource>::plural(&()).into_owned()
@@ -78,6 +84,10 @@ impl Record for AppVersion {
             self.meta().name.as_deref().unwrap_or_default()
         )
     }
+
+    fn name_of_key(key: &str) -> &str {
+        key.rsplit_once('/').map_or(key, |(_, name)| name)
+    }
 }
 impl Record for Task {
     fn key(&self) -> String {
@@ -85,6 +95,10 @@ impl Record for Task {
             &self.spec.node,
             self.meta().name.as_deref().unwrap_or_default(),
         )
+    }
+
+    fn name_of_key(key: &str) -> &str {
+        key.rsplit_once('/').map_or(key, |(_, name)| name)
     }
 }
 

@@ -163,10 +163,17 @@ impl<K: Record> Store<K> {
     /// (no record is copied). A `Removed` key comes back as `Deleted` with the record the
     /// cache held, or as nothing if it held none.
     fn apply(&self, event: Event<K>) -> Option<Event<Arc<K>>> {
+        // Records are wrapped before the lock is taken: a relist of 50,000 tasks must not
+        // hold readers out while it allocates.
+        let event = match event {
+            Event::Restarted(all) => Event::Restarted(all.into_iter().map(Arc::new).collect()),
+            Event::Applied(obj) => Event::Applied(Arc::new(obj)),
+            Event::Deleted(obj) => Event::Deleted(Arc::new(obj)),
+            Event::Removed { key, revision } => Event::Removed { key, revision },
+        };
         let mut items = self.items.write().expect("store lock");
         let (event, seen) = match event {
             Event::Restarted(all) => {
-                let all: Vec<Arc<K>> = all.into_iter().map(Arc::new).collect();
                 items.all.clear();
                 items.index.clear();
                 for o in &all {
@@ -176,15 +183,14 @@ impl<K: Record> Store<K> {
                 (Some(Event::Restarted(all)), seen.unwrap_or(0))
             }
             Event::Applied(obj) => {
-                let seen = revision_of(&obj);
-                let obj = Arc::new(obj);
                 items.insert(obj.key(), obj.clone());
+                let seen = revision_of(obj.as_ref());
                 (Some(Event::Applied(obj)), seen)
             }
             Event::Deleted(obj) => {
                 items.remove(&obj.key());
-                let seen = revision_of(&obj);
-                (Some(Event::Deleted(Arc::new(obj))), seen)
+                let seen = revision_of(obj.as_ref());
+                (Some(Event::Deleted(obj)), seen)
             }
             Event::Removed { key, revision } => {
                 let gone = items.remove(&key).map(|old| {

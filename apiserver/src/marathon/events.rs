@@ -93,11 +93,11 @@ struct Seen {
     deployments: HashMap<String, DeploymentPhase>,
 }
 
-/// The name of a record a change deleted (a task's key is `node/name`).
+/// The name of a record a change deleted.
 fn deleted<K: pacer_crd::Record>(change: &Change<K>) -> Option<String> {
     match change {
         Change::Deleted(obj) => Some(obj.meta().name.clone().unwrap_or_default()),
-        Change::Removed { key, .. } => Some(key.rsplit('/').next().unwrap_or(key).to_string()),
+        Change::Removed { key, .. } => Some(K::name_of_key(key).to_string()),
         Change::Restarted(_) | Change::Applied(_) => None,
     }
 }
