@@ -164,6 +164,7 @@ fn apps_table(apps: &[App], wide: bool) -> Table {
         "ID",
         "INSTANCES",
         "RUNNING",
+        "HEALTHY",
         "STAGED",
         "PENDING",
         "CPUS",
