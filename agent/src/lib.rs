@@ -37,7 +37,7 @@ pub struct AgentConfig {
     pub reservations: std::collections::BTreeMap<String, Resources>,
     /// Sandboxes of process tasks live here.
     pub work_dir: PathBuf,
-    /// The node lease's TTL at least (`register::lease_ttl`).
+    /// The node lease's TTL at least (`register::lease_terms`).
     pub lease_ttl: Duration,
     /// Lease renewals per second of the whole cluster at most.
     pub max_lease_renewals: f64,

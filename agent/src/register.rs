@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use pacer_crd::{Node, NodeSpec, NodeStatus};
-use pacer_runtime::lease::Lease;
+use pacer_runtime::lease::{Lease, Terms};
 use pacer_runtime::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
@@ -25,12 +25,12 @@ pub async fn keep_registered(
     };
     let mut backoff = new_backoff();
     while !token.is_cancelled() {
-        let ttl = fitting_ttl(&nodes, &config, config.lease_ttl).await;
-        match register(&client, &nodes, &config, &address, ttl, &token).await {
+        let terms = fitting_terms(&nodes, &config, None).await;
+        match register(&client, &nodes, &config, &address, terms, &token).await {
             Ok(lease) => {
                 backoff = new_backoff();
-                tracing::info!(node = %config.node_name, lease = lease.id, ttl = ttl.as_secs(), "node registered");
-                let lost = keep_fitted(&client, &nodes, &config, &address, lease, ttl, &token);
+                tracing::info!(node = %config.node_name, lease = lease.id, ttl = ?terms.ttl, renew_every = ?terms.renew_every, "node registered");
+                let lost = keep_fitted(&client, &nodes, &config, &address, lease, terms, &token);
                 if !lost.await {
                     return;
                 }
@@ -61,25 +61,26 @@ async fn keep_fitted(
     config: &AgentConfig,
     address: &str,
     mut lease: Lease,
-    mut ttl: Duration,
+    mut terms: Terms,
     token: &CancellationToken,
 ) -> bool {
     loop {
-        let recount = (ttl / 3 * RECOUNT_EVERY).mul_f64(0.5 + fastrand::f64());
+        let recount = (terms.renew_every * RECOUNT_EVERY).mul_f64(0.5 + fastrand::f64());
         tokio::select! {
             _ = token.cancelled() => return false,
             _ = lease.lost() => return true,
             _ = tokio::time::sleep(recount) => {}
         }
-        let fitting = fitting_ttl(nodes, config, ttl).await;
-        if fitting < ttl * 2 && fitting * 2 > ttl {
+        let fitting = fitting_terms(nodes, config, Some(terms)).await;
+        let (now, was) = (fitting.renew_every, terms.renew_every);
+        if now < was * 2 && now * 2 > was {
             continue;
         }
         match register(client, nodes, config, address, fitting, token).await {
             Ok(moved) => {
-                tracing::info!(node = %config.node_name, lease = moved.id, ttl = fitting.as_secs(), was = ttl.as_secs(), "node moved to a lease fitting the cluster's size");
+                tracing::info!(node = %config.node_name, lease = moved.id, ttl = ?fitting.ttl, was = ?terms.ttl, "node moved to a lease fitting the cluster's size");
                 std::mem::replace(&mut lease, moved).release().await;
-                ttl = fitting;
+                terms = fitting;
             }
             Err(e) => {
                 tracing::info!(node = %config.node_name, error = %e, "moving to a new lease failed; keeping the old one")
@@ -88,25 +89,35 @@ async fn keep_fitted(
     }
 }
 
-/// The lease TTL for the cluster as counted now; `otherwise` if the count fails.
-async fn fitting_ttl(nodes: &Api<Node>, config: &AgentConfig, otherwise: Duration) -> Duration {
-    match nodes.count("").await {
-        Ok(count) => {
-            let count = (count.max(0) as usize).max(config.local_nodes);
-            lease_ttl(count, config.lease_ttl, config.max_lease_renewals)
-        }
-        Err(_) => otherwise,
-    }
+/// The lease terms for the cluster as counted now; `otherwise` if the count fails (the
+/// smallest cluster's terms if there is nothing else).
+async fn fitting_terms(nodes: &Api<Node>, config: &AgentConfig, otherwise: Option<Terms>) -> Terms {
+    let count = match (nodes.count("").await, otherwise) {
+        (Ok(count), _) => count.max(0) as usize,
+        (Err(_), Some(terms)) => return terms,
+        (Err(_), None) => 0,
+    };
+    let count = count.max(config.local_nodes);
+    lease_terms(count, config.lease_ttl, config.max_lease_renewals)
 }
 
-/// The lease TTL of a node in a cluster of `nodes`: `min`, unless renewing every node's
-/// lease every third of that would pass `max_renewals` per second; then long enough not to.
-/// Nomad sizes its heartbeat TTLs the same way (`max_heartbeats_per_second`): a large
-/// cluster notices a lost node later instead of spending its store on liveness (on two
-/// cores etcd spent 0.2-0.4 cores on 375 renewals/s of 5,000 nodes).
-pub fn lease_ttl(nodes: usize, min: Duration, max_renewals: f64) -> Duration {
-    let needed = 3.0 * nodes as f64 / max_renewals;
-    min.max(Duration::from_secs(needed.ceil() as u64))
+/// The lease terms of a node in a cluster of `nodes`. A small cluster's node renews a lease
+/// of `min` every third of that. Once all renewals together would pass `max_renewals` per
+/// second, each node renews less often, and its lease lasts a renewal period plus the same
+/// grace a small cluster's node has (two thirds of `min`) to get a failed renewal through.
+/// Nomad sizes its heartbeats the same way (`max_heartbeats_per_second`, a TTL plus
+/// `heartbeat_grace`): a large cluster notices a lost node later instead of spending its
+/// store on liveness (on two cores each renewal costs etcd 3.4 about 0.8 ms).
+pub fn lease_terms(nodes: usize, min: Duration, max_renewals: f64) -> Terms {
+    let smallest = Terms::thirds(min);
+    let needed = Duration::from_secs_f64(nodes as f64 / max_renewals);
+    if needed <= smallest.renew_every {
+        return smallest;
+    }
+    Terms {
+        ttl: needed + smallest.grace(),
+        renew_every: needed,
+    }
 }
 
 /// What the agent says of its node.
@@ -134,10 +145,10 @@ async fn register(
     nodes: &Api<Node>,
     config: &AgentConfig,
     address: &str,
-    ttl: Duration,
+    terms: Terms,
     token: &CancellationToken,
 ) -> Result<Lease, pacer_runtime::Error> {
-    let lease = Lease::grant(client, ttl, token.child_token()).await?;
+    let lease = Lease::grant(client, terms, token.child_token()).await?;
     let spec = node_spec(config, address);
     let mut node = Node::new(&config.node_name, spec);
     node.status = Some(NodeStatus {
@@ -161,27 +172,27 @@ async fn register(
 
 #[cfg(test)]
 mod tests {
-    use super::lease_ttl;
+    use super::{Terms, lease_terms};
     use std::time::Duration;
 
     #[test]
     fn leases_grow_with_the_cluster_past_the_renewal_budget() {
         let min = Duration::from_secs(40);
-        // 3 nodes, 1,000 nodes: renewing 40 s leases stays within 50/s (1,000 / 13.3 s = 75/s
-        // would not: 60 s leases).
-        assert_eq!(lease_ttl(3, min, 50.0), min);
-        assert_eq!(lease_ttl(666, min, 50.0), min);
-        assert_eq!(lease_ttl(1000, min, 50.0), Duration::from_secs(60));
-        // 5,000 nodes at 50/s: renewed every 100 s.
-        let ttl = lease_ttl(5000, min, 50.0);
-        assert_eq!(ttl, Duration::from_secs(300));
-        let renewals = 5000.0 / (ttl / 3).as_secs_f64();
-        assert!(renewals <= 50.0, "{renewals} renewals/s");
+        let smallest = lease_terms(3, min, 25.0);
+        assert_eq!(smallest, Terms::thirds(min));
+        // 333 nodes renewing every 13.3 s stay within 25/s.
+        assert_eq!(lease_terms(333, min, 25.0), smallest);
+        // 1,000 nodes: every 40 s, and the small cluster's 26.7 s of grace on top.
+        let thousand = lease_terms(1000, min, 25.0);
+        assert_eq!(thousand.renew_every, Duration::from_secs(40));
+        assert_eq!(thousand.grace(), smallest.grace());
+        // 5,000 nodes: 25 renewals/s, a lost node noticed within 227 s.
+        let big = lease_terms(5000, min, 25.0);
+        assert_eq!(5000.0 / big.renew_every.as_secs_f64(), 25.0);
+        assert_eq!(big.ttl.as_secs(), 226);
         // A short minimum (tests use 2 s) holds for small clusters.
-        assert_eq!(
-            lease_ttl(4, Duration::from_secs(2), 50.0),
-            Duration::from_secs(2)
-        );
+        let short = Duration::from_secs(2);
+        assert_eq!(lease_terms(4, short, 25.0), Terms::thirds(short));
     }
 }
 
@@ -207,7 +218,7 @@ mod moving {
             reservations: Default::default(),
             work_dir: std::env::temp_dir(),
             lease_ttl: Duration::from_secs(2),
-            // 30 nodes at 10 renewals/s: 3 x 31 / 10 = 9.3 -> 10 s.
+            // 31 nodes at 10 renewals/s: every 3.1 s, 1.33 s of grace -> a 5 s lease.
             max_lease_renewals: 10.0,
             local_nodes: 1,
         }
@@ -253,15 +264,17 @@ mod moving {
         .await;
         let (first, _) = node_lease(&h, "n0").await.expect("n0 registered");
         let nodes: Api<Node> = Api::new(&h.client);
-        for i in 1..=30 {
+        // All at once: a count between two creations would move n0 to a lease in between.
+        let others = (1..=30).map(|i| {
             let other = node_spec(&config(&format!("other-{i}")), "http://127.0.0.1:1");
             let mut node = Node::new(&format!("other-{i}"), other);
             pacer_runtime::api::prepare_new(&mut node);
-            nodes.create(&node).await.expect("node");
-        }
+            nodes.put_op(&node, None).expect("node")
+        });
+        nodes.commit(vec![], others.collect()).await.expect("nodes");
         // Recounted within 10 renewal periods (of 0.67 s) and a half.
-        eventually(limit, "n0 on a 10 s lease", || async {
-            node_lease(&h, "n0").await.is_some_and(|(_, ttl)| ttl == 10)
+        eventually(limit, "n0 on a 5 s lease", || async {
+            node_lease(&h, "n0").await.is_some_and(|(_, ttl)| ttl == 5)
         })
         .await;
         // The old lease goes (revoked), and the record, now on the new one, stays.
@@ -271,7 +284,7 @@ mod moving {
         .await;
         let (now, ttl) = node_lease(&h, "n0").await.expect("n0 still registered");
         assert_ne!(now, first);
-        assert_eq!(ttl, 10);
+        assert_eq!(ttl, 5);
         token.cancel();
         let _ = agent.await;
     }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use pacer_runtime::Client;
-use pacer_runtime::lease::Lease;
+use pacer_runtime::lease::{Lease, Terms};
 use tokio_util::sync::CancellationToken;
 
 pub use pacer_runtime::election::leader;
@@ -18,7 +18,7 @@ pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: 
     let new_backoff = || pacer_runtime::backoff(Duration::from_millis(200), Duration::from_secs(5));
     let mut backoff = new_backoff();
     while !token.is_cancelled() {
-        let lease = match Lease::grant(client, ttl, token.child_token()).await {
+        let lease = match Lease::grant(client, Terms::thirds(ttl), token.child_token()).await {
             Ok(lease) => lease,
             Err(e) => {
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));

@@ -7,6 +7,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 
+/// How long a lease outlives its last renewal, and how often it is renewed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Terms {
+    pub ttl: Duration,
+    pub renew_every: Duration,
+}
+
+impl Terms {
+    /// Renewed every third of `ttl`: two renewals in a row may fail before it expires.
+    pub fn thirds(ttl: Duration) -> Terms {
+        Terms {
+            ttl,
+            renew_every: ttl / 3,
+        }
+    }
+
+    /// The time left to renew after a renewal was due: retries happen within it.
+    pub fn grace(&self) -> Duration {
+        self.ttl.saturating_sub(self.renew_every)
+    }
+}
+
 /// A granted lease. `lost()` turns true if it expired (the holder was cut off too long).
 pub struct Lease {
     pub id: i64,
@@ -16,22 +38,24 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Grants a lease of `ttl` and renews it every third of that until `token` is cancelled.
-    /// On cancellation the lease is revoked, so its records go at once (`release` waits for
+    /// Grants a lease on `terms` and renews it as they say until `token` is cancelled. On
+    /// cancellation the lease is revoked, so its records go at once (`release` waits for
     /// that).
     pub async fn grant(
         client: &Client,
-        ttl: Duration,
+        terms: Terms,
         token: CancellationToken,
     ) -> Result<Lease, etcd_client::Error> {
         // Only the lease client lives on in the keeper task (the whole client is 3.5 KiB).
         let mut etcd = client.leases();
-        let id = etcd.grant(ttl.as_secs().max(2) as i64, None).await?.id();
+        // etcd counts in whole seconds: rounded up, the lease never ends before its terms.
+        let secs = (terms.ttl.as_secs_f64().ceil() as i64).max(2);
+        let id = etcd.grant(secs, None).await?.id();
         let (lost_tx, lost) = watch::channel(false);
         let keeper_token = token.clone();
         let keeper = tokio::spawn(async move {
             let token = keeper_token;
-            let expired = keep_alive(&mut etcd, id, ttl, &token).await;
+            let expired = keep_alive(&mut etcd, id, terms, &token).await;
             if expired {
                 tracing::warn!(lease = id, "lease expired: records bound to it are gone");
                 let _ = lost_tx.send(true);
@@ -70,10 +94,16 @@ impl Lease {
 async fn keep_alive(
     etcd: &mut etcd_client::LeaseClient,
     id: i64,
-    ttl: Duration,
+    terms: Terms,
     token: &CancellationToken,
 ) -> bool {
-    let period = ttl / 3;
+    let Terms {
+        ttl,
+        renew_every: period,
+    } = terms;
+    // etcd answers a renewal at once; one that goes unanswered for half the grace is given
+    // up on and the stream opened again, leaving the other half for that.
+    let answer_within = (terms.grace() / 2).min(period);
     let mut renewed = std::time::Instant::now();
     loop {
         match etcd.keep_alive(id).await {
@@ -93,7 +123,7 @@ async fn keep_alive(
                     if keeper.keep_alive().await.is_err() {
                         break;
                     }
-                    match tokio::time::timeout(period, stream.message()).await {
+                    match tokio::time::timeout(answer_within, stream.message()).await {
                         Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return true,
                         Ok(Ok(Some(_))) => renewed = std::time::Instant::now(),
                         _ => break,

@@ -182,7 +182,8 @@ async fn records_bound_to_a_lease_vanish_when_it_expires() {
 
     // A kept-alive lease outlives several TTLs, and is revoked when its holder stops.
     let token = CancellationToken::new();
-    let kept = pacer_runtime::lease::Lease::grant(&h.client, Duration::from_secs(2), token.clone())
+    let terms = pacer_runtime::lease::Terms::thirds(Duration::from_secs(2));
+    let kept = pacer_runtime::lease::Lease::grant(&h.client, terms, token.clone())
         .await
         .unwrap();
     nodes
