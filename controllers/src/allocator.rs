@@ -172,7 +172,7 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         ),
     ];
     let snapshot = pacer_runtime::client::transient_retry(|| {
-        let (mut etcd, reads) = (offers.client().etcd(), reads.clone());
+        let (mut etcd, reads) = (offers.client().kv(), reads.clone());
         async move { etcd.txn(etcd_client::Txn::new().and_then(reads)).await }
     })
     .await

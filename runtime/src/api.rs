@@ -126,7 +126,7 @@ impl<K: Record> Api<K> {
     pub async fn get(&self, key: &str) -> Result<Option<K>, Error> {
         let key = self.etcd_key(key);
         let resp = crate::client::transient_retry(|| {
-            let mut etcd = self.client.etcd();
+            let mut etcd = self.client.kv();
             let key = key.clone();
             async move { etcd.get(key, None).await }
         })
@@ -149,7 +149,7 @@ impl<K: Record> Api<K> {
         let page = |from: Vec<u8>, revision: i64| {
             let (end, client) = (end.clone(), self.client.clone());
             let read = crate::client::transient_retry(move || {
-                let mut etcd = client.etcd();
+                let mut etcd = client.kv();
                 let mut options = GetOptions::new()
                     .with_range(end.clone())
                     .with_limit(LIST_PAGE);
@@ -197,7 +197,7 @@ impl<K: Record> Api<K> {
     pub async fn count(&self, sub: &str) -> Result<i64, Error> {
         let prefix = self.etcd_prefix(sub);
         let resp = crate::client::transient_retry(|| {
-            let mut etcd = self.client.etcd();
+            let mut etcd = self.client.kv();
             let options = GetOptions::new().with_prefix().with_count_only();
             let prefix = prefix.clone();
             async move { etcd.get(prefix, Some(options)).await }
@@ -255,7 +255,7 @@ impl<K: Record> Api<K> {
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let key = self.etcd_key(key);
         let resp = crate::client::transient_retry(|| {
-            let mut etcd = self.client.etcd();
+            let mut etcd = self.client.kv();
             let key = key.clone();
             async move { etcd.delete(key, None).await }
         })
@@ -305,7 +305,7 @@ impl<K: Record> Api<K> {
         // A retried transaction that had been applied fails its compares: a conflict, which
         // every caller already answers by reading again.
         let resp = crate::client::transient_retry(|| {
-            let mut etcd = self.client.etcd();
+            let mut etcd = self.client.kv();
             let txn = txn.clone();
             async move { etcd.txn(txn).await }
         })

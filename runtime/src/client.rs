@@ -61,6 +61,13 @@ impl Client {
         self.0.etcd.clone()
     }
 
+    /// The key-value client alone: cloning it per request clones one channel, where cloning
+    /// the whole client clones one per service (2% of a simulated fleet's CPU went to
+    /// dropping them).
+    pub fn kv(&self) -> etcd_client::KvClient {
+        self.0.etcd.kv_client()
+    }
+
     /// The lease client, on the connection kept for leases.
     pub fn leases(&self) -> etcd_client::LeaseClient {
         self.0.leases.lease_client()

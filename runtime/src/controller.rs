@@ -161,7 +161,9 @@ impl<K: Record> Controller<K> {
                 reconcile.clone(),
                 error_policy.clone(),
             );
-            let span = tracing::info_span!("reconcile", kind = %kind, name = %key);
+            // Debug: at the default level the span and its formatted fields are not built at
+            // all (built for every reconcile they were 7% of the server's CPU while placing).
+            let span = tracing::debug_span!("reconcile", kind = %kind, name = %key);
             tokio::spawn(
                 async move {
                     // Boxed: a reconcile's future is large, and spawning copies the whole
