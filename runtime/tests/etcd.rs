@@ -209,6 +209,51 @@ async fn records_bound_to_a_lease_vanish_when_it_expires() {
     .await;
 }
 
+/// A large cluster's node renews once per period and lives on the grace between its renewals
+/// (`Terms` other than thirds): renewed every 4 s, a 6 s lease runs down to its last two
+/// seconds before each renewal (renewed every third, it would never go below 4 s), and it
+/// holds its record over several renewals all the same.
+#[tokio::test]
+async fn a_lease_renewed_once_per_period_lives_on_its_grace() {
+    let h = harness().await;
+    let nodes: Api<Node> = Api::new(&h.client);
+    let token = CancellationToken::new();
+    let terms = pacer_runtime::lease::Terms {
+        ttl: Duration::from_secs(6),
+        renew_every: Duration::from_secs(4),
+    };
+    let lease = pacer_runtime::lease::Lease::grant(&h.client, terms, token.clone())
+        .await
+        .unwrap();
+    nodes
+        .create_with_lease(&node("sparse"), Some(lease.id))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(12),
+        "the lease to run down to 2 s or less before a renewal",
+        || async {
+            let left = h.client.leases().time_to_live(lease.id, None).await;
+            left.is_ok_and(|l| (1..=2).contains(&l.ttl()))
+        },
+    )
+    .await;
+    let outlived = started + Duration::from_secs(13);
+    eventually(
+        Duration::from_secs(15),
+        "three renewal periods to pass",
+        || async { Instant::now() > outlived },
+    )
+    .await;
+    assert!(
+        nodes.get("sparse").await.unwrap().is_some(),
+        "renewed once per period, the lease keeps its record"
+    );
+    assert!(!lease.is_lost());
+    token.cancel();
+}
+
 #[tokio::test]
 async fn controller_reconciles_every_change() {
     let h = harness().await;
