@@ -76,6 +76,11 @@ impl Record for Drain {}
 impl Record for Job {}
 impl Record for JobRun {}
 impl Record for Deployment {}
+/// The name in the key of a record kept under its parent (`<parent>/<name>`).
+fn nested_name(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, name)| name)
+}
+
 impl Record for AppVersion {
     fn key(&self) -> String {
         format!(
@@ -86,7 +91,7 @@ impl Record for AppVersion {
     }
 
     fn name_of_key(key: &str) -> &str {
-        key.rsplit_once('/').map_or(key, |(_, name)| name)
+        nested_name(key)
     }
 }
 impl Record for Task {
@@ -98,7 +103,7 @@ impl Record for Task {
     }
 
     fn name_of_key(key: &str) -> &str {
-        key.rsplit_once('/').map_or(key, |(_, name)| name)
+        nested_name(key)
     }
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pacer_crd::{App, AppStatus, Node, NodeSpec, PortRange, Resources};
+use pacer_runtime::lease::{Lease, Terms};
 use pacer_runtime::testing::{TestEtcd, eventually};
 use pacer_runtime::watcher::{self, Event};
 use pacer_runtime::{Action, Api, Controller, Reflector};
@@ -162,6 +163,28 @@ fn node(name: &str) -> Node {
     )
 }
 
+/// A node record bound to a lease granted and kept alive on `terms` until `token` is cancelled.
+async fn node_on_lease(
+    h: &TestEtcd,
+    nodes: &Api<Node>,
+    name: &str,
+    terms: Terms,
+    token: &CancellationToken,
+) -> Lease {
+    let lease = Lease::grant(&h.client, terms, token.clone()).await.unwrap();
+    nodes
+        .create_with_lease(&node(name), Some(lease.id))
+        .await
+        .unwrap();
+    lease
+}
+
+/// Returns once `at` has passed (a lease's records are then checked to have outlived it).
+async fn wait_until(at: Instant, what: &str) {
+    let limit = at.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
+    eventually(limit, what, || async { Instant::now() > at }).await;
+}
+
 #[tokio::test]
 async fn records_bound_to_a_lease_vanish_when_it_expires() {
     let h = harness().await;
@@ -182,19 +205,10 @@ async fn records_bound_to_a_lease_vanish_when_it_expires() {
 
     // A kept-alive lease outlives several TTLs, and is revoked when its holder stops.
     let token = CancellationToken::new();
-    let terms = pacer_runtime::lease::Terms::thirds(Duration::from_secs(2));
-    let kept = pacer_runtime::lease::Lease::grant(&h.client, terms, token.clone())
-        .await
-        .unwrap();
-    nodes
-        .create_with_lease(&node("kept"), Some(kept.id))
-        .await
-        .unwrap();
+    let terms = Terms::thirds(Duration::from_secs(2));
+    let kept = node_on_lease(&h, &nodes, "kept", terms, &token).await;
     let outlived = Instant::now() + Duration::from_secs(6);
-    eventually(Duration::from_secs(10), "three TTLs to pass", || async {
-        Instant::now() > outlived
-    })
-    .await;
+    wait_until(outlived, "three TTLs to pass").await;
     assert!(
         nodes.get("kept").await.unwrap().is_some(),
         "a renewed lease keeps its records"
@@ -218,17 +232,11 @@ async fn a_lease_renewed_once_per_period_lives_on_its_grace() {
     let h = harness().await;
     let nodes: Api<Node> = Api::new(&h.client);
     let token = CancellationToken::new();
-    let terms = pacer_runtime::lease::Terms {
+    let terms = Terms {
         ttl: Duration::from_secs(6),
         renew_every: Duration::from_secs(4),
     };
-    let lease = pacer_runtime::lease::Lease::grant(&h.client, terms, token.clone())
-        .await
-        .unwrap();
-    nodes
-        .create_with_lease(&node("sparse"), Some(lease.id))
-        .await
-        .unwrap();
+    let lease = node_on_lease(&h, &nodes, "sparse", terms, &token).await;
     let started = Instant::now();
     eventually(
         Duration::from_secs(12),
@@ -239,11 +247,9 @@ async fn a_lease_renewed_once_per_period_lives_on_its_grace() {
         },
     )
     .await;
-    let outlived = started + Duration::from_secs(13);
-    eventually(
-        Duration::from_secs(15),
+    wait_until(
+        started + Duration::from_secs(13),
         "three renewal periods to pass",
-        || async { Instant::now() > outlived },
     )
     .await;
     assert!(
