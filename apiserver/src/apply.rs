@@ -37,6 +37,17 @@ pub async fn apply(
     desired: App,
     create_only: bool,
 ) -> Result<ApplyResult, ApiError> {
+    apply_in_plan(state, desired, create_only, None).await
+}
+
+/// [`apply`] as one step of `plan`, a write of several apps ordered by their dependencies.
+pub async fn apply_in_plan(
+    state: &ApiState,
+    mut desired: App,
+    create_only: bool,
+    plan: Option<&str>,
+) -> Result<ApplyResult, ApiError> {
+    desired.spec.normalize();
     let name = desired.metadata.name.clone().unwrap_or_default();
     loop {
         let current = state.apps.get(&name).await?;
@@ -75,7 +86,8 @@ pub async fn apply(
             Some(existing) => state.apps.unchanged(existing)?,
             None => Compare::create_revision(state.apps.etcd_key(&name), CompareOp::Equal, 0),
         };
-        let deployment = new_deployment(&next, action);
+        let mut deployment = new_deployment(&next, action);
+        deployment.spec.plan = plan.map(str::to_string);
         let mut ops = vec![
             state.apps.put_op(&next, None)?,
             state.deployments.put_op(&deployment, None)?,
@@ -197,6 +209,7 @@ fn new_deployment(app: &App, action: DeploymentAction) -> Deployment {
         app_id: app.metadata.name.clone().unwrap_or_default(),
         app_generation: app.metadata.generation.unwrap_or(1),
         action,
+        plan: None,
     };
     let mut deployment = Deployment::new(&uuid::Uuid::new_v4().to_string(), spec);
     deployment.status = Some(DeploymentStatus::default());

@@ -145,9 +145,18 @@ fn manifest(body: &Bytes) -> Result<pacer_crd::App, ApiError> {
     }
 }
 
+/// `?plan=ID`: the apply is a step of one write of several apps (`pacer apply -f DIR`), in which
+/// an app waits for the apps it depends on.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ApplyQuery {
+    #[serde(default)]
+    plan: Option<String>,
+}
+
 async fn apply_app(
     State(s): State<ApiState>,
     Path(name): Path<String>,
+    Query(query): Query<ApplyQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let name = app_name(&name)?;
@@ -159,7 +168,7 @@ async fn apply_app(
         );
         return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![problem])));
     }
-    let result = apply::apply(&s, app, false).await?;
+    let result = apply::apply_in_plan(&s, app, false, query.plan.as_deref()).await?;
     let status = if result.result == apply::Applied::Created {
         axum::http::StatusCode::CREATED
     } else {

@@ -722,11 +722,12 @@ impl Progress {
     }
 }
 
-/// An app for simulated nodes (the fake runtime runs anything).
+/// An app for simulated nodes (the fake runtime runs anything). No ports (Marathon's default
+/// gives one): the figures compare placement with the runs before that default.
 fn sim_app(id: &str, instances: usize) -> Value {
     json!({
         "id": id, "cmd": "sleep 3600", "instances": instances,
-        "cpus": 0.1, "mem": 32, "disk": 0
+        "cpus": 0.1, "mem": 32, "disk": 0, "portDefinitions": []
     })
 }
 
@@ -734,7 +735,7 @@ fn sim_app(id: &str, instances: usize) -> Value {
 fn docker_app(id: &str, instances: usize, image: &str) -> Value {
     json!({
         "id": id, "cmd": "sleep 3600", "instances": instances,
-        "cpus": 0.01, "mem": 16, "disk": 0,
+        "cpus": 0.01, "mem": 16, "disk": 0, "portDefinitions": [],
         "container": {"type": "DOCKER", "docker": {"image": image}}
     })
 }

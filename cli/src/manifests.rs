@@ -97,8 +97,18 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
     let mut manifests = read_manifests(&args.files)?;
-    // Roles first: apps and jobs may name them.
-    manifests.sort_by_key(|(_, m)| !matches!(m, Manifest::Role(_)));
+    // Roles first: apps and jobs may name them. Apps in dependency order, as the steps of one
+    // plan: within it an app waits for the apps it depends on.
+    let order = dependency_order(&manifests)?;
+    manifests.sort_by_key(|(_, m)| {
+        let app = order.iter().position(|p| *p == path_of(m.name()));
+        (!matches!(m, Manifest::Role(_)), app)
+    });
+    let apps = manifests
+        .iter()
+        .filter(|(_, m)| matches!(m, Manifest::App(_)))
+        .count();
+    let plan = (apps > 1).then(|| uuid::Uuid::new_v4().to_string());
     for (origin, manifest) in manifests {
         let name = manifest.name().to_string();
         let body = match &manifest {
@@ -107,10 +117,14 @@ pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
             Manifest::Job(r) => serde_json::to_value(r)?,
         };
         let kind = manifest.kind().to_lowercase();
+        let query = match (&manifest, &plan) {
+            (Manifest::App(_), Some(plan)) => format!("?plan={plan}"),
+            _ => String::new(),
+        };
         let result = api
             .call(
                 Method::PUT,
-                &format!("/{}/{name}", manifest.plural()),
+                &format!("/{}/{name}{query}", manifest.plural()),
                 Some(&body),
             )
             .await
@@ -125,6 +139,29 @@ pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The paths of the apps among `manifests`, dependencies first (Marathon's plan order); a
+/// dependency cycle is refused before anything is written.
+fn dependency_order(manifests: &[(String, Manifest)]) -> anyhow::Result<Vec<String>> {
+    let changes: Vec<pacer_crd::plan::Change> = manifests
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Manifest::App(app) => Some(pacer_crd::plan::Change {
+                app: path_of(m.name()),
+                action: pacer_crd::deployment::DeploymentAction::StartApplication,
+                dependencies: app
+                    .spec
+                    .dependencies
+                    .iter()
+                    .map(|d| pacer_crd::AppId::parse(d).map_or_else(|_| d.clone(), |i| i.path()))
+                    .collect(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let steps = pacer_crd::plan::steps(&changes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(steps.into_iter().flatten().map(|(_, app)| app).collect())
 }
 
 fn app_name(kind: &str, id: &str) -> anyhow::Result<String> {

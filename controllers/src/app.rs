@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pacer_crd::app::TaskFailure;
-use pacer_crd::{App, AppStatus, KillSelection, Offer, Resources, Task, TaskSpec, TaskState};
+use pacer_crd::deployment::DeploymentPhase;
+use pacer_crd::{
+    App, AppStatus, Deployment, KillSelection, Offer, Resources, Task, TaskSpec, TaskState,
+};
 use pacer_runtime::{Action, Controller, now};
 use tokio_util::sync::CancellationToken;
 
@@ -28,19 +31,27 @@ pub enum Error {
 pub async fn run(cluster: Cluster, token: CancellationToken) {
     let apps = cluster.app_cache.store();
     let dependents = cluster.app_cache.store();
+    // An app and the apps that depend on it.
+    let with_dependents = move |app: &str| -> Vec<String> {
+        let path = path_of(app);
+        let waiting = dependents.filter(|a| {
+            a.spec
+                .dependencies
+                .iter()
+                .any(|d| pacer_crd::AppId::parse(d).is_ok_and(|i| i.path() == path))
+        });
+        std::iter::once(app.to_string())
+            .chain(waiting.iter().filter_map(|a| a.metadata.name.clone()))
+            .collect()
+    };
+    let dependents_of = with_dependents.clone();
     let controller = Controller::new(&cluster.app_cache, token)
-        // A task change concerns its app and the apps that depend on that app.
         .watches(&cluster.task_cache, move |t: &Task| {
-            let path = path_of(&t.spec.app_id);
-            let waiting = dependents.filter(|a| {
-                a.spec
-                    .dependencies
-                    .iter()
-                    .any(|d| pacer_crd::AppId::parse(d).is_ok_and(|i| i.path() == path))
-            });
-            std::iter::once(t.spec.app_id.clone())
-                .chain(waiting.iter().filter_map(|a| a.metadata.name.clone()))
-                .collect()
+            with_dependents(&t.spec.app_id)
+        })
+        // A dependency's deployment ending lets its dependents in the same plan go on.
+        .watches(&cluster.deployment_cache, move |d: &Deployment| {
+            dependents_of(&d.spec.app_id)
         })
         // More room on a node may let pending instances in.
         .watches(&cluster.drain_cache, {
@@ -159,10 +170,14 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     status.message = None;
     status.placement = None;
     let mut action = Action::await_change();
-    let waiting_for = unready_dependency(&app, &cluster);
+    let running = cluster
+        .deployment_cache
+        .store()
+        .filter(|d| d.phase() == DeploymentPhase::Running);
+    let waiting_for = pending_dependency(&app, &running);
     if let (true, Some(dependency)) = (missing > 0, &waiting_for) {
         status.message = Some(format!(
-            "{missing} instance(s) pending: waiting for dependency {dependency} to be healthy"
+            "{missing} instance(s) pending: waiting for dependency {dependency} to be deployed first"
         ));
     } else if missing > 0 {
         let same_version = status
@@ -257,20 +272,27 @@ fn rolling_step<'a>(
     (doomed, step.start_new)
 }
 
-/// The first dependency of `app` that does not yet run all its instances healthy.
-fn unready_dependency(app: &App, cluster: &Cluster) -> Option<String> {
+/// The first dependency the app waits for: one changed in the same plan (one write of several
+/// apps) as the app's own running change, whose deployment has not ended yet. Marathon orders
+/// the steps of a plan by dependencies; a dependency outside the plan (absent, at rest, or
+/// changed by another write) holds nothing back, so a scale, a restart or a later change of
+/// the app proceeds.
+pub fn pending_dependency(app: &App, running: &[Arc<Deployment>]) -> Option<String> {
+    let name = app.metadata.name.as_deref().unwrap_or_default();
+    let plans: Vec<&str> = running
+        .iter()
+        .filter(|d| d.spec.app_id == name)
+        .filter_map(|d| d.spec.plan.as_deref())
+        .collect();
+    if plans.is_empty() {
+        return None;
+    }
     app.spec.dependencies.iter().find_map(|dep| {
         let id = pacer_crd::AppId::parse(dep).ok()?;
-        let ready = cluster.app_cache.store().get(&id.name()).is_some_and(|d| {
-            let wanted = usize::try_from(d.spec.instances).unwrap_or(0);
-            let healthy = cluster
-                .tasks_of(&id.name())
-                .iter()
-                .filter(|t| t.spec.app_version == d.version() && t.is_healthy())
-                .count();
-            healthy >= wanted
+        let waiting = running.iter().any(|d| {
+            d.spec.app_id == id.name() && d.spec.plan.as_deref().is_some_and(|p| plans.contains(&p))
         });
-        (!ready).then(|| id.path())
+        waiting.then(|| id.path())
     })
 }
 
@@ -488,5 +510,62 @@ fn without_counts(status: &AppStatus) -> AppStatus {
         tasks_healthy: 0,
         tasks_unhealthy: 0,
         ..status.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_crd::DeploymentSpec;
+    use pacer_crd::deployment::DeploymentAction;
+
+    fn deployment(app: &str, plan: Option<&str>) -> Arc<Deployment> {
+        let spec = DeploymentSpec {
+            app_id: app.into(),
+            app_generation: 1,
+            action: DeploymentAction::StartApplication,
+            plan: plan.map(str::to_string),
+        };
+        Arc::new(Deployment::new(&format!("{app}-{plan:?}"), spec))
+    }
+
+    fn web_on(dependencies: &[&str]) -> App {
+        let mut web = App::test("web");
+        web.spec.dependencies = dependencies.iter().map(|d| d.to_string()).collect();
+        web
+    }
+
+    #[test]
+    fn an_app_waits_for_a_dependency_changed_in_the_same_plan() {
+        let web = web_on(&["/db"]);
+        let running = [deployment("web", Some("p1")), deployment("db", Some("p1"))];
+        assert_eq!(pending_dependency(&web, &running), Some("/db".into()));
+    }
+
+    #[test]
+    fn a_dependency_outside_the_plan_holds_nothing_back() {
+        let web = web_on(&["/db", "/product/database"]);
+        // Absent from the write (and from the cluster): Marathon leaves it out of the plan.
+        assert_eq!(
+            pending_dependency(&web, &[deployment("web", Some("p1"))]),
+            None
+        );
+        // Deployed by another write, or the app changed on its own (a scale, a restart).
+        let other = [deployment("web", Some("p1")), deployment("db", Some("p2"))];
+        assert_eq!(pending_dependency(&web, &other), None);
+        let alone = [deployment("web", None), deployment("db", None)];
+        assert_eq!(pending_dependency(&web, &alone), None);
+        // Its dependency's step is over: the plan moves on.
+        assert_eq!(
+            pending_dependency(&web, &[deployment("web", Some("p1"))]),
+            None
+        );
+    }
+
+    #[test]
+    fn an_app_is_not_held_back_by_an_app_it_does_not_depend_on() {
+        let web = web_on(&[]);
+        let running = [deployment("web", Some("p1")), deployment("db", Some("p1"))];
+        assert_eq!(pending_dependency(&web, &running), None);
     }
 }

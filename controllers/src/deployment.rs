@@ -57,16 +57,7 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
     let spec = &deployment.spec;
     let app = cluster.app_cache.store().get(&spec.app_id);
     let tasks = cluster.tasks_of(&spec.app_id);
-    let outcome = match (&app, spec.action) {
-        (None, DeploymentAction::StopApplication) if tasks.is_empty() => {
-            Some(DeploymentPhase::Succeeded)
-        }
-        (Some(app), _) if app.metadata.generation.unwrap_or(0) > spec.app_generation => {
-            Some(DeploymentPhase::Superseded)
-        }
-        (Some(app), _) => converged(app, &tasks).then_some(DeploymentPhase::Succeeded),
-        _ => None,
-    };
+    let outcome = outcome(&deployment, app.as_deref(), &tasks);
     let name = deployment.metadata.name.clone().unwrap_or_default();
     let (phase, message, action) = match outcome {
         Some(phase) => (phase, None, Action::await_change()),
@@ -114,6 +105,29 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
         Ok(_) => Ok(action),
         Err(e) if e.is_not_found() => Ok(Action::await_change()),
         Err(e) => Err(Error::StatusWrite(name, e)),
+    }
+}
+
+/// How a running deployment ended, if it has: `None` while it still runs.
+///
+/// A deployment of an app that is gone ends with it: the stop succeeds once the tasks are
+/// gone, and any other change (a scale, a start, a restart) was cancelled by the deletion, as
+/// Marathon cancels the deployments a forced delete overrides.
+fn outcome(
+    deployment: &Deployment,
+    app: Option<&App>,
+    tasks: &[Arc<Task>],
+) -> Option<DeploymentPhase> {
+    let spec = &deployment.spec;
+    match (app, spec.action) {
+        (None, DeploymentAction::StopApplication) => {
+            tasks.is_empty().then_some(DeploymentPhase::Succeeded)
+        }
+        (None, _) => Some(DeploymentPhase::Superseded),
+        (Some(app), _) if app.metadata.generation.unwrap_or(0) > spec.app_generation => {
+            Some(DeploymentPhase::Superseded)
+        }
+        (Some(app), _) => converged(app, tasks).then_some(DeploymentPhase::Succeeded),
     }
 }
 
@@ -188,4 +202,73 @@ fn converged(app: &App, tasks: &[Arc<Task>]) -> bool {
         .filter(|t| t.spec.app_version == app.version() && t.is_healthy())
         .count();
     running == wanted && tasks.len() == wanted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_crd::{DeploymentSpec, TaskState};
+
+    fn deployment(action: DeploymentAction, generation: i64) -> Deployment {
+        let spec = DeploymentSpec {
+            app_id: "web".into(),
+            app_generation: generation,
+            action,
+            plan: None,
+        };
+        Deployment::new("d1", spec)
+    }
+
+    fn app(instances: i64, generation: i64) -> App {
+        let mut app = App::test("web");
+        app.spec.instances = instances;
+        app.metadata.generation = Some(generation);
+        app
+    }
+
+    fn running(app: &App, n: usize) -> Vec<Arc<Task>> {
+        (0..n)
+            .map(|i| Arc::new(Task::test(app, &format!("n{i}"), TaskState::Running)))
+            .collect()
+    }
+
+    #[test]
+    fn a_change_of_a_deleted_app_ends_with_it() {
+        let gone = app(2, 1);
+        let tasks = running(&gone, 1);
+        for action in [
+            DeploymentAction::ScaleApplication,
+            DeploymentAction::StartApplication,
+            DeploymentAction::RestartApplication,
+        ] {
+            let d = deployment(action, 1);
+            assert_eq!(outcome(&d, None, &tasks), Some(DeploymentPhase::Superseded));
+            assert_eq!(outcome(&d, None, &[]), Some(DeploymentPhase::Superseded));
+        }
+    }
+
+    #[test]
+    fn a_stop_succeeds_once_the_tasks_are_gone() {
+        let gone = app(1, 1);
+        let d = deployment(DeploymentAction::StopApplication, 1);
+        assert_eq!(outcome(&d, None, &running(&gone, 1)), None);
+        assert_eq!(outcome(&d, None, &[]), Some(DeploymentPhase::Succeeded));
+    }
+
+    #[test]
+    fn a_change_succeeds_when_the_app_converged_and_is_superseded_by_a_newer_one() {
+        let web = app(2, 3);
+        let d = deployment(DeploymentAction::ScaleApplication, 3);
+        assert_eq!(outcome(&d, Some(&web), &running(&web, 1)), None);
+        assert_eq!(
+            outcome(&d, Some(&web), &running(&web, 2)),
+            Some(DeploymentPhase::Succeeded)
+        );
+        assert_eq!(outcome(&d, Some(&web), &running(&web, 3)), None);
+        let older = deployment(DeploymentAction::ScaleApplication, 2);
+        assert_eq!(
+            outcome(&older, Some(&web), &running(&web, 1)),
+            Some(DeploymentPhase::Superseded)
+        );
+    }
 }

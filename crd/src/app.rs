@@ -44,8 +44,10 @@ pub struct AppSpec {
     pub container: Option<Container>,
     #[serde(default = "default_networks")]
     pub networks: Vec<Network>,
-    /// Ports for host networking; `port: 0` picks a free host port.
-    #[serde(default)]
+    /// Ports for host networking; `port: 0` picks a free host port. Left out, an app gets one
+    /// (Marathon: "each application is given a single port by default, so `$PORT0` is always
+    /// available"); an empty list means none.
+    #[serde(default = "default_port_definitions")]
     pub port_definitions: Vec<PortDefinition>,
     #[serde(default)]
     pub require_ports: bool,
@@ -218,6 +220,15 @@ pub struct PortDefinition {
     pub name: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+fn default_port_definitions() -> Vec<PortDefinition> {
+    vec![PortDefinition {
+        port: 0,
+        protocol: default_protocol(),
+        name: Some("default".into()),
+        labels: BTreeMap::new(),
+    }]
 }
 
 fn default_protocol() -> String {
@@ -465,6 +476,16 @@ pub const DEADLINE_ANNOTATION: &str = "pacer.io/deployment-deadline-seconds";
 pub const VERSION_ANNOTATION: &str = "pacer.io/version";
 
 impl AppSpec {
+    /// Marathon's normalization of what defaults cannot see: an app on a bridge or container
+    /// network has no port definitions (its ports are its port mappings), so the default one
+    /// is dropped.
+    pub fn normalize(&mut self) {
+        let host = self.networks.iter().all(|n| n.mode == NetworkMode::Host);
+        if !host && self.port_definitions == default_port_definitions() {
+            self.port_definitions.clear();
+        }
+    }
+
     /// The image of a Docker app, if it has one.
     pub fn image(&self) -> Option<&str> {
         let container = self.container.as_ref()?;

@@ -20,6 +20,10 @@ pub struct DeploymentSpec {
     pub app_id: String,
     pub app_generation: i64,
     pub action: DeploymentAction,
+    /// The write (Marathon's deployment plan) this change is a step of, when one write changed
+    /// several apps: within a plan an app waits for the apps it depends on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -55,7 +55,7 @@ pub fn app_from_marathon(
     let mut app = input.clone();
     upgrade_legacy(&mut app);
     app.retain(|k, _| !DROPPED.contains(&k.as_str()));
-    let spec: AppSpec = serde_path_to_error::deserialize(Value::Object(app)).map_err(|e| {
+    let mut spec: AppSpec = serde_path_to_error::deserialize(Value::Object(app)).map_err(|e| {
         let path = marathon_path(&e.path().to_string());
         FieldErrors(vec![FieldError::new(path, e.into_inner().to_string())])
     })?;
@@ -65,6 +65,7 @@ pub fn app_from_marathon(
         .map(|e| FieldError::new(marathon_path(&e.path), e.reason))
         .collect();
     FieldErrors(problems).into_result()?;
+    spec.normalize();
     Ok((id, spec))
 }
 
@@ -285,6 +286,30 @@ mod tests {
         let container = spec.container.unwrap();
         assert_eq!(container.port_mappings[0].service_port, 9000);
         assert_eq!(spec.networks[0].mode, crate::app::NetworkMode::Bridge);
+    }
+
+    #[test]
+    fn an_app_gets_one_port_by_default_and_an_empty_list_means_none() {
+        let (_, spec) = convert(json!({"id": "a", "cmd": "httpd -p $PORT0"})).unwrap();
+        let ports: Vec<(i64, &str, Option<&str>)> = spec
+            .port_definitions
+            .iter()
+            .map(|p| (p.port, p.protocol.as_str(), p.name.as_deref()))
+            .collect();
+        assert_eq!(ports, vec![(0, "tcp", Some("default"))]);
+        assert_eq!(spec.requested_host_ports(), vec![0]);
+        let (_, none) = convert(json!({"id": "a", "cmd": "x", "portDefinitions": []})).unwrap();
+        assert!(none.port_definitions.is_empty());
+        let (_, legacy) = convert(json!({"id": "a", "cmd": "x", "ports": []})).unwrap();
+        assert!(legacy.port_definitions.is_empty());
+        // On a bridge network the ports are the port mappings; the default one is dropped.
+        let (_, bridge) = convert(
+            json!({"id": "a", "cmd": "x", "networks": [{"mode": "container/bridge"}],
+            "container": {"docker": {"image": "i"}, "portMappings": [{"containerPort": 80}]}}),
+        )
+        .unwrap();
+        assert!(bridge.port_definitions.is_empty());
+        assert_eq!(bridge.declared_ports().len(), 1);
     }
 
     #[test]

@@ -168,3 +168,26 @@ impl Task {
         checks == 0 || (results.len() == checks && results.iter().all(|r| r.alive))
     }
 }
+
+impl Task {
+    /// A task of `app` (version included) on `node` in `state`, for tests.
+    pub fn test(app: &crate::App, node: &str, state: TaskState) -> Task {
+        let app_id = app.metadata.name.clone().unwrap_or_default();
+        let spec = TaskSpec {
+            app_id: app_id.clone(),
+            app_version: app.version().to_string(),
+            node: node.to_string(),
+            resources: Resources::new(app.spec.cpus, app.spec.mem, app.spec.disk),
+            host_ports: Vec::new(),
+            kill: false,
+            app: app.spec.clone(),
+            run: None,
+        };
+        let mut task = Task::new(&format!("{app_id}.{node}.{}", state.as_str()), spec);
+        task.status = Some(TaskStatus {
+            state,
+            ..TaskStatus::default()
+        });
+        task
+    }
+}

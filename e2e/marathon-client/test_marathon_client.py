@@ -5,9 +5,12 @@ know, so each call is also a check of the response's shape. Every wait has a dea
 """
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
+import requests
 from marathon import MarathonApp, MarathonHttpError, NotFoundError
 from marathon.models import MarathonDeployment, MarathonGroup, MarathonTask
 from marathon.models.container import MarathonContainer, MarathonDockerContainer
@@ -45,6 +48,13 @@ def settled(client, app_id):
 def running(client, app_id, n):
     app = client.get_app(app_id)
     return app if app.tasks_running == n and len(app.tasks) == n else None
+
+
+@pytest.fixture(autouse=True)
+def no_deployment_left(client):
+    """Both clients' own suites wait for /v2/deployments to empty after every test: it must."""
+    yield
+    eventually("every deployment to end after the test", lambda: not client.list_deployments(), limit=10)
 
 
 @pytest.fixture
@@ -174,3 +184,64 @@ def test_event_stream_reports_task_updates(client, app_id):
     assert not listener.is_alive(), "no TASK_RUNNING event within 60 s"
     assert seen[-1].task_status == "TASK_RUNNING"
     assert seen[-1].task_id.startswith(app_id.strip("/").replace("/", "_"))
+
+
+def deployments_of(client, app_id):
+    return [d for d in client.list_deployments() if app_id in d.affected_apps]
+
+
+def test_force_delete_during_a_scale_ends_every_deployment(client, app_id):
+    # 100 cpus fit nowhere: the start deployment, then a forced scale, stay running.
+    client.create_app(app_id, sleeper(app_id, cpus=100))
+    client.scale_app(app_id, instances=3, force=True)
+    eventually("a running deployment", lambda: deployments_of(client, app_id))
+    client.delete_app(app_id, force=True)
+    eventually("no deployment of the deleted app", lambda: not deployments_of(client, app_id), limit=10)
+
+
+def test_force_delete_of_an_app_whose_image_cannot_start(client, app_id):
+    app = sleeper(app_id)
+    app.container.docker.image = "pacer/no-such-image:never"
+    client.create_app(app_id, app)
+    eventually("the deployment to be listed", lambda: deployments_of(client, app_id))
+    client.delete_app(app_id, force=True)
+    eventually("no deployment of the deleted app", lambda: not deployments_of(client, app_id), limit=10)
+
+
+def test_kill_with_scale_then_force_delete(client, app_id):
+    client.create_app(app_id, sleeper(app_id, instances=2))
+    app = eventually("2 running tasks", lambda: running(client, app_id, 2))
+    eventually("the create deployment to finish", lambda: settled(client, app_id))
+    client.kill_task(app_id, app.tasks[0].id, scale=True)
+    assert client.get_app(app_id).instances == 1
+    client.delete_app(app_id, force=True)
+    eventually("no deployment of the deleted app", lambda: not deployments_of(client, app_id), limit=10)
+
+
+def test_an_app_with_only_a_command_gets_port0_and_answers_on_it(client, app_id):
+    client.create_app(app_id, MarathonApp(id=app_id, cmd="busybox httpd -f -p $PORT0", cpus=0.1, mem=16))
+    app = client.get_app(app_id)
+    [port] = app.port_definitions
+    assert (port.protocol, port.name) == ("tcp", "default")
+    assert 10000 <= port.port <= 20000, "a service port is assigned as for any 0"
+    app = eventually("the httpd task to run", lambda: running(client, app_id, 1))
+    task = app.tasks[0]
+    assert len(task.ports) == 1
+
+    def answers():
+        try:
+            urllib.request.urlopen(f"http://{task.host}:{task.ports[0]}/", timeout=2)
+        except urllib.error.HTTPError:
+            return True  # busybox httpd answered (an empty folder is a 404)
+        except OSError:
+            return False
+        return True
+
+    eventually("busybox httpd to answer on $PORT0", answers, limit=30)
+    # The client leaves empty lists out of what it sends: an explicit [] goes by hand.
+    empty = {"id": app_id + "none", "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "portDefinitions": []}
+    assert requests.post(f"{client.servers[0]}/v2/apps", json=empty, timeout=10).status_code == 201
+    try:
+        assert client.get_app(app_id + "none").port_definitions == []
+    finally:
+        client.delete_app(app_id + "none", force=True)

@@ -122,11 +122,13 @@ pub fn last_result(last: Option<&crate::apply::ApplyResult>) -> Value {
     deployment_result(&version, last.and_then(|r| r.deployment.as_deref()))
 }
 
-/// Applies apps one after the other (callers check them all first); the last one's result.
+/// Applies apps one after the other, in the order given (dependencies first: callers sort
+/// them and check them all first), as the steps of one plan; the last one's result.
 pub async fn apply_all(s: &ApiState, desired: Vec<App>) -> Result<Value, MarathonError> {
+    let plan = (desired.len() > 1).then(|| uuid::Uuid::new_v4().to_string());
     let mut last = None;
     for app in desired {
-        last = Some(crate::apply::apply(s, app, false).await?);
+        last = Some(crate::apply::apply_in_plan(s, app, false, plan.as_deref()).await?);
     }
     Ok(last_result(last.as_ref()))
 }

@@ -420,7 +420,11 @@ mod tests {
             role: role.into(),
             resources: Resources::new(total, 1000.0, 0.0),
             reserved: Resources::new(reserved, if reserved > 0.0 { 500.0 } else { 0.0 }, 0.0),
-            ports: vec![],
+            // Every app asks for one port by default: the node lends a range, as agents do.
+            ports: vec![PortRange {
+                begin: 31000,
+                end: 31099,
+            }],
         };
         Candidate::new(Offer::new(node, spec), 0)
     }
