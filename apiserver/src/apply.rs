@@ -43,9 +43,54 @@ pub async fn apply(
 /// [`apply`] as one step of `plan`, a write of several apps ordered by their dependencies.
 pub async fn apply_in_plan(
     state: &ApiState,
+    desired: App,
+    create_only: bool,
+    plan: Option<&str>,
+) -> Result<ApplyResult, ApiError> {
+    apply_with(state, desired, create_only, plan, &[]).await
+}
+
+/// Lowers `instances` by as many tasks as `kill` names (their keys) and marks them to be
+/// killed in the same transaction (Marathon's kill with `scale=true`): the app controller
+/// never sees the kills without the smaller count, so it never replaces them.
+pub async fn scale_and_kill(
+    state: &ApiState,
+    name: &str,
+    kill: &[String],
+) -> Result<ApplyResult, ApiError> {
+    let current = state
+        .apps
+        .get(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("App '{}' does not exist", path_of(name))))?;
+    let mut desired = current;
+    desired.spec.instances = (desired.spec.instances - kill.len() as i64).max(0);
+    apply_with(state, desired, false, None, kill).await
+}
+
+/// The kill marks of `keys` (tasks gone meanwhile are skipped), as compares and writes.
+async fn kill_ops(
+    state: &ApiState,
+    keys: &[String],
+) -> Result<(Vec<Compare>, Vec<etcd_client::TxnOp>), ApiError> {
+    let (mut compares, mut ops) = (Vec::new(), Vec::new());
+    for key in keys {
+        let Some(mut task) = state.tasks.get(key).await? else {
+            continue;
+        };
+        compares.push(state.tasks.unchanged(&task)?);
+        task.spec.kill = true;
+        ops.push(state.tasks.put_op(&task, None)?);
+    }
+    Ok((compares, ops))
+}
+
+async fn apply_with(
+    state: &ApiState,
     mut desired: App,
     create_only: bool,
     plan: Option<&str>,
+    kill: &[String],
 ) -> Result<ApplyResult, ApiError> {
     desired.spec.normalize();
     let name = desired.metadata.name.clone().unwrap_or_default();
@@ -94,7 +139,12 @@ pub async fn apply_in_plan(
             state.versions.put_op(&version_of(&next), None)?,
         ];
         ops.extend(port_ops);
-        let compares = std::iter::once(compare).chain(port_compares).collect();
+        let (kill_compares, kill_writes) = kill_ops(state, kill).await?;
+        ops.extend(kill_writes);
+        let compares = std::iter::once(compare)
+            .chain(port_compares)
+            .chain(kill_compares)
+            .collect();
         match state.apps.commit(compares, ops).await {
             Ok(rev) => {
                 prune_versions(state, &name).await;

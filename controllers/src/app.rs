@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacer_crd::app::TaskFailure;
+use pacer_crd::app::{PlacementReport, TaskFailure};
 use pacer_crd::deployment::DeploymentPhase;
 use pacer_crd::{
     App, AppStatus, Deployment, KillSelection, Offer, Resources, Task, TaskSpec, TaskState,
@@ -219,7 +219,8 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
                     action = Action::requeue(CONFLICT_RETRY);
                 }
                 status.tasks_pending = (plan.unplaced + lost) as i64;
-                status.placement = plan.report();
+                let before = app.status.as_ref().and_then(|s| s.placement.as_ref());
+                status.placement = plan.report().map(|r| stamped(r, before, now));
                 if plan.unplaced > 0 {
                     status.message = Some(format!(
                         "{} instance(s) pending: no node fits: {}",
@@ -294,6 +295,26 @@ pub fn pending_dependency(app: &App, running: &[Arc<Deployment>]) -> Option<Stri
         });
         waiting.then(|| id.path())
     })
+}
+
+/// The report with the time its reasons were first seen: the same reasons again keep the
+/// earlier time, so that a placement attempt finding nothing new writes nothing.
+fn stamped(
+    mut report: PlacementReport,
+    before: Option<&PlacementReport>,
+    now: impl FnOnce() -> String,
+) -> PlacementReport {
+    let same = before.is_some_and(|b| {
+        PlacementReport {
+            at: None,
+            ..b.clone()
+        } == report
+    });
+    report.at = match before {
+        Some(b) if same => b.at.clone(),
+        _ => Some(now()),
+    };
+    report
 }
 
 /// Where a rolling upgrade stands, and why it waits if it does.
@@ -560,6 +581,21 @@ mod tests {
             pending_dependency(&web, &[deployment("web", Some("p1"))]),
             None
         );
+    }
+
+    #[test]
+    fn a_placement_report_keeps_its_time_while_the_reasons_stay() {
+        let report = |rejected: i64| PlacementReport {
+            nodes_considered: 3,
+            rejected: [("UnfulfilledConstraint".to_string(), rejected)].into(),
+            ..PlacementReport::default()
+        };
+        let first = stamped(report(3), None, || "t1".into());
+        assert_eq!(first.at.as_deref(), Some("t1"));
+        let again = stamped(report(3), Some(&first), || "t2".into());
+        assert_eq!(again, first, "nothing new: nothing to write");
+        let changed = stamped(report(2), Some(&first), || "t3".into());
+        assert_eq!(changed.at.as_deref(), Some("t3"));
     }
 
     #[test]

@@ -406,6 +406,9 @@ pub struct AppStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlacementReport {
+    /// When nodes were first rejected for these reasons (Marathon's `lastUnusedOfferAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     pub nodes_considered: i64,
     pub rejected: BTreeMap<String, i64>,
     pub nodes: Vec<NodeRejection>,

@@ -55,6 +55,20 @@ impl AppId {
         self.0.join("_")
     }
 
+    /// The group holding this id: `/prod` for `/prod/web`, `/` for `/web`.
+    pub fn parent(&self) -> String {
+        format!("/{}", self.0[..self.0.len() - 1].join("/"))
+    }
+
+    /// An id relative to this one's group (`db`, `../backend`), or absolute, as Marathon's
+    /// `canonicalPath`: `..` above the root stays at the root.
+    pub fn resolve(&self, relative: &str) -> Result<AppId, String> {
+        if relative.starts_with('/') {
+            return AppId::parse(relative);
+        }
+        AppId::parse(&format!("{}/{relative}", self.parent()))
+    }
+
     /// Marathon's absolute form: `/prod/web`.
     pub fn path(&self) -> String {
         format!("/{}", self.0.join("/"))
@@ -97,6 +111,19 @@ mod tests {
             "/prod/web"
         );
         assert_eq!(AppId::parse("web").unwrap().path(), "/web");
+    }
+
+    #[test]
+    fn relative_ids_resolve_against_the_group() {
+        let web = AppId::parse("/prod/web").unwrap();
+        assert_eq!(web.resolve("db").unwrap().path(), "/prod/db");
+        assert_eq!(web.resolve("../backend").unwrap().path(), "/backend");
+        assert_eq!(
+            web.resolve("/product/database").unwrap().path(),
+            "/product/database"
+        );
+        let top = AppId::parse("/zero-instance-app").unwrap();
+        assert_eq!(top.resolve("../backend").unwrap().path(), "/backend");
     }
 
     #[test]

@@ -53,11 +53,13 @@ pub fn app_from_marathon(
         .ok_or_else(|| one("/id", "is required"))?;
     let id = AppId::parse(raw_id).map_err(|e| one("/id", &e))?;
     let mut app = input.clone();
-    upgrade_legacy(&mut app);
+    upgrade_legacy(&mut app)?;
     app.retain(|k, _| !DROPPED.contains(&k.as_str()));
     let mut spec: AppSpec = serde_path_to_error::deserialize(Value::Object(app)).map_err(|e| {
         let path = marathon_path(&e.path().to_string());
-        FieldErrors(vec![FieldError::new(path, e.into_inner().to_string())])
+        let reason = e.into_inner().to_string();
+        let reason = play_json_code(&reason).map_or(reason, str::to_string);
+        FieldErrors(vec![FieldError::new(path, reason)])
     })?;
     let problems: Vec<FieldError> = spec
         .validate()
@@ -66,6 +68,15 @@ pub fn app_from_marathon(
         .collect();
     FieldErrors(problems).into_result()?;
     spec.normalize();
+    // Dependencies may be relative to the app's group; they are stored absolute.
+    let mut resolved = Vec::new();
+    for (i, dep) in spec.dependencies.iter().enumerate() {
+        let path = id
+            .resolve(dep)
+            .map_err(|e| one(&format!("/dependencies({i})"), &e))?;
+        resolved.push(path.path());
+    }
+    spec.dependencies = resolved;
     Ok((id, spec))
 }
 
@@ -88,8 +99,42 @@ pub fn marathon_path(path: &str) -> String {
     )
 }
 
+/// The error code Play JSON (Marathon's JSON library) gives a value of the wrong type, which
+/// clients compare byte for byte (`error.expected.jsnumber`); None for other problems.
+fn play_json_code(serde_reason: &str) -> Option<&'static str> {
+    if serde_reason.starts_with("unknown variant") {
+        return Some(ENUM_LITERAL);
+    }
+    let expected = serde_reason
+        .strip_prefix("invalid type: ")?
+        .split(", expected ")
+        .nth(1)?;
+    let code = match expected {
+        "f64" | "f32" | "i64" | "i32" | "u64" | "u32" | "u16" | "u8" | "a number" => {
+            "error.expected.jsnumber"
+        }
+        "a string" => "error.expected.jsstring",
+        "a boolean" => "error.expected.jsboolean",
+        "a sequence" => "error.expected.jsarray",
+        _ if expected.starts_with("a map") || expected.starts_with("struct") => {
+            "error.expected.jsobject"
+        }
+        _ => return None,
+    };
+    Some(code)
+}
+
+/// Play JSON's answer to a value outside an enumeration.
+const ENUM_LITERAL: &str = "error.unknown.enum.literal";
+
+/// Whether a problem is one Play JSON finds while reading (Marathon's "Invalid JSON"), rather
+/// than one of validation ("Object is not valid").
+pub fn is_json_error(reason: &str) -> bool {
+    reason.starts_with("error.") || reason.contains(" is undefined on object: ")
+}
+
 /// Rewrites pre-1.5 forms into the 1.5+ layout, as Marathon did on input.
-fn upgrade_legacy(app: &mut Map<String, Value>) {
+fn upgrade_legacy(app: &mut Map<String, Value>) -> Result<(), FieldErrors> {
     if let Some(ports) = app.remove("ports")
         && !app.contains_key("portDefinitions")
     {
@@ -110,7 +155,7 @@ fn upgrade_legacy(app: &mut Map<String, Value>) {
             .or_insert_with(|| json!([{"mode": "container", "name": network}]));
     }
     let Some(container) = app.get_mut("container").and_then(Value::as_object_mut) else {
-        return;
+        return Ok(());
     };
     let docker = container.get_mut("docker").and_then(Value::as_object_mut);
     let (network, mappings) = match docker {
@@ -120,15 +165,20 @@ fn upgrade_legacy(app: &mut Map<String, Value>) {
     if let Some(mappings) = mappings.filter(|m| !m.is_null()) {
         container.entry("portMappings").or_insert(mappings);
     }
-    let networks = match network.as_ref().and_then(Value::as_str) {
-        Some("BRIDGE") => Some(json!([{"mode": "container/bridge"}])),
-        Some("USER") => Some(json!([{"mode": "container"}])),
-        Some("HOST") => Some(json!([{"mode": "host"}])),
-        _ => None,
+    let networks = match network.as_ref().filter(|n| !n.is_null()) {
+        None => None,
+        Some(Value::String(n)) if n == "BRIDGE" => Some(json!([{"mode": "container/bridge"}])),
+        Some(Value::String(n)) if n == "USER" => Some(json!([{"mode": "container"}])),
+        Some(Value::String(n)) if n == "HOST" || n == "NONE" => Some(json!([{"mode": "host"}])),
+        Some(Value::String(_)) => return Err(one("/container/docker/network", ENUM_LITERAL)),
+        Some(_) => {
+            return Err(one("/container/docker/network", "error.expected.jsstring"));
+        }
     };
     if let Some(networks) = networks {
         app.entry("networks").or_insert(networks);
     }
+    Ok(())
 }
 
 /// Status counts and links an app response carries besides its definition.
@@ -317,6 +367,32 @@ mod tests {
         let (_, spec) = convert(json!({"id": "a", "cmd": "x", "ports": [0, 8080]})).unwrap();
         let ports: Vec<i64> = spec.port_definitions.iter().map(|p| p.port).collect();
         assert_eq!(ports, vec![0, 8080]);
+    }
+
+    #[test]
+    fn type_errors_get_play_json_codes() {
+        let reason = |v: Value| convert(v).unwrap_err().0[0].clone();
+        let cpus = reason(json!({"id": "/a", "cmd": "x", "cpus": "https://a string"}));
+        assert_eq!(
+            (cpus.path.as_str(), cpus.reason.as_str()),
+            ("/cpus", "error.expected.jsnumber")
+        );
+        let cmd = reason(json!({"id": "/a", "cmd": 5}));
+        assert_eq!(cmd.reason, "error.expected.jsstring");
+        let network = reason(
+            json!({"id": "/test", "cmd": "ls", "container": {"type": "DOCKER",
+            "docker": {"image": "busybox", "network": "bogus"}}}),
+        );
+        assert_eq!(
+            (network.path.as_str(), network.reason.as_str()),
+            ("/container/docker/network", "error.unknown.enum.literal")
+        );
+        assert!(is_json_error(&network.reason));
+        let negative = reason(json!({"id": "/a", "cmd": "x", "mem": -5}));
+        assert!(
+            !is_json_error(&negative.reason),
+            "{negative:?} is validation"
+        );
     }
 
     #[test]

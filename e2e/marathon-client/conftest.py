@@ -2,6 +2,7 @@
 import collections
 import collections.abc
 import os
+import time
 
 # marathon 0.13.0 still imports the ABC aliases that Python 3.10 removed from `collections`.
 for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable", "MutableSet", "Set"):
@@ -15,3 +16,14 @@ from marathon import MarathonClient  # noqa: E402
 @pytest.fixture(scope="session")
 def client():
     return MarathonClient(os.environ["MARATHON_URL"], timeout=30)
+
+
+@pytest.fixture(autouse=True)
+def no_deployment_left(client):
+    """Both clients' own suites wait for /v2/deployments to empty after every test: it must,
+    within a few seconds."""
+    yield
+    deadline = time.time() + 10
+    while client.list_deployments():
+        assert time.time() < deadline, f"deployments left after the test: {client.list_deployments()}"
+        time.sleep(0.2)

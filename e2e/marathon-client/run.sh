@@ -8,6 +8,15 @@ if [ ! -x "$venv/bin/pytest" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q -r "$here/requirements.txt"
 fi
+# The DC/OS CLI in a venv of its own (its pins differ from the marathon library's).
+dcos_venv="$root/target/dcos-venv"
+if [ ! -x "$dcos_venv/bin/dcos" ]; then
+  python3 -m venv "$dcos_venv"
+  "$dcos_venv/bin/pip" install -q --no-deps -r "$here/dcos-requirements.txt"
+  site=$("$dcos_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  cp "$here/dcos_py311_shim.py" "$site/"
+  echo 'import dcos_py311_shim' > "$site/dcos_py311_shim.pth"
+fi
 work=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api=$(port); etcd=$(port)
@@ -34,4 +43,4 @@ until curl -sf "http://127.0.0.1:$api/v2/info" >/dev/null; do
   (( SECONDS < deadline )) || { echo "pacer up did not answer within 60 s" >&2; cat "$work/pacer.log"; exit 1; }
   sleep 0.2
 done
-MARATHON_URL="http://127.0.0.1:$api" "$venv/bin/pytest" -q -p no:cacheprovider "$here" "$@" || { tail -30 "$work/pacer.log"; exit 1; }
+MARATHON_URL="http://127.0.0.1:$api" DCOS_BIN="$dcos_venv/bin/dcos" "$venv/bin/pytest" -q -p no:cacheprovider "$here" "$@" || { tail -30 "$work/pacer.log"; exit 1; }

@@ -50,13 +50,6 @@ def running(client, app_id, n):
     return app if app.tasks_running == n and len(app.tasks) == n else None
 
 
-@pytest.fixture(autouse=True)
-def no_deployment_left(client):
-    """Both clients' own suites wait for /v2/deployments to empty after every test: it must."""
-    yield
-    eventually("every deployment to end after the test", lambda: not client.list_deployments(), limit=10)
-
-
 @pytest.fixture
 def app_id(client):
     app_id = f"/pytest/{uuid.uuid4().hex[:8]}"

@@ -23,13 +23,11 @@ pub fn json_body(body: &Bytes) -> Result<Value> {
         .map_err(|e| MarathonError::BadRequest(format!("Invalid JSON: {e}")))
 }
 
-/// The record name of a Marathon id from a URL.
+/// The record name of a Marathon id from a URL; one that is not an id is a plain 400.
 pub fn name_of(raw: &str) -> Result<String> {
-    AppId::parse(raw).map(|id| id.name()).map_err(|e| {
-        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
-            "/id", e,
-        )]))
-    })
+    AppId::parse(raw)
+        .map(|id| id.name())
+        .map_err(|e| MarathonError::BadPath(format!("Invalid id in the path: {e}")))
 }
 
 fn not_found(name: &str) -> MarathonError {
@@ -213,13 +211,15 @@ pub async fn get(
 }
 
 async fn stored_version(s: &ApiState, name: &str, version: &str) -> Result<AppSpec> {
+    if version.parse::<pacer_crd::meta::jiff::Timestamp>().is_err() {
+        return Err(MarathonError::Unprocessable(format!(
+            "Invalid timestamp provided '{version}'. Expecting ISO-8601 datetime string."
+        )));
+    }
     let stored = s.versions.get(&format!("{name}/{version}")).await?;
-    stored.map(|v| v.spec.app).ok_or_else(|| {
-        MarathonError::NotFound(format!(
-            "App '{}' does not exist in version {version}",
-            path_of(name)
-        ))
-    })
+    stored
+        .map(|v| v.spec.app)
+        .ok_or_else(|| MarathonError::NotFound(format!("App '{}' does not exist", path_of(name))))
 }
 
 /// Refuses a write to an app that running deployments hold, unless forced.
@@ -420,7 +420,7 @@ pub async fn delete(
                     })
                 })
                 .collect();
-            kill_tasks(&s, &snapshot, &doomed, &params).await
+            kill_tasks(&s, &doomed, &params).await
         }
         Target::Task(id, task_id) => {
             let name = name_of(id)?;
@@ -430,7 +430,7 @@ pub async fn delete(
                 .ok_or_else(|| {
                     MarathonError::NotFound(format!("Task '{task_id}' does not exist"))
                 })?;
-            let response = kill_tasks(&s, &snapshot, &[task], &params).await?;
+            let response = kill_tasks(&s, &[task], &params).await?;
             if params.flag("scale") {
                 return Ok(response);
             }
@@ -443,21 +443,19 @@ pub async fn delete(
 }
 
 /// Kills tasks; with `scale=true` the apps shrink by as many (a deployment), otherwise they are replaced.
-pub async fn kill_tasks(
-    s: &ApiState,
-    snapshot: &Snapshot,
-    tasks: &[&Task],
-    params: &Params,
-) -> Result<Response> {
+pub async fn kill_tasks(s: &ApiState, tasks: &[&Task], params: &Params) -> Result<Response> {
     if params.flag("scale") {
         let mut last = None;
         let mut apps: Vec<&str> = tasks.iter().map(|t| t.spec.app_id.as_str()).collect();
+        apps.sort_unstable();
         apps.dedup();
         for name in apps {
-            let killed = tasks.iter().filter(|t| t.spec.app_id == name).count() as i64;
-            let app = snapshot.app(name).ok_or_else(|| not_found(name))?;
-            mark_killed(s, tasks.iter().filter(|t| t.spec.app_id == name).copied()).await?;
-            last = Some(apply::scale(s, name, (app.spec.instances - killed).max(0)).await?);
+            let keys: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.spec.app_id == name)
+                .map(|t| t.key())
+                .collect();
+            last = Some(apply::scale_and_kill(s, name, &keys).await?);
         }
         return Ok(Json(last_result(last.as_ref())).into_response());
     }

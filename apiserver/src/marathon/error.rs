@@ -23,6 +23,13 @@ pub enum MarathonError {
     Invalid(FieldErrors),
     #[error("{0}")]
     BadRequest(String),
+    /// An id in the URL that is not one: a plain 400, as Marathon's HTTP layer answered
+    /// before any of its JSON handlers ran (clients print the body only when it is JSON).
+    #[error("{0}")]
+    BadPath(String),
+    /// A well-formed request Marathon refuses with only a message (a malformed version).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("storage failed")]
     Api(#[from] ApiError),
 }
@@ -46,18 +53,13 @@ impl IntoResponse for MarathonError {
                 )
             }
             MarathonError::Conflict(_) => (StatusCode::CONFLICT, json!({"message": message})),
-            MarathonError::Invalid(errors) => {
-                let details: Vec<_> = errors
-                    .0
-                    .iter()
-                    .map(|e| json!({"path": e.path, "errors": [e.reason]}))
-                    .collect();
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    json!({"message": message, "details": details}),
-                )
-            }
+            MarathonError::Invalid(errors) => return invalid(errors),
             MarathonError::BadRequest(_) => (StatusCode::BAD_REQUEST, json!({"message": message})),
+            MarathonError::BadPath(_) => return (StatusCode::BAD_REQUEST, message).into_response(),
+            MarathonError::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": message}),
+            ),
             MarathonError::Api(ApiError::NotFound(m)) => {
                 (StatusCode::NOT_FOUND, json!({"message": m}))
             }
@@ -71,4 +73,40 @@ impl IntoResponse for MarathonError {
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// Marathon's 422 (`{"message","details":[{"path","errors"}]}`, keys in that order: clients
+/// print the body as it came and their tests compare it). Problems found reading the JSON
+/// (a value of the wrong type) are Play JSON's "Invalid JSON", others "Object is not valid".
+fn invalid(errors: FieldErrors) -> Response {
+    #[derive(serde::Serialize)]
+    struct Detail<'a> {
+        path: &'a str,
+        errors: [&'a str; 1],
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        message: &'a str,
+        details: Vec<Detail<'a>>,
+    }
+    let reading = errors
+        .0
+        .iter()
+        .all(|e| pacer_crd::marathon::is_json_error(&e.reason));
+    let body = Body {
+        message: if reading {
+            "Invalid JSON"
+        } else {
+            "Object is not valid"
+        },
+        details: errors
+            .0
+            .iter()
+            .map(|e| Detail {
+                path: &e.path,
+                errors: [&e.reason],
+            })
+            .collect(),
+    };
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }

@@ -62,7 +62,7 @@ pub async fn delete_tasks(
         .iter()
         .filter(|t| t.metadata.name.as_deref().is_some_and(|n| ids.contains(n)))
         .collect();
-    kill_tasks(&s, &snapshot, &doomed, &Params::parse(q.as_deref())).await
+    kill_tasks(&s, &doomed, &Params::parse(q.as_deref())).await
 }
 
 pub async fn deployments(State(s): State<ApiState>) -> Result<Json<Value>> {
@@ -129,12 +129,12 @@ pub async fn queue(State(s): State<ApiState>) -> Result<Json<Value>> {
                 "delay": {"timeLeftSeconds": left, "overdue": left == 0},
                 "since": app.last_change(),
                 "app": snapshot.app_json(app, false),
-                "processedOffersSummary": offers_summary(status.placement.as_ref()),
-                "lastUnusedOffers": status.placement.iter().flat_map(|p| p.nodes.iter()).map(|n| json!({
+                "processedOffersSummary": offers_summary(&snapshot, app, status.placement.as_ref()),
+                "lastUnusedOffers": status.placement.iter().flat_map(|p| p.nodes.iter().map(|n| json!({
                     "offer": {"id": format!("{}.{}", n.node, app.spec.role), "agentId": n.node, "hostname": n.node},
                     "reason": [n.reason],
-                    "timestamp": app.last_change(),
-                })).collect::<Vec<_>>(),
+                    "timestamp": p.at.clone().unwrap_or_else(|| app.last_change()),
+                }))).collect::<Vec<_>>(),
             }))
         })
         .collect();
@@ -143,15 +143,40 @@ pub async fn queue(State(s): State<ApiState>) -> Result<Json<Value>> {
 
 /// Marathon's per-reason counts of the last placement attempt: every node's offer was
 /// processed; those rejected are declined, counted under the first reason that rejected them.
-fn offers_summary(report: Option<&pacer_crd::app::PlacementReport>) -> Value {
+/// Marathon's offer funnel, in its order: each offer is counted as processed by every step it
+/// reaches and declined by the first that refuses it (reasons Pacer never gives stay at 0).
+const FUNNEL: [&str; 10] = [
+    "UnfulfilledRole",
+    "UnfulfilledConstraint",
+    "NoCorrespondingReservationFound",
+    "AgentMaintenance",
+    "InsufficientCpus",
+    "InsufficientMemory",
+    "InsufficientDisk",
+    "InsufficientGpus",
+    "InsufficientPorts",
+    "DeclinedScarceResources",
+];
+
+/// `lastUnusedOfferAt` is when the reasons were first seen, `lastUsedOfferAt` when the app's
+/// newest task was placed (both left out when there is none).
+fn offers_summary(
+    snapshot: &Snapshot,
+    app: &pacer_crd::App,
+    report: Option<&pacer_crd::app::PlacementReport>,
+) -> Value {
     let Some(report) = report else {
         return json!({"processedOffersCount": 0, "unusedOffersCount": 0, "rejectSummaryLastOffers": [], "rejectSummaryLaunchAttempt": []});
     };
+    let last_used = snapshot
+        .tasks_of(app.metadata.name.as_deref().unwrap_or_default())
+        .filter_map(|t| t.metadata.creation_timestamp.as_ref())
+        .max_by_key(|t| t.0)
+        .map(|t| pacer_runtime::timestamp(t.0));
     let mut left = report.nodes_considered;
-    let reasons: Vec<Value> = pacer_crd::app::Reason::ALL
+    let reasons: Vec<Value> = FUNNEL
         .iter()
-        .map(|reason| {
-            let reason = reason.as_str();
+        .map(|&reason| {
             let declined = report.rejected.get(reason).copied().unwrap_or(0);
             let entry = json!({"reason": reason, "declined": declined, "processed": left});
             left -= declined;
@@ -159,12 +184,19 @@ fn offers_summary(report: Option<&pacer_crd::app::PlacementReport>) -> Value {
         })
         .collect();
     let unused: i64 = report.rejected.values().sum();
-    json!({
+    let mut summary = json!({
         "processedOffersCount": report.nodes_considered,
         "unusedOffersCount": unused,
         "rejectSummaryLastOffers": reasons,
         "rejectSummaryLaunchAttempt": reasons,
-    })
+    });
+    if let Some(at) = &report.at {
+        summary["lastUnusedOfferAt"] = json!(at);
+    }
+    if let Some(at) = last_used {
+        summary["lastUsedOfferAt"] = json!(at);
+    }
+    summary
 }
 
 /// `DELETE /v2/queue/{id}/delay`: launch the next instance without waiting out the backoff.
@@ -233,7 +265,7 @@ fn group_path(raw: &str) -> Result<String> {
     } else {
         AppId::parse(trimmed)
             .map(|i| i.path())
-            .map_err(MarathonError::BadRequest)
+            .map_err(|e| MarathonError::BadPath(format!("Invalid id in the path: {e}")))
     }
 }
 
@@ -285,39 +317,7 @@ pub async fn update_group(
             desired.push(scaled);
         }
     }
-    for app in body["apps"].as_array().into_iter().flatten() {
-        let raw = app.get("id").and_then(Value::as_str).unwrap_or_default();
-        let full = if raw.starts_with('/') {
-            raw.to_string()
-        } else {
-            format!("{}/{raw}", id.trim_end_matches('/'))
-        };
-        let mut app = app.clone();
-        app["id"] = json!(full);
-        // Dependencies are relative to the app's group, as in Marathon.
-        let parent = full
-            .rsplit_once('/')
-            .map(|(p, _)| p.to_string())
-            .unwrap_or_default();
-        if let Some(deps) = app.get_mut("dependencies").and_then(Value::as_array_mut) {
-            for dep in deps
-                .iter_mut()
-                .filter(|d| d.as_str().is_some_and(|d| !d.starts_with('/')))
-            {
-                *dep = json!(format!("{parent}/{}", dep.as_str().unwrap_or_default()));
-            }
-        }
-        let (app_id, mut spec) =
-            pacer_crd::marathon::app_from_marathon(&app, None).map_err(MarathonError::Invalid)?;
-        spec.dependencies = spec
-            .dependencies
-            .iter()
-            .map(|d| {
-                AppId::parse(d)
-                    .map(|i| i.path())
-                    .unwrap_or_else(|_| d.clone())
-            })
-            .collect();
+    for (app_id, spec) in group_apps(&body, &id, "")? {
         let mut record = snapshot
             .app(&app_id.name())
             .cloned()
@@ -343,6 +343,51 @@ pub async fn update_group(
         StatusCode::OK
     };
     Ok((status, Json(result)).into_response())
+}
+
+/// The apps of a group definition and of the groups nested in it, with ids (and dependencies)
+/// relative to the group that holds them made absolute. The first problem is the answer, with
+/// its path in the definition (`/groups(0)/apps(0)/id`), as Marathon answers.
+fn group_apps(group: &Value, id: &str, at: &str) -> Result<Vec<(AppId, pacer_crd::AppSpec)>> {
+    let mut found = Vec::new();
+    for (i, app) in group["apps"].as_array().into_iter().flatten().enumerate() {
+        let here = format!("{at}/apps({i})");
+        let mut app = app.clone();
+        app["id"] = json!(member_id(&app, id, &here)?);
+        let converted = pacer_crd::marathon::app_from_marathon(&app, None).map_err(|e| {
+            let inside =
+                e.0.into_iter()
+                    .map(|f| pacer_crd::FieldError::new(format!("{here}{}", f.path), f.reason))
+                    .collect();
+            MarathonError::Invalid(pacer_crd::FieldErrors(inside))
+        })?;
+        found.push(converted);
+    }
+    for (i, sub) in group["groups"].as_array().into_iter().flatten().enumerate() {
+        let here = format!("{at}/groups({i})");
+        let sub_id = group_path(&member_id(sub, id, &here)?)?;
+        found.extend(group_apps(sub, &sub_id, &here)?);
+    }
+    Ok(found)
+}
+
+/// The absolute id of an app or group inside group `id`; one without an id is refused with
+/// Play JSON's words.
+fn member_id(member: &Value, id: &str, here: &str) -> Result<String> {
+    let Some(raw) = member.get("id").and_then(Value::as_str) else {
+        let shown = serde_json::to_string(member).unwrap_or_default();
+        return Err(MarathonError::Invalid(pacer_crd::FieldErrors(vec![
+            pacer_crd::FieldError::new(
+                format!("{here}/id"),
+                format!("'id' is undefined on object: {shown}"),
+            ),
+        ])));
+    };
+    Ok(if raw.starts_with('/') {
+        raw.to_string()
+    } else {
+        format!("{}/{raw}", id.trim_end_matches('/'))
+    })
 }
 
 /// The deployment plan of a group write; a dependency cycle is invalid input.

@@ -200,6 +200,7 @@ impl Plan {
             *rejected.entry(r.reason.as_str().to_string()).or_insert(0) += 1;
         }
         Some(PlacementReport {
+            at: None,
             nodes_considered: self.reasons.len() as i64,
             rejected,
             nodes: self
