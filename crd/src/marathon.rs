@@ -9,6 +9,7 @@ use crate::error::{FieldError, FieldErrors};
 use crate::id::AppId;
 use crate::id::path_of;
 use crate::task::Task;
+use k8s_openapi::jiff;
 
 /// Read-only keys of Marathon's responses, and keys Pacer accepts but does not model yet.
 /// A response posted back as a request (as Marathon's own clients do) is accepted.
@@ -316,6 +317,86 @@ pub fn task_to_marathon(task: &Task) -> Value {
     out
 }
 
+/// Marathon's `taskStats` of an app's live tasks at `now`: counts and life times of those
+/// started after the last scaling, of the current and of older versions, and of all; a group
+/// without tasks is left out, as `lifeTime` is when none has started. Computed from the tasks
+/// a response reads anyway: nothing is kept for it.
+pub fn task_stats(app: &App, tasks: &[&Task], now: jiff::Timestamp) -> Value {
+    let scaled_at = app
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SCALED_ANNOTATION))
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let started = |t: &Task| {
+        let status = t.status.as_ref()?;
+        status
+            .started_at
+            .as_deref()
+            .or(status.staged_at.as_deref())?
+            .parse::<jiff::Timestamp>()
+            .ok()
+    };
+    let after_scaling: Vec<&Task> = tasks
+        .iter()
+        .copied()
+        .filter(|t| scaled_at.is_none_or(|at| started(t).is_some_and(|s| s >= at)))
+        .collect();
+    let (latest, outdated): (Vec<&Task>, Vec<&Task>) = tasks
+        .iter()
+        .partition(|t| t.spec.app_version == app.version());
+    let mut out = Map::new();
+    for (key, group) in [
+        ("startedAfterLastScaling", after_scaling.as_slice()),
+        ("withLatestConfig", latest.as_slice()),
+        ("withOutdatedConfig", outdated.as_slice()),
+        ("totalSummary", tasks),
+    ] {
+        if !group.is_empty() {
+            out.insert(key.into(), json!({"stats": stats_of(group, now)}));
+        }
+    }
+    Value::Object(out)
+}
+
+fn stats_of(tasks: &[&Task], now: jiff::Timestamp) -> Value {
+    use crate::task::TaskState;
+    let checked = |t: &&&Task| !t.spec.app.health_checks.is_empty();
+    let count = |keep: &dyn Fn(&Task) -> bool| tasks.iter().filter(|t| keep(t)).count();
+    let counts = json!({
+        "staged": count(&|t| matches!(t.state(), TaskState::Staging | TaskState::Starting)),
+        "running": count(&|t| t.state() == TaskState::Running),
+        "healthy": tasks.iter().filter(checked).filter(|t| t.is_healthy()).count(),
+        "unhealthy": tasks.iter().filter(checked)
+            .filter(|t| t.state() == TaskState::Running && !t.is_healthy()).count(),
+    });
+    let mut lives: Vec<f64> = tasks
+        .iter()
+        .filter_map(|t| {
+            t.status
+                .as_ref()?
+                .started_at
+                .as_deref()?
+                .parse::<jiff::Timestamp>()
+                .ok()
+        })
+        .map(|started| now.duration_since(started).as_secs_f64().max(0.0))
+        .collect();
+    let mut stats = json!({"counts": counts});
+    if !lives.is_empty() {
+        lives.sort_by(f64::total_cmp);
+        let n = lives.len();
+        let median = if n % 2 == 1 {
+            lives[n / 2]
+        } else {
+            (lives[n / 2 - 1] + lives[n / 2]) / 2.0
+        };
+        let average = lives.iter().sum::<f64>() / n as f64;
+        stats["lifeTime"] = json!({"averageSeconds": average, "medianSeconds": median});
+    }
+    stats
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +441,75 @@ mod tests {
         .unwrap();
         assert!(bridge.port_definitions.is_empty());
         assert_eq!(bridge.declared_ports().len(), 1);
+    }
+
+    #[test]
+    fn task_stats_count_and_time_each_group_of_tasks() {
+        use crate::task::TaskState;
+        let now: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let mut app = App::test("web");
+        let annotations = [
+            (
+                VERSION_ANNOTATION.to_string(),
+                "2026-12-01T09:00:00Z".to_string(),
+            ),
+            (
+                SCALED_ANNOTATION.to_string(),
+                "2026-12-01T09:30:00Z".to_string(),
+            ),
+        ];
+        app.metadata.annotations = Some(annotations.into());
+        let task = |state, started: Option<&str>, version: &str| {
+            let mut t = Task::test(&app, "n1", state);
+            t.spec.app_version = version.into();
+            t.status.as_mut().unwrap().started_at = started.map(str::to_string);
+            t
+        };
+        let old = task(
+            TaskState::Running,
+            Some("2026-12-01T08:00:00Z"),
+            "2026-12-01T07:00:00Z",
+        );
+        let early = task(
+            TaskState::Running,
+            Some("2026-12-01T09:10:00Z"),
+            app.version(),
+        );
+        let late = task(
+            TaskState::Running,
+            Some("2026-12-01T09:50:00Z"),
+            app.version(),
+        );
+        let staged = task(TaskState::Staging, None, app.version());
+        let stats = task_stats(&app, &[&old, &early, &late, &staged], now);
+        let total = &stats["totalSummary"]["stats"];
+        assert_eq!(
+            total["counts"],
+            json!({"staged": 1, "running": 3, "healthy": 0, "unhealthy": 0})
+        );
+        // Lives of 7200, 3000 and 600 s.
+        assert_eq!(total["lifeTime"]["averageSeconds"], json!(3600.0));
+        assert_eq!(total["lifeTime"]["medianSeconds"], json!(3000.0));
+        assert_eq!(
+            stats["withOutdatedConfig"]["stats"]["counts"]["running"],
+            json!(1)
+        );
+        assert_eq!(
+            stats["withLatestConfig"]["stats"]["counts"]["running"],
+            json!(2)
+        );
+        let after = &stats["startedAfterLastScaling"]["stats"];
+        assert_eq!(after["counts"]["running"], json!(1));
+        assert_eq!(after["lifeTime"]["medianSeconds"], json!(600.0));
+        let none = task_stats(&app, &[&staged], now);
+        assert!(
+            none.get("withOutdatedConfig").is_none()
+                && none.get("startedAfterLastScaling").is_none()
+        );
+        assert!(
+            none["totalSummary"]["stats"].get("lifeTime").is_none(),
+            "no task has started"
+        );
     }
 
     #[test]

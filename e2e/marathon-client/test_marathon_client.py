@@ -238,3 +238,18 @@ def test_an_app_with_only_a_command_gets_port0_and_answers_on_it(client, app_id)
         assert client.get_app(app_id + "none").port_definitions == []
     finally:
         client.delete_app(app_id + "none", force=True)
+
+
+def test_task_stats_are_embedded_on_request(client, app_id):
+    client.create_app(app_id, sleeper(app_id, instances=2))
+    eventually("2 running tasks", lambda: running(client, app_id, 2))
+    eventually("the create deployment to finish", lambda: settled(client, app_id))
+    [listed] = [a for a in client.list_apps(embed_task_stats=True) if a.id == app_id]
+    total = listed.task_stats.total_summary.stats
+    assert (total.counts.running, total.counts.staged) == (2, 0)
+    assert total.life_time.average_seconds >= 0 and total.life_time.median_seconds >= 0
+    assert listed.task_stats.with_latest_config.stats.counts.running == 2
+    assert listed.task_stats.with_outdated_config is None, "no task of an older version"
+    app = client.get_app(app_id, embed_task_stats=True)
+    assert app.task_stats.total_summary.stats.counts.running == 2
+    assert client.get_app(app_id).task_stats is None, "only when asked for"

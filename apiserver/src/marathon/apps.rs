@@ -37,12 +37,12 @@ fn not_found(name: &str) -> MarathonError {
 pub async fn list(State(s): State<ApiState>, RawQuery(q): RawQuery) -> Result<Json<Value>> {
     let params = Params::parse(q.as_deref());
     let snapshot = Snapshot::read(&s).await?;
-    let with_tasks = params.all("embed").contains(&"apps.tasks");
+    let embed = params.embeds();
     let apps: Vec<Value> = snapshot
         .apps
         .iter()
         .filter(|a| matches_filters(a, &params))
-        .map(|a| snapshot.app_json(a, with_tasks))
+        .map(|a| snapshot.app_embedded(a, &embed))
         .collect();
     Ok(Json(json!({"apps": apps})))
 }
@@ -151,16 +151,18 @@ pub async fn get(
         Target::App(id) => {
             let name = name_of(id)?;
             let app = snapshot.app(&name).ok_or_else(|| not_found(&name))?;
-            json!({"app": snapshot.app_json(app, true)})
+            // A single app always carries its tasks, as in Marathon.
+            let embed = [params.embeds(), vec!["tasks"]].concat();
+            json!({"app": snapshot.app_embedded(app, &embed)})
         }
         Target::Group(group) => {
             let prefix = format!("{}_", name_of(group)?);
-            let with_tasks = params.all("embed").contains(&"apps.tasks");
+            let embed = params.embeds();
             let apps: Vec<Value> = snapshot
                 .apps
                 .iter()
                 .filter(|a| a.key().starts_with(&prefix))
-                .map(|a| snapshot.app_json(a, with_tasks))
+                .map(|a| snapshot.app_embedded(a, &embed))
                 .collect();
             json!({"apps": apps})
         }

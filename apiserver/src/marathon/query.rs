@@ -34,6 +34,22 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// What `embed=` asks of apps, without Marathon's prefixes (`apps.`, `app.`,
+    /// `group.apps.`, any of which it takes for any app response): `tasks`, `taskStats`; values
+    /// may also be comma-separated (`embed=apps.tasks,apps.taskStats`).
+    pub fn embeds(&self) -> Vec<&str> {
+        self.all("embed")
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .filter_map(|v| {
+                let v = v.trim();
+                ["group.apps.", "apps.", "app."]
+                    .iter()
+                    .find_map(|p| v.strip_prefix(p))
+            })
+            .collect()
+    }
+
     pub fn all(&self, name: &str) -> Vec<&str> {
         self.0
             .iter()
@@ -57,5 +73,8 @@ mod tests {
         assert!(!p.flag("wipe"));
         assert!(p.flag_or("partialUpdate", true));
         assert_eq!(p.all("embed"), vec!["apps.tasks", "apps.counts"]);
+        assert_eq!(p.embeds(), vec!["tasks", "counts"]);
+        let listed = Params::parse(Some("embed=app.taskStats,group.apps.readiness&embed=x.y"));
+        assert_eq!(listed.embeds(), vec!["taskStats", "readiness"]);
     }
 }

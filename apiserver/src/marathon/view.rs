@@ -56,6 +56,24 @@ impl Snapshot {
             .collect()
     }
 
+    /// An app as Marathon shows it, with what `embed` asks for (`tasks`, `taskStats`).
+    pub fn app_embedded(&self, app: &App, embed: &[&str]) -> Value {
+        let mut out = self.app_json(app, embed.contains(&"tasks"));
+        if embed.contains(&"taskStats") {
+            let name = app.metadata.name.as_deref().unwrap_or_default();
+            let live: Vec<&Task> = self
+                .tasks_of(name)
+                .filter(|t| !t.state().is_terminal())
+                .collect();
+            out["taskStats"] = pacer_crd::marathon::task_stats(
+                app,
+                &live,
+                pacer_crd::meta::jiff::Timestamp::now(),
+            );
+        }
+        out
+    }
+
     /// An app as Marathon shows it, with its tasks if asked.
     pub fn app_json(&self, app: &App, with_tasks: bool) -> Value {
         let name = app.metadata.name.as_deref().unwrap_or_default();
