@@ -10,7 +10,9 @@ mod service_ports;
 
 use axum::Router;
 use axum::routing::get;
-use pacer_crd::{App, AppVersion, Deployment, Drain, Job, JobRun, Node, Offer, Role, Task};
+use pacer_crd::{
+    App, AppVersion, Deployment, Drain, EventSubscription, Job, JobRun, Node, Offer, Role, Task,
+};
 use pacer_runtime::{Api, Client};
 
 pub use apply::Applied;
@@ -29,6 +31,10 @@ pub struct ApiState {
     pub jobs: Api<Job>,
     pub runs: Api<JobRun>,
     pub drains: Api<Drain>,
+    pub subscriptions: Api<EventSubscription>,
+    /// The callback URLs an admin allows event subscriptions to (`--event-callbacks`): none
+    /// means the callback system is off, as in Marathon without `--event_subscriber`.
+    pub event_callbacks: std::sync::Arc<Vec<CallbackRule>>,
     /// For reaching agents (task logs).
     pub http: reqwest::Client,
     /// The address this replica campaigns with, to tell whether it leads (`/v2/info`).
@@ -48,6 +54,8 @@ impl ApiState {
             jobs: Api::new(client),
             runs: Api::new(client),
             drains: Api::new(client),
+            subscriptions: Api::new(client),
+            event_callbacks: std::sync::Arc::default(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
                 .build()
@@ -60,7 +68,15 @@ impl ApiState {
         self.identity = identity.to_string();
         self
     }
+
+    /// Allows event subscriptions to callbacks under these URLs (see [`ApiState::event_callbacks`]).
+    pub fn with_event_callbacks(mut self, allowed: Vec<CallbackRule>) -> Self {
+        self.event_callbacks = std::sync::Arc::new(allowed);
+        self
+    }
 }
+
+pub use marathon::subscriptions::{CallbackRule, deliver as deliver_events};
 
 /// The whole HTTP surface, for `serve` and for in-process tests.
 pub fn router(state: ApiState) -> Router {

@@ -43,6 +43,16 @@ pub struct ServerArgs {
     /// /v2/leader); the listen address by default.
     #[arg(long, env = "PACER_ADVERTISE")]
     advertise: Option<String>,
+    /// Callback URLs Marathon event subscriptions may use (`POST /v2/eventSubscriptions`),
+    /// comma-separated: `http://10.0.0.5:4567/events`, `https://hooks.example.com/` (a path
+    /// prefix), `http://127.0.0.1:*/` (any port). None (the default) turns the callbacks off,
+    /// so that the API cannot be made to send requests anywhere.
+    #[arg(long, env = "PACER_EVENT_CALLBACKS", value_delimiter = ',', value_parser = callback_rule)]
+    event_callbacks: Vec<pacer_apiserver::CallbackRule>,
+}
+
+fn callback_rule(s: &str) -> Result<pacer_apiserver::CallbackRule, String> {
+    pacer_apiserver::CallbackRule::parse(s)
 }
 
 #[derive(Args, Clone)]
@@ -137,6 +147,12 @@ pub struct UpArgs {
     prefix: String,
     #[arg(long, env = "PACER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Callback URLs Marathon event subscriptions may use (`POST /v2/eventSubscriptions`),
+    /// comma-separated: `http://10.0.0.5:4567/events`, `https://hooks.example.com/` (a path
+    /// prefix), `http://127.0.0.1:*/` (any port). None (the default) turns the callbacks off,
+    /// so that the API cannot be made to send requests anywhere.
+    #[arg(long, env = "PACER_EVENT_CALLBACKS", value_delimiter = ',', value_parser = callback_rule)]
+    event_callbacks: Vec<pacer_apiserver::CallbackRule>,
     #[command(flatten)]
     agent: AgentArgs,
 }
@@ -223,6 +239,7 @@ async fn control_plane(
     listen: SocketAddr,
     leader_ttl: Duration,
     advertise: Option<String>,
+    event_callbacks: Vec<pacer_apiserver::CallbackRule>,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -235,14 +252,14 @@ async fn control_plane(
             .unwrap_or_else(|_| listen.to_string())
     });
     tracing::info!(%listen, "API listening");
-    let api = pacer_apiserver::serve(
-        listener,
-        pacer_apiserver::ApiState::new(&client).with_identity(&identity),
-        token.clone().cancelled_owned(),
-    );
+    let state = pacer_apiserver::ApiState::new(&client)
+        .with_identity(&identity)
+        .with_event_callbacks(event_callbacks);
+    let events = pacer_apiserver::deliver_events(state.clone(), token.clone());
+    let api = pacer_apiserver::serve(listener, state, token.clone().cancelled_owned());
     let elected =
         pacer_controllers::election::run_elected(&client, &identity, leader_ttl, token.clone());
-    let (served, ()) = tokio::join!(api, elected);
+    let (served, (), ()) = tokio::join!(api, elected, events);
     served.context("the API server failed")
 }
 
@@ -251,7 +268,15 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     stop_on_signal(token.clone());
     let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
     let ttl = Duration::from_secs(args.leader_ttl.max(2));
-    control_plane(client, args.listen, ttl, args.advertise, token).await
+    control_plane(
+        client,
+        args.listen,
+        ttl,
+        args.advertise,
+        args.event_callbacks,
+        token,
+    )
+    .await
 }
 
 pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
@@ -317,6 +342,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
             args.listen,
             Duration::from_secs(5),
             None,
+            args.event_callbacks.clone(),
             token.clone()
         )
         .map(stop_all(token.clone())),

@@ -1,7 +1,8 @@
 //! CustomResourceDefinition YAML for every kind, written to manifests/crds by `make crds`.
 
 use crate::{
-    App, AppVersion, CustomResourceExt, Deployment, Drain, Job, JobRun, Node, Offer, Role, Task,
+    App, AppVersion, CustomResourceExt, Deployment, Drain, EventSubscription, Job, JobRun, Node,
+    Offer, Role, Task,
 };
 
 /// `(file name, YAML)` for each kind, in a stable order.
@@ -17,6 +18,7 @@ pub fn all() -> Vec<(String, String)> {
         JobRun::crd(),
         Deployment::crd(),
         AppVersion::crd(),
+        EventSubscription::crd(),
     ];
     crds.iter()
         .map(|crd| {

@@ -14,6 +14,7 @@ pub mod node;
 pub mod offer;
 pub mod plan;
 pub mod role;
+pub mod subscription;
 pub mod task;
 mod validate;
 
@@ -30,6 +31,7 @@ pub use manifest::Manifest;
 pub use node::{Node, NodeSpec, NodeStatus, PortRange, Resources};
 pub use offer::{Offer, OfferSpec};
 pub use role::{Quantities, Role, RoleSpec};
+pub use subscription::{EventSubscription, EventSubscriptionSpec};
 pub use task::{HealthResult, Task, TaskSpec, TaskState, TaskStatus};
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -73,6 +75,7 @@ impl Record for Node {}
 impl Record for Offer {}
 impl Record for Role {}
 impl Record for Drain {}
+impl Record for EventSubscription {}
 impl Record for Job {}
 impl Record for JobRun {}
 impl Record for Deployment {}

@@ -23,7 +23,7 @@ api=$(port); etcd=$(port)
 node="marathon-client-$$"
 "$root/target/debug/pacer" up --data-dir "$work" --etcd-port "$etcd" --listen "127.0.0.1:$api" \
   --agent-listen 127.0.0.1:0 --node-name "$node" --hostname 127.0.0.1 --cpus 2 --mem 2048 --disk 1000 \
-  --ports 32500-32599 --work-dir "$work/agent" 2> "$work/pacer.log" &
+  --ports 32500-32599 --work-dir "$work/agent" --event-callbacks "http://127.0.0.1:*/" 2> "$work/pacer.log" &
 pid=$!
 cleanup() {
   kill -INT $pid 2>/dev/null || true

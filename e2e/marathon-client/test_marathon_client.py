@@ -3,6 +3,9 @@
 The library builds its models from every key of a response and fails on keys it does not
 know, so each call is also a check of the response's shape. Every wait has a deadline.
 """
+import http.server
+import json
+import socket
 import threading
 import time
 import urllib.error
@@ -253,3 +256,99 @@ def test_task_stats_are_embedded_on_request(client, app_id):
     app = client.get_app(app_id, embed_task_stats=True)
     assert app.task_stats.total_summary.stats.counts.running == 2
     assert client.get_app(app_id).task_stats is None, "only when asked for"
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A callback subscriber on loopback: keeps every event POSTed to it, in order."""
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.events.append(json.loads(body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_events():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.events = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/events"
+
+
+def concerns(event, app_id):
+    return app_id in (event.get("appId"), event.get("appDefinition", {}).get("id")) \
+        or app_id in event.get("plan", {}).get("affectedApps", [])
+
+
+def test_event_subscribers_get_every_event_in_order_and_a_dead_one_is_dropped(client, app_id):
+    live, live_url = serve_events()
+    # One that answers nothing (each POST times out) and one nobody listens on.
+    hanging = socket.socket()
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(16)
+    hang_url = f"http://127.0.0.1:{hanging.getsockname()[1]}/events"
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/events"
+    closed.close()
+    try:
+        # The elected replica delivers, from its election on: on a cluster just started, a
+        # subscription may come first, so the live one subscribes until it hears of itself.
+        def heard_of_itself():
+            client.delete_event_subscription(live_url)
+            assert client.create_event_subscription(live_url)["eventType"] == "subscribe_event"
+            time.sleep(0.5)
+            return any(e["eventType"] == "subscribe_event" and e["callbackUrl"] == live_url for e in live.events)
+
+        eventually("the live subscriber's own subscribe_event", heard_of_itself, limit=20)
+        for url in (hang_url, dead_url):
+            assert client.create_event_subscription(url)["eventType"] == "subscribe_event"
+        assert set(client.list_event_subscriptions()) >= {live_url, hang_url, dead_url}
+
+        client.create_app(app_id, sleeper(app_id))
+        eventually("1 running task", lambda: running(client, app_id, 1))
+        eventually("the create deployment to finish", lambda: settled(client, app_id))
+        client.scale_app(app_id, instances=2)
+        eventually("2 running tasks", lambda: running(client, app_id, 2))
+        eventually("the scale to finish", lambda: settled(client, app_id))
+        client.delete_app(app_id)
+        eventually("the app's end to reach the subscriber", lambda: any(
+            e["eventType"] == "app_terminated_event" and e["appId"] == app_id for e in live.events), limit=30)
+
+        mine = [e for e in live.events if concerns(e, app_id)]
+        kinds = [e["eventType"] for e in mine]
+        # The lifecycle in order: created (the app and its deployment are one write, so
+        # either may come first), running, deployed, scaled, ended.
+        first = {k: kinds.index(k) for k in reversed(kinds)}
+        running_at = next(i for i, e in enumerate(mine) if e.get("taskStatus") == "TASK_RUNNING")
+        successes = [i for i, k in enumerate(kinds) if k == "deployment_success"]
+        assert max(first["api_post_event"], first["deployment_info"]) < running_at < successes[0], kinds
+        assert len(successes) >= 2 and successes[-1] < first["app_terminated_event"], kinds
+        # Each task's states arrive in the order they happened.
+        order = ["TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"]
+        by_task = {}
+        for e in mine:
+            if e["eventType"] == "status_update_event":
+                by_task.setdefault(e["taskId"], []).append(order.index(e["taskStatus"]))
+        assert len(by_task) == 2 and all(states == sorted(states) for states in by_task.values()), by_task
+
+        # The dead subscriber is dropped (the live one is told), the hanging one slowed nobody.
+        eventually("the dead subscriber to be dropped", lambda: dead_url not in client.list_event_subscriptions())
+        eventually("its unsubscribe_event", lambda: any(
+            e["eventType"] == "unsubscribe_event" and e["callbackUrl"] == dead_url for e in live.events))
+    finally:
+        for url in (live_url, hang_url, dead_url):
+            client.delete_event_subscription(url)
+        live.shutdown()
+        hanging.close()
+    assert not {live_url, hang_url, dead_url} & set(client.list_event_subscriptions())
+
+
+def test_only_allowed_callbacks_may_subscribe(client):
+    with pytest.raises(MarathonHttpError) as refused:
+        client.create_event_subscription("http://169.254.169.254/latest/meta-data")
+    assert refused.value.status_code == 422
+    assert "169.254.169.254" not in client.list_event_subscriptions()

@@ -8,7 +8,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use pacer_crd::deployment::DeploymentPhase;
 use pacer_crd::marathon::task_to_marathon;
-use pacer_crd::{App, Deployment, Task, TaskState};
+use pacer_crd::{App, Deployment, EventSubscription, Task, TaskState};
 use pacer_runtime::now;
 use pacer_runtime::watcher::{self, Event as Change};
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use crate::ApiState;
 use crate::apply::path_of;
 
 /// Events a client may fall behind by before it is cut off.
-const BUFFER: usize = 1024;
+pub(super) const BUFFER: usize = 1024;
 
 pub async fn stream(
     State(s): State<ApiState>,
@@ -52,14 +52,17 @@ pub async fn stream(
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
-/// Follows apps, tasks and deployments and sends Marathon's events for their changes.
-async fn translate(s: ApiState, tx: mpsc::Sender<Value>, filters: Vec<String>) {
+/// Follows apps, tasks, deployments and event subscriptions and sends Marathon's events for
+/// their changes.
+pub(super) async fn translate(s: ApiState, tx: mpsc::Sender<Value>, filters: Vec<String>) {
     let token = CancellationToken::new();
     let _stop_watches = token.clone().drop_guard();
     // Deletions need only the name: no previous values (etcd reads one per change for them).
     let mut apps = watcher::watch_without_previous(s.apps.clone(), "", token.clone());
     let mut tasks = watcher::watch_without_previous(s.tasks.clone(), "", token.clone());
     let mut deployments = watcher::watch_without_previous(s.deployments.clone(), "", token.clone());
+    let mut subscriptions =
+        watcher::watch_without_previous(s.subscriptions.clone(), "", token.clone());
     let mut seen = Seen::default();
     loop {
         let out = tokio::select! {
@@ -67,6 +70,7 @@ async fn translate(s: ApiState, tx: mpsc::Sender<Value>, filters: Vec<String>) {
             Some(change) = apps.recv() => seen.app(change),
             Some(change) = tasks.recv() => seen.task(change),
             Some(change) = deployments.recv() => seen.deployment(change),
+            Some(change) = subscriptions.recv() => seen.subscription(change),
             else => return,
         };
         for event in out {
@@ -91,6 +95,8 @@ struct Seen {
     /// Each task's state and, once checked, whether it passes its health checks.
     tasks: HashMap<String, (TaskState, Option<bool>)>,
     deployments: HashMap<String, DeploymentPhase>,
+    /// Each subscription's callback URL and who subscribed it.
+    subscriptions: HashMap<String, (String, String)>,
 }
 
 /// The name of a record a change deleted.
@@ -238,6 +244,45 @@ impl Seen {
     }
 }
 
+impl Seen {
+    fn subscription(&mut self, change: Change<EventSubscription>) -> Vec<Value> {
+        let subscribed = |url: &str, ip: &str, kind: &str| {
+            event(kind, json!({"callbackUrl": url, "clientIp": ip}))
+        };
+        if let Some(name) = deleted(&change) {
+            return match self.subscriptions.remove(&name) {
+                Some((url, ip)) => vec![subscribed(&url, &ip, "unsubscribe_event")],
+                None => vec![],
+            };
+        }
+        match change {
+            Change::Restarted(all) => {
+                self.subscriptions = all
+                    .into_iter()
+                    .map(|s| {
+                        let name = s.metadata.name.clone().unwrap_or_default();
+                        (name, (s.spec.callback_url, s.spec.client_ip))
+                    })
+                    .collect();
+                vec![]
+            }
+            Change::Applied(s) => {
+                let name = s.metadata.name.clone().unwrap_or_default();
+                let entry = (s.spec.callback_url.clone(), s.spec.client_ip.clone());
+                match self.subscriptions.insert(name, entry) {
+                    Some(_) => vec![],
+                    None => vec![subscribed(
+                        &s.spec.callback_url,
+                        &s.spec.client_ip,
+                        "subscribe_event",
+                    )],
+                }
+            }
+            Change::Deleted(_) | Change::Removed { .. } => vec![],
+        }
+    }
+}
+
 /// Whether a task passes all its health checks, once it has results.
 fn alive(task: &Task) -> Option<bool> {
     let results = &task.status.as_ref()?.health;
@@ -325,6 +370,43 @@ mod tests {
         assert_eq!(
             (kinds(&sick), sick[0]["alive"].clone()),
             (vec!["health_status_changed_event"], json!(false))
+        );
+    }
+
+    #[test]
+    fn subscriptions_become_subscribe_and_unsubscribe_events() {
+        use pacer_crd::{EventSubscription, EventSubscriptionSpec};
+        let sub = |url: &str| {
+            let spec = EventSubscriptionSpec {
+                callback_url: url.into(),
+                client_ip: "10.0.0.1".into(),
+            };
+            EventSubscription::new(&EventSubscription::name_for(url), spec)
+        };
+        let mut seen = Seen::default();
+        let old = sub("http://127.0.0.1:1/old");
+        assert!(
+            seen.subscription(Change::Restarted(vec![old.clone()]))
+                .is_empty()
+        );
+        let added = seen.subscription(Change::Applied(sub("http://127.0.0.1:2/new")));
+        assert_eq!(kinds(&added), vec!["subscribe_event"]);
+        assert_eq!(added[0]["callbackUrl"], "http://127.0.0.1:2/new");
+        assert!(
+            seen.subscription(Change::Applied(old.clone())).is_empty(),
+            "known already"
+        );
+        let removed = seen.subscription(Change::Removed {
+            key: old.metadata.name.clone().unwrap(),
+            revision: 9,
+        });
+        assert_eq!(kinds(&removed), vec!["unsubscribe_event"]);
+        assert_eq!(
+            (
+                removed[0]["callbackUrl"].clone(),
+                removed[0]["clientIp"].clone()
+            ),
+            (json!("http://127.0.0.1:1/old"), json!("10.0.0.1"))
         );
     }
 }

@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod misc;
 mod query;
+pub mod subscriptions;
 mod view;
 
 use axum::Router;
@@ -47,5 +48,11 @@ pub fn routes() -> Router<ApiState> {
         .route("/v2/info", get(misc::info))
         .route("/v2/leader", get(misc::leader_info))
         .route("/v2/events", get(events::stream))
+        .route(
+            "/v2/eventSubscriptions",
+            get(subscriptions::list)
+                .post(subscriptions::subscribe)
+                .delete(subscriptions::unsubscribe),
+        )
         .route("/metrics", get(misc::metrics))
 }

@@ -1,0 +1,387 @@
+//! `/v2/eventSubscriptions`: callback URLs that Marathon's events are POSTed to, and their
+//! delivery. Only URLs an admin allows (`--event-callbacks`) may subscribe, so the API cannot
+//! be made to send requests anywhere. The elected replica delivers; each subscriber has a
+//! bounded queue and a worker of its own, so a slow or dead one never holds the others back,
+//! and one that keeps failing (or falls a whole queue behind) is unsubscribed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use pacer_crd::{EventSubscription, EventSubscriptionSpec};
+use pacer_runtime::now;
+use pacer_runtime::watcher::{self, Event as Change};
+use reqwest::Url;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::MarathonError;
+use super::query::Params;
+use crate::ApiState;
+
+type Result<T> = std::result::Result<T, MarathonError>;
+
+/// Events one subscriber may fall behind by before it is unsubscribed.
+const QUEUE: usize = 256;
+/// Deliveries in a row that may fail (each after its retries) before a subscriber is dropped.
+const MAX_FAILURES: u32 = 3;
+/// How long one POST to a callback may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries per event: the first and two retries, with backoff.
+const TRIES: usize = 3;
+
+/// A callback URL an admin allows: scheme, host and path prefix, and a port or (`:*`) any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackRule {
+    base: Url,
+    any_port: bool,
+}
+
+impl CallbackRule {
+    /// `http://127.0.0.1:*/` (any port), `https://hooks.example.com/marathon`.
+    pub fn parse(raw: &str) -> std::result::Result<CallbackRule, String> {
+        let any_port = raw.contains(":*");
+        let url = Url::parse(&raw.replacen(":*", "", 1))
+            .map_err(|e| format!("'{raw}' is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!("'{raw}' is not an http(s) URL with a host"));
+        }
+        Ok(CallbackRule {
+            base: url,
+            any_port,
+        })
+    }
+
+    /// Whether `url` falls under this rule; URLs with credentials never do.
+    pub fn allows(&self, url: &Url) -> bool {
+        let port_ok =
+            self.any_port || self.base.port_or_known_default() == url.port_or_known_default();
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && port_ok
+            && url.path().starts_with(self.base.path())
+            && url.username().is_empty()
+            && url.password().is_none()
+    }
+}
+
+fn callback_system_off() -> MarathonError {
+    MarathonError::BadRequest(
+        "http event callback system is not running on this Marathon instance. Please re-start \
+         this instance with \"--event-callbacks URL\" (pacer server or pacer up)."
+            .into(),
+    )
+}
+
+fn invalid(reason: String) -> MarathonError {
+    MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
+        "/callbackUrl",
+        reason,
+    )]))
+}
+
+/// The `callbackUrl` of a request, checked against the rules.
+fn callback(s: &ApiState, q: Option<&str>) -> Result<Url> {
+    if s.event_callbacks.is_empty() {
+        return Err(callback_system_off());
+    }
+    let params = Params::parse(q);
+    let raw = params
+        .get("callbackUrl")
+        .ok_or_else(|| invalid("is required".into()))?;
+    let url = Url::parse(raw).map_err(|e| invalid(format!("'{raw}' is not a URL: {e}")))?;
+    if !s.event_callbacks.iter().any(|rule| rule.allows(&url)) {
+        return Err(invalid(format!(
+            "'{raw}' is not among the callback URLs this cluster allows (--event-callbacks)"
+        )));
+    }
+    Ok(url)
+}
+
+fn client_ip(headers: &HeaderMap) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn answer(url: &str, ip: &str, kind: &str) -> Json<Value> {
+    Json(json!({"callbackUrl": url, "clientIp": ip, "eventType": kind, "timestamp": now()}))
+}
+
+/// `POST /v2/eventSubscriptions?callbackUrl=URL`: subscribes it (again is fine).
+pub async fn subscribe(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>> {
+    let url = callback(&s, q.as_deref())?.to_string();
+    let ip = client_ip(&headers);
+    let spec = EventSubscriptionSpec {
+        callback_url: url.clone(),
+        client_ip: ip.clone(),
+    };
+    let record = EventSubscription::new(&EventSubscription::name_for(&url), spec);
+    match s.subscriptions.create(&record).await {
+        Ok(_) | Err(pacer_runtime::Error::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(answer(&url, &ip, "subscribe_event"))
+}
+
+/// `GET /v2/eventSubscriptions`: `{"callbackUrls": [...]}`.
+pub async fn list(State(s): State<ApiState>) -> Result<Json<Value>> {
+    if s.event_callbacks.is_empty() {
+        return Err(callback_system_off());
+    }
+    let urls: Vec<String> = s
+        .subscriptions
+        .list("")
+        .await?
+        .items
+        .into_iter()
+        .map(|sub| sub.spec.callback_url)
+        .collect();
+    Ok(Json(json!({"callbackUrls": urls})))
+}
+
+/// `DELETE /v2/eventSubscriptions?callbackUrl=URL`: unsubscribes it (a URL not subscribed is
+/// fine, as in Marathon).
+pub async fn unsubscribe(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Json<Value>> {
+    let url = callback(&s, q.as_deref())?.to_string();
+    s.subscriptions
+        .delete(&EventSubscription::name_for(&url))
+        .await?;
+    Ok(answer(&url, &client_ip(&headers), "unsubscribe_event"))
+}
+
+/// Delivers every event to every subscriber while this replica is the elected one, until
+/// `token` is cancelled. Does nothing when no callback is allowed.
+pub async fn deliver(s: ApiState, token: CancellationToken) {
+    if s.event_callbacks.is_empty() {
+        return;
+    }
+    let leads = |s: ApiState| async move {
+        pacer_runtime::election::leader(s.apps.client())
+            .await
+            .as_deref()
+            == Some(&s.identity)
+    };
+    while !token.is_cancelled() {
+        if !leads(s.clone()).await {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+            }
+        }
+        let leading = token.child_token();
+        let watch = async {
+            while leads(s.clone()).await {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        tokio::select! {
+            _ = dispatch(s.clone(), leading.clone()) => {}
+            _ = watch => {}
+            _ = token.cancelled() => {}
+        }
+        leading.cancel();
+    }
+}
+
+/// One subscriber's queue.
+struct Subscriber {
+    url: String,
+    queue: mpsc::Sender<Value>,
+}
+
+/// Fans the event stream out to a worker per subscription, following the subscription
+/// records; drops (unsubscribes) those that fail or fall behind.
+async fn dispatch(s: ApiState, token: CancellationToken) {
+    let (tx, mut events) = mpsc::channel(super::events::BUFFER);
+    tokio::spawn(super::events::translate(s.clone(), tx, Vec::new()));
+    let mut subscriptions =
+        watcher::watch_without_previous(s.subscriptions.clone(), "", token.clone());
+    let (dead_tx, mut dead) = mpsc::channel::<String>(16);
+    let http = reqwest::Client::builder()
+        .timeout(POST_TIMEOUT)
+        // A redirect could lead anywhere: only the allowed URL itself is called.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
+    let mut subscribers: HashMap<String, Subscriber> = HashMap::new();
+    let start = |sub: &EventSubscription| {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let name = sub.metadata.name.clone().unwrap_or_default();
+        let url = sub.spec.callback_url.clone();
+        tokio::spawn(post_events(
+            http.clone(),
+            url.clone(),
+            rx,
+            name.clone(),
+            dead_tx.clone(),
+            token.clone(),
+        ));
+        (name, Subscriber { url, queue })
+    };
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            Some(change) = subscriptions.recv() => match change {
+                Change::Restarted(all) => {
+                    subscribers.retain(|name, _| all.iter().any(|a| a.metadata.name.as_deref() == Some(name)));
+                    for sub in &all {
+                        if !subscribers.contains_key(sub.metadata.name.as_deref().unwrap_or_default()) {
+                            let (name, worker) = start(sub);
+                            subscribers.insert(name, worker);
+                        }
+                    }
+                }
+                Change::Applied(sub) => {
+                    if !subscribers.contains_key(sub.metadata.name.as_deref().unwrap_or_default()) {
+                        let (name, worker) = start(&sub);
+                        subscribers.insert(name, worker);
+                    }
+                }
+                Change::Deleted(sub) => { subscribers.remove(sub.metadata.name.as_deref().unwrap_or_default()); }
+                Change::Removed { key, .. } => { subscribers.remove(&key); }
+            },
+            Some(name) = dead.recv() => drop_subscriber(&s, &mut subscribers, &name, "its deliveries keep failing").await,
+            Some(event) = events.recv() => {
+                // A new subscriber gets its own subscribe_event, whichever watch saw it first.
+                if event["eventType"] == "subscribe_event" {
+                    let url = event["callbackUrl"].as_str().unwrap_or_default();
+                    let name = EventSubscription::name_for(url);
+                    if !subscribers.contains_key(&name) {
+                        let spec = EventSubscriptionSpec { callback_url: url.into(), client_ip: String::new() };
+                        let (name, worker) = start(&EventSubscription::new(&name, spec));
+                        subscribers.insert(name, worker);
+                    }
+                }
+                let behind: Vec<String> = subscribers
+                    .iter()
+                    .filter(|(_, w)| w.queue.try_send(event.clone()).is_err())
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                for name in behind {
+                    drop_subscriber(&s, &mut subscribers, &name, "it fell a whole queue behind").await;
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+/// Unsubscribes a subscriber (its record goes; every stream sees `unsubscribe_event`).
+async fn drop_subscriber(
+    s: &ApiState,
+    subscribers: &mut HashMap<String, Subscriber>,
+    name: &str,
+    why: &str,
+) {
+    let Some(gone) = subscribers.remove(name) else {
+        return;
+    };
+    tracing::warn!(callback = %gone.url, "unsubscribing an event callback: {why}");
+    if let Err(e) = s.subscriptions.delete(name).await {
+        tracing::warn!(callback = %gone.url, error = %e, "unsubscribing failed");
+    }
+}
+
+/// POSTs a subscriber's events in order; says when it keeps failing.
+async fn post_events(
+    http: reqwest::Client,
+    url: String,
+    mut queue: mpsc::Receiver<Value>,
+    name: String,
+    dead: mpsc::Sender<String>,
+    token: CancellationToken,
+) {
+    let mut failures = 0;
+    loop {
+        let event = tokio::select! {
+            _ = token.cancelled() => return,
+            event = queue.recv() => match event { Some(e) => e, None => return },
+        };
+        if post_with_retries(&http, &url, &event).await {
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        if failures >= MAX_FAILURES {
+            let _ = dead.send(name).await;
+            return;
+        }
+    }
+}
+
+async fn post_with_retries(http: &reqwest::Client, url: &str, event: &Value) -> bool {
+    let mut delays = pacer_runtime::backoff(Duration::from_millis(100), Duration::from_secs(1));
+    for attempt in 0..TRIES {
+        let sent = http.post(url).json(event).send().await;
+        if sent.is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        if attempt + 1 < TRIES {
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(rule: &str, url: &str) -> bool {
+        CallbackRule::parse(rule)
+            .unwrap()
+            .allows(&Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn only_urls_under_a_rule_are_allowed() {
+        assert!(allowed(
+            "http://127.0.0.1:*/",
+            "http://127.0.0.1:4567/events"
+        ));
+        assert!(allowed(
+            "https://hooks.example.com/marathon",
+            "https://hooks.example.com/marathon/1"
+        ));
+        assert!(!allowed(
+            "https://hooks.example.com/marathon",
+            "https://hooks.example.com/other"
+        ));
+        assert!(
+            !allowed("https://hooks.example.com/", "http://hooks.example.com/"),
+            "scheme"
+        );
+        assert!(
+            !allowed("http://127.0.0.1:9000/", "http://127.0.0.1:9001/"),
+            "port"
+        );
+        assert!(!allowed(
+            "http://127.0.0.1:9000/",
+            "http://127.0.0.1:9000@169.254.169.254/"
+        ));
+        assert!(
+            !allowed("http://127.0.0.1:*/", "http://user:pw@127.0.0.1:80/"),
+            "credentials"
+        );
+        assert!(
+            !allowed("http://127.0.0.1:*/", "http://127.0.0.2:80/"),
+            "host"
+        );
+        assert!(CallbackRule::parse("file:///etc/passwd").is_err());
+        assert!(CallbackRule::parse("not a url").is_err());
+    }
+}
