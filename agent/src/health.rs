@@ -19,6 +19,8 @@ pub enum Update {
     Results(Vec<HealthResult>),
     /// The task failed a check too often and must be killed.
     Kill(String),
+    /// New readiness results, one per readiness check, whenever one changes.
+    Readiness(Vec<pacer_crd::ReadinessResult>),
 }
 
 /// Runs every check of `task` until `stop` is cancelled or a check asks for a kill.

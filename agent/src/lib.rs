@@ -4,6 +4,7 @@
 pub mod capacity;
 mod health;
 mod http;
+mod readiness;
 mod register;
 mod runner;
 pub mod runtime;

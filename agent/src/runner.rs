@@ -170,7 +170,14 @@ async fn run(
             task.clone(),
             handle.clone(),
             runtime.clone(),
-            updates,
+            updates.clone(),
+            stop_checks.clone(),
+        ));
+    }
+    if !task.spec.app.readiness_checks.is_empty() {
+        tokio::spawn(crate::readiness::run(
+            task.clone(),
+            updates.clone(),
             stop_checks.clone(),
         ));
     }
@@ -191,6 +198,10 @@ async fn run(
             Some(update) = health.recv() => match update {
                 Update::Results(results) => {
                     report.status.health = results;
+                    report.send().await;
+                }
+                Update::Readiness(results) => {
+                    report.status.readiness = results;
                     report.send().await;
                 }
                 Update::Kill(reason) => {

@@ -262,7 +262,8 @@ fn rolling_step<'a>(
         old: old.len(),
         old_healthy: old.iter().filter(|t| t.is_healthy()).count(),
         new: current.len(),
-        new_healthy: current.iter().filter(|t| t.is_healthy()).count(),
+        // A new instance counts once it is ready too: old ones stop only for ready new ones.
+        new_healthy: current.iter().filter(|t| t.is_ready()).count(),
         stopping,
     };
     let step = upgrade::step(wanted, bounds, counts);
@@ -319,9 +320,9 @@ fn stamped(
 
 /// Where a rolling upgrade stands, and why it waits if it does.
 fn upgrade_progress(current: &[&Arc<Task>], old: &[&Arc<Task>], wanted: usize) -> String {
-    let healthy = current.iter().filter(|t| t.is_healthy()).count();
+    let ready = current.iter().filter(|t| t.is_ready()).count();
     let mut message = format!(
-        "upgrading: {healthy} of {wanted} new instances healthy, {} old left",
+        "upgrading: {ready} of {wanted} new instances healthy and ready, {} old left",
         old.len()
     );
     let failing = current.iter().find_map(|t| {
@@ -333,6 +334,15 @@ fn upgrade_progress(current: &[&Arc<Task>], old: &[&Arc<Task>], wanted: usize) -
     });
     if let Some(cause) = failing {
         message.push_str(&format!("; new instances fail their health check: {cause}"));
+    }
+    let unready = current
+        .iter()
+        .filter(|t| t.is_healthy() && !t.is_ready())
+        .count();
+    if unready > 0 {
+        message.push_str(&format!(
+            "; {unready} healthy new instance(s) not ready yet"
+        ));
     }
     message
 }

@@ -184,22 +184,23 @@ async fn forget_old(deployment: &Deployment, cluster: &Cluster) -> Result<Action
     }
 }
 
-/// Healthy instances of the app's current version, and how many are wanted.
+/// Healthy and ready instances of the app's current version, and how many are wanted.
 fn progress(app: Option<&App>, tasks: &[Arc<Task>]) -> (i64, i64) {
     let Some(app) = app else { return (0, 0) };
     let healthy = tasks
         .iter()
-        .filter(|t| t.spec.app_version == app.version() && !t.spec.kill && t.is_healthy())
+        .filter(|t| t.spec.app_version == app.version() && !t.spec.kill && t.is_ready())
         .count();
     (healthy as i64, app.spec.instances)
 }
 
-/// Every wanted instance of the current version runs and nothing else is left.
+/// Every wanted instance of the current version runs healthy and ready, and nothing else is
+/// left.
 fn converged(app: &App, tasks: &[Arc<Task>]) -> bool {
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
     let running = tasks
         .iter()
-        .filter(|t| t.spec.app_version == app.version() && t.is_healthy())
+        .filter(|t| t.spec.app_version == app.version() && t.is_ready())
         .count();
     running == wanted && tasks.len() == wanted
 }
@@ -269,6 +270,32 @@ mod tests {
         assert_eq!(
             outcome(&older, Some(&web), &running(&web, 1)),
             Some(DeploymentPhase::Superseded)
+        );
+    }
+
+    #[test]
+    fn a_deployment_waits_for_readiness_after_health() {
+        let mut web = app(1, 1);
+        let check = serde_json::json!({"name": "ready", "portName": "default"});
+        web.spec.readiness_checks = vec![serde_json::from_value(check).unwrap()];
+        let d = deployment(DeploymentAction::StartApplication, 1);
+        let mut task = Task::test(&web, "n1", TaskState::Running);
+        assert_eq!(
+            outcome(&d, Some(&web), &[Arc::new(task.clone())]),
+            None,
+            "no result yet"
+        );
+        let result = |ready| pacer_crd::ReadinessResult {
+            name: "ready".into(),
+            ready,
+            last_response: None,
+        };
+        task.status.as_mut().unwrap().readiness = vec![result(false)];
+        assert_eq!(outcome(&d, Some(&web), &[Arc::new(task.clone())]), None);
+        task.status.as_mut().unwrap().readiness = vec![result(true)];
+        assert_eq!(
+            outcome(&d, Some(&web), &[Arc::new(task)]),
+            Some(DeploymentPhase::Succeeded)
         );
     }
 }

@@ -56,6 +56,10 @@ pub struct AppSpec {
     pub constraints: Vec<Vec<String>>,
     #[serde(default)]
     pub health_checks: Vec<HealthCheck>,
+    /// Checks an instance must pass (after its health checks) before a deployment counts it:
+    /// old instances stop only for ready new ones (Marathon's `readinessChecks`).
+    #[serde(default)]
+    pub readiness_checks: Vec<ReadinessCheck>,
     #[serde(default)]
     pub upgrade_strategy: UpgradeStrategy,
     #[serde(default = "default_backoff_seconds")]
@@ -332,6 +336,58 @@ pub enum HealthProtocol {
 #[serde(deny_unknown_fields)]
 pub struct HealthCommand {
     pub value: String,
+}
+
+/// Marathon's readiness check: an HTTP(S) GET on a named port until it answers one of the
+/// ready status codes; run by the agent while the instance is not yet ready.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReadinessCheck {
+    #[serde(default = "default_readiness_name")]
+    pub name: String,
+    #[serde(default)]
+    pub protocol: ReadinessProtocol,
+    #[serde(default = "default_readiness_path")]
+    pub path: String,
+    /// The name of the port (in `portDefinitions` or `portMappings`) to query.
+    #[serde(default = "default_readiness_port_name")]
+    pub port_name: String,
+    #[serde(default = "default_readiness_interval")]
+    pub interval_seconds: i64,
+    #[serde(default = "default_readiness_timeout")]
+    pub timeout_seconds: i64,
+    #[serde(default = "default_ready_codes")]
+    pub http_status_codes_for_ready: Vec<i64>,
+    /// Keep the last response (status, content type, body) in the task's results.
+    #[serde(default)]
+    pub preserve_last_response: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReadinessProtocol {
+    #[default]
+    Http,
+    Https,
+}
+
+fn default_readiness_name() -> String {
+    "readinessCheck".into()
+}
+fn default_readiness_path() -> String {
+    "/".into()
+}
+fn default_readiness_port_name() -> String {
+    "http-api".into()
+}
+fn default_readiness_interval() -> i64 {
+    30
+}
+fn default_readiness_timeout() -> i64 {
+    10
+}
+fn default_ready_codes() -> Vec<i64> {
+    vec![200]
 }
 
 /// Bounds of a rolling upgrade, as fractions of `instances`.

@@ -32,7 +32,9 @@ pub use node::{Node, NodeSpec, NodeStatus, PortRange, Resources};
 pub use offer::{Offer, OfferSpec};
 pub use role::{Quantities, Role, RoleSpec};
 pub use subscription::{EventSubscription, EventSubscriptionSpec};
-pub use task::{HealthResult, Task, TaskSpec, TaskState, TaskStatus};
+pub use task::{
+    HealthResult, ReadinessResponse, ReadinessResult, Task, TaskSpec, TaskState, TaskStatus,
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 

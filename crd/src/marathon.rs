@@ -13,7 +13,7 @@ use k8s_openapi::jiff;
 
 /// Read-only keys of Marathon's responses, and keys Pacer accepts but does not model yet.
 /// A response posted back as a request (as Marathon's own clients do) is accepted.
-const DROPPED: [&str; 21] = [
+const DROPPED: [&str; 20] = [
     "id",
     "version",
     "versionInfo",
@@ -31,7 +31,6 @@ const DROPPED: [&str; 21] = [
     "uris",
     "storeUrls",
     "secrets",
-    "readinessChecks",
     "residency",
     "gpus",
     "ipAddress",

@@ -125,6 +125,28 @@ pub struct TaskStatus {
     /// One result per health check of the app, in its order (Marathon's `healthCheckResults`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<HealthResult>,
+    /// One result per readiness check of the app, in its order, once checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readiness: Vec<ReadinessResult>,
+}
+
+/// The state of one readiness check of one task (Marathon's `TaskReadinessCheckResult`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessResult {
+    pub name: String,
+    pub ready: bool,
+    /// With `preserveLastResponse`: what the check last got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_response: Option<ReadinessResponse>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessResponse {
+    pub status: i64,
+    pub content_type: String,
+    pub body: String,
 }
 
 /// The state of one health check of one task, as the agent last saw it.
@@ -166,6 +188,19 @@ impl Task {
             .map(|s| s.health.as_slice())
             .unwrap_or_default();
         checks == 0 || (results.len() == checks && results.iter().all(|r| r.alive))
+    }
+
+    /// Healthy and, if the app has readiness checks, passing all of them: what a deployment
+    /// waits for.
+    pub fn is_ready(&self) -> bool {
+        let checks = self.spec.app.readiness_checks.len();
+        let results = self
+            .status
+            .as_ref()
+            .map(|s| s.readiness.as_slice())
+            .unwrap_or_default();
+        self.is_healthy()
+            && (checks == 0 || (results.len() == checks && results.iter().all(|r| r.ready)))
     }
 }
 

@@ -59,6 +59,7 @@ impl AppSpec {
             );
         }
         self.check_health_checks(&mut p);
+        self.check_readiness_checks(&mut p);
         self.check_strategy(&mut p);
         for (i, dep) in self.dependencies.iter().enumerate() {
             if let Err(e) = AppId::parse(dep) {
@@ -283,6 +284,53 @@ impl AppSpec {
         }
     }
 
+    fn check_readiness_checks(&self, p: &mut Problems) {
+        let ports: Vec<String> = self
+            .declared_ports()
+            .into_iter()
+            .filter_map(|(name, _)| name)
+            .collect();
+        for (i, rc) in self.readiness_checks.iter().enumerate() {
+            let at = format!("spec.readinessChecks[{i}]");
+            p.check(
+                ports.contains(&rc.port_name),
+                format!("{at}.portName"),
+                format!(
+                    "names no port of the app (its named ports: {})",
+                    if ports.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ports.join(", ")
+                    }
+                ),
+            );
+            p.check(
+                rc.path.starts_with('/'),
+                format!("{at}.path"),
+                "must start with '/'",
+            );
+            p.check(
+                rc.interval_seconds >= 0,
+                format!("{at}.intervalSeconds"),
+                "must be >= 0",
+            );
+            p.check(
+                rc.timeout_seconds >= 1 && rc.timeout_seconds < rc.interval_seconds.max(1) + 1,
+                format!("{at}.timeoutSeconds"),
+                "must be >= 1 and not longer than intervalSeconds",
+            );
+            p.check(
+                !rc.http_status_codes_for_ready.is_empty()
+                    && rc
+                        .http_status_codes_for_ready
+                        .iter()
+                        .all(|c| (100..=999).contains(c)),
+                format!("{at}.httpStatusCodesForReady"),
+                "must hold at least one status code, each 100..999",
+            );
+        }
+    }
+
     fn check_strategy(&self, p: &mut Problems) {
         let s = &self.upgrade_strategy;
         p.check(
@@ -344,6 +392,25 @@ mod tests {
     fn cmd_and_args_are_exclusive_and_one_is_needed() {
         assert_eq!(paths(json!({"cmd": "a", "args": ["b"]})), vec!["spec.args"]);
         assert_eq!(paths(json!({})), vec!["spec.cmd"]);
+    }
+
+    #[test]
+    fn readiness_checks_name_a_port_and_sane_times() {
+        let ok = json!({"cmd": "x", "portDefinitions": [{"port": 0, "name": "http"}],
+            "readinessChecks": [{"portName": "http", "path": "/ready", "intervalSeconds": 2, "timeoutSeconds": 1}]});
+        assert!(paths(ok).is_empty());
+        let bad = json!({"cmd": "x", "portDefinitions": [{"port": 0, "name": "http"}],
+            "readinessChecks": [{"portName": "admin", "path": "ready", "timeoutSeconds": 0,
+                                 "httpStatusCodesForReady": []}]});
+        assert_eq!(
+            paths(bad),
+            vec![
+                "spec.readinessChecks[0].portName",
+                "spec.readinessChecks[0].path",
+                "spec.readinessChecks[0].timeoutSeconds",
+                "spec.readinessChecks[0].httpStatusCodesForReady",
+            ]
+        );
     }
 
     #[test]

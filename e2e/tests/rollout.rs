@@ -393,3 +393,91 @@ async fn a_deployment_that_cannot_finish_fails_at_its_deadline_with_the_reason()
         "{message}"
     );
 }
+
+/// An httpd app, healthy at once (`/ok`), ready only 2 s after it starts (`/ready`).
+fn ready_app(instances: i64, env: &str) -> String {
+    format!(
+        r#"apiVersion: pacer.io/v1
+kind: App
+metadata: {{name: ready}}
+spec:
+  instances: {instances}
+  cpus: 0.1
+  mem: 16
+  env: {{VERSION: "{env}"}}
+  cmd: mkdir -p /tmp/w && echo ok > /tmp/w/ok && {{ (sleep 2; echo ready > /tmp/w/ready) & exec httpd -f -p 8080 -h /tmp/w; }}
+  taskKillGracePeriodSeconds: 1
+  upgradeStrategy: {{minimumHealthCapacity: 1.0, maximumOverCapacity: 0.0}}
+  healthChecks:
+    - {{protocol: HTTP, path: /ok, portIndex: 0, gracePeriodSeconds: 10, intervalSeconds: 1, timeoutSeconds: 1, maxConsecutiveFailures: 3}}
+  readinessChecks:
+    - {{name: ready, protocol: HTTP, path: /ready, portName: http, intervalSeconds: 1, timeoutSeconds: 1, preserveLastResponse: true}}
+  container:
+    docker: {{image: {IMAGE}}}
+    portMappings: [{{containerPort: 8080, hostPort: 0, name: http}}]
+  networks: [{{mode: container/bridge}}]
+"#
+    )
+}
+
+#[tokio::test]
+async fn old_instances_stop_only_for_ready_new_ones() {
+    let c = Cluster::start("ready", 2.0, 2048.0, (32360, 32379)).await;
+    let n = 3;
+    let mut w = c.watch_tasks().await;
+    assert!(c.apply("v1.yaml", &ready_app(n, "1")).status.success());
+    let v1 = current_version(&c, "ready").await;
+    let ready = |w: &TaskWatch, version: &str| {
+        w.live("ready")
+            .iter()
+            .filter(|t| t.spec.app_version == version && !t.spec.kill && t.is_ready())
+            .count()
+    };
+    while ready(&w, &v1) < n as usize {
+        w.next(LIMIT).await;
+    }
+    assert!(c.apply("v2.yaml", &ready_app(n, "2")).status.success());
+    let v2 = current_version(&c, "ready").await;
+    let (mut observations, mut held_back) = (0, false);
+    loop {
+        observations += 1;
+        let live = w.live("ready");
+        let old_kept = live
+            .iter()
+            .filter(|t| t.spec.app_version != v2 && !t.spec.kill)
+            .count();
+        let new_ready = ready(&w, &v2);
+        let stopped = n as usize - old_kept.min(n as usize);
+        assert!(
+            stopped <= new_ready,
+            "{stopped} old instance(s) stopped for {new_ready} ready new one(s) at observation {observations}"
+        );
+        held_back |= live
+            .iter()
+            .any(|t| t.spec.app_version == v2 && t.is_healthy() && !t.is_ready());
+        if new_ready == n as usize && old_kept == 0 && live.len() == n as usize {
+            break;
+        }
+        w.next(LIMIT).await;
+    }
+    assert!(
+        held_back,
+        "a new instance was seen healthy but not yet ready"
+    );
+    // The results, and the last response kept, as Marathon embeds them.
+    let url = format!("{}/v2/apps/ready?embed=app.readiness", c.server);
+    let app: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let results = app["app"]["readinessCheckResults"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(results.len(), n as usize, "{results:?}");
+    for r in &results {
+        assert_eq!(
+            (&r["name"], &r["ready"]),
+            (&serde_json::json!("ready"), &serde_json::json!(true))
+        );
+        assert_eq!(r["lastResponse"]["status"], 200);
+        assert_eq!(r["lastResponse"]["body"], "ready\n");
+    }
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::MarathonError;
 use super::apps::{json_body, kill_tasks, name_of};
 use super::query::Params;
-use super::view::{Snapshot, apply_all, by_group, deployment_json, deployment_result};
+use super::view::{Snapshot, apply_all, by_group, deployment_result};
 use crate::ApiState;
 use crate::apply::{self, path_of};
 
@@ -68,7 +68,11 @@ pub async fn delete_tasks(
 pub async fn deployments(State(s): State<ApiState>) -> Result<Json<Value>> {
     let snapshot = Snapshot::read(&s).await?;
     Ok(Json(Value::Array(
-        snapshot.deployments.iter().map(deployment_json).collect(),
+        snapshot
+            .deployments
+            .iter()
+            .map(|d| snapshot.deployment_json(d))
+            .collect(),
     )))
 }
 

@@ -59,6 +59,10 @@ impl Snapshot {
     /// An app as Marathon shows it, with what `embed` asks for (`tasks`, `taskStats`).
     pub fn app_embedded(&self, app: &App, embed: &[&str]) -> Value {
         let mut out = self.app_json(app, embed.contains(&"tasks"));
+        if embed.contains(&"readiness") {
+            let name = app.metadata.name.as_deref().unwrap_or_default();
+            out["readinessCheckResults"] = Value::Array(self.readiness_results(name));
+        }
         if embed.contains(&"taskStats") {
             let name = app.metadata.name.as_deref().unwrap_or_default();
             let live: Vec<&Task> = self
@@ -71,6 +75,33 @@ impl Snapshot {
                 pacer_crd::meta::jiff::Timestamp::now(),
             );
         }
+        out
+    }
+
+    /// The readiness results of the app's live tasks (Marathon's `readinessCheckResults`).
+    pub fn readiness_results(&self, name: &str) -> Vec<Value> {
+        self.tasks_of(name)
+            .filter(|t| !t.state().is_terminal() && !t.spec.kill)
+            .flat_map(|t| {
+                let id = t.metadata.name.clone().unwrap_or_default();
+                let results = t.status.as_ref().map(|s| s.readiness.clone()).unwrap_or_default();
+                results.into_iter().map(move |r| {
+                    let mut out = json!({"name": r.name, "taskId": id, "ready": r.ready});
+                    if let Some(last) = r.last_response {
+                        out["lastResponse"] = json!({"status": last.status, "contentType": last.content_type, "body": last.body});
+                    }
+                    out
+                })
+            })
+            .collect()
+    }
+
+    /// A running deployment as `GET /v2/deployments` shows it, with the readiness results of
+    /// its app's instances.
+    pub fn deployment_json(&self, d: &Deployment) -> Value {
+        let mut out = deployment_json(d);
+        out["currentActions"][0]["readinessCheckResults"] =
+            Value::Array(self.readiness_results(&d.spec.app_id));
         out
     }
 

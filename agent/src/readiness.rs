@@ -1,0 +1,117 @@
+//! Readiness checks (Marathon's `readinessChecks`): HTTP(S) GETs on a named port of the task
+//! until it answers a ready status code, run by the agent from the task's start until every
+//! check has passed once. Results go into the task's status; deployments wait for them.
+
+use std::time::Duration;
+
+use pacer_crd::app::{ReadinessCheck, ReadinessProtocol};
+use pacer_crd::{ReadinessResponse, ReadinessResult, Task};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Update;
+
+/// How much of a response body is kept with `preserveLastResponse`.
+const BODY_KEPT: usize = 1024;
+
+/// Checks `task` until each of its readiness checks has passed or `stop` is cancelled.
+pub async fn run(task: Task, updates: mpsc::Sender<Update>, stop: CancellationToken) {
+    let checks = task.spec.app.readiness_checks.clone();
+    let mut results: Vec<ReadinessResult> = checks
+        .iter()
+        .map(|c| ReadinessResult {
+            name: c.name.clone(),
+            ..ReadinessResult::default()
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    loop {
+        let before = results.clone();
+        for (check, result) in checks
+            .iter()
+            .zip(results.iter_mut())
+            .filter(|(_, r)| !r.ready)
+        {
+            let (ready, response) = probe(check, &task, &http).await;
+            result.ready = ready;
+            result.last_response = response.filter(|_| check.preserve_last_response);
+        }
+        if results != before
+            && updates
+                .send(Update::Readiness(results.clone()))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let waiting: Vec<&ReadinessCheck> = checks
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| !r.ready)
+            .map(|(c, _)| c)
+            .collect();
+        let Some(interval) = waiting.iter().map(|c| c.interval_seconds).min() else {
+            return;
+        };
+        let pause = Duration::from_secs(u64::try_from(interval).unwrap_or(0).max(1));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// The host port of the port the check names.
+fn target_port(check: &ReadinessCheck, task: &Task) -> Option<u16> {
+    let index = task
+        .spec
+        .app
+        .declared_ports()
+        .iter()
+        .position(|(name, _)| name.as_deref() == Some(check.port_name.as_str()))?;
+    task.spec.host_ports.get(index).copied()
+}
+
+/// Whether the task answers ready, and what it answered.
+async fn probe(
+    check: &ReadinessCheck,
+    task: &Task,
+    http: &reqwest::Client,
+) -> (bool, Option<ReadinessResponse>) {
+    let Some(port) = target_port(check, task) else {
+        return (false, None);
+    };
+    let scheme = match check.protocol {
+        ReadinessProtocol::Http => "http",
+        ReadinessProtocol::Https => "https",
+    };
+    let url = format!("{scheme}://127.0.0.1:{port}{}", check.path);
+    let timeout = Duration::from_secs(u64::try_from(check.timeout_seconds).unwrap_or(1).max(1));
+    let Ok(resp) = http.get(&url).timeout(timeout).send().await else {
+        return (false, None);
+    };
+    let status = i64::from(resp.status().as_u16());
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut body = resp.text().await.unwrap_or_default();
+    if body.len() > BODY_KEPT {
+        let cut = (0..=BODY_KEPT)
+            .rev()
+            .find(|i| body.is_char_boundary(*i))
+            .unwrap_or(0);
+        body.truncate(cut);
+    }
+    let ready = check.http_status_codes_for_ready.contains(&status);
+    (
+        ready,
+        Some(ReadinessResponse {
+            status,
+            content_type,
+            body,
+        }),
+    )
+}
