@@ -313,3 +313,21 @@ def test_debug_list_summary_details(dcos):
         assert "ok-okokokok" in details.replace(" ", ""), details
     finally:
         dcos.ok("marathon", "app", "remove", "--force", "stuck-sleep")
+
+
+def test_kill_by_host_and_task_kill_wipe(dcos, zero_app):
+    dcos.ok("marathon", "app", "start", zero_app, "2")
+    no_deployments(dcos)
+    # No task runs on another host: nothing is killed, and the CLI says it failed.
+    rc, out, _ = dcos("marathon", "app", "kill", "--host=10.255.0.1", zero_app)
+    assert rc == 1, out
+    assert len(tasks_of(dcos, zero_app)) == 2
+    out = dcos.ok("marathon", "app", "kill", "--host=127.0.0.1", zero_app)
+    assert out.startswith("Killed tasks: [") and out.count("'id'") == 2, out
+    eventually("2 replacements", lambda: len(tasks_of(dcos, zero_app)) == 2)
+    no_deployments(dcos)
+    ids = sorted(t["id"] for t in tasks_of(dcos, zero_app))
+    killed = json.loads(dcos.ok("marathon", "task", "kill", "--wipe", "--json", *ids))
+    assert sorted(t["id"] for t in killed["tasks"]) == ids
+    rc, out, err = dcos("marathon", "task", "kill", "unknown-task-id")
+    assert (rc, err) == (1, "Failed to kill tasks. task-ids seems to be unknown\n"), (out, err)

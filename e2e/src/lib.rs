@@ -210,7 +210,8 @@ impl Cluster {
                 "--disk",
                 "0",
             ])
-            .args(["--ports", "1-2"])
+            // Fake ports, but as many as a real agent lends: every app asks for one by default.
+            .args(["--ports", "31000-31099"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

@@ -43,8 +43,9 @@ fn docker_pid(container: &str) -> u32 {
 async fn a_crashed_agent_readopts_its_containers_and_processes() {
     let mut c = Cluster::start("recover", 0.05, 16.0, (32688, 32689)).await;
     let node = c.add_agent("r", "", PORTS).await;
+    // The apps listen on nothing, so they ask for no ports (23 tasks, a node lending 10).
     let apps = format!(
-        "apiVersion: pacer.io/v1\nkind: App\nmetadata: {{name: boxes}}\nspec:\n  instances: 20\n  cpus: 0.1\n  mem: 16\n  cmd: exec sleep 1000\n  container: {{docker: {{image: {IMAGE}}}}}\n---\napiVersion: pacer.io/v1\nkind: App\nmetadata: {{name: procs}}\nspec:\n  instances: 3\n  cpus: 0.1\n  mem: 16\n  cmd: exec sleep 1000\n"
+        "apiVersion: pacer.io/v1\nkind: App\nmetadata: {{name: boxes}}\nspec:\n  instances: 20\n  cpus: 0.1\n  mem: 16\n  cmd: exec sleep 1000\n  portDefinitions: []\n  container: {{docker: {{image: {IMAGE}}}}}\n---\napiVersion: pacer.io/v1\nkind: App\nmetadata: {{name: procs}}\nspec:\n  instances: 3\n  cpus: 0.1\n  mem: 16\n  cmd: exec sleep 1000\n  portDefinitions: []\n"
     );
     let out = c.apply("apps.yaml", &apps);
     assert!(
