@@ -178,6 +178,54 @@ async fn errors_have_marathon_codes_and_shapes() {
     assert_eq!(s.get("/v2/groups/nope").await.0, 404);
 }
 
+/// The answers clients print as they came and compare byte for byte (the DC/OS CLI's tests).
+#[tokio::test]
+async fn error_bodies_are_marathons_bytes() {
+    let s = server().await;
+    let text = |path: &str, method: Method, body: Option<Value>| {
+        let mut req = s.http.request(method, format!("{}{path}", s.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let mut typo = cent();
+    typo["cpus"] = json!("https://a string");
+    assert_eq!(
+        text("/v2/apps", Method::POST, Some(typo)).await,
+        (422, r#"{"message":"Invalid JSON","details":[{"path":"/cpus","errors":["error.expected.jsnumber"]}]}"#.into())
+    );
+    let bogus = json!({"id": "/test", "cmd": "ls", "cpus": 1.0, "mem": 128.0,
+        "container": {"type": "DOCKER", "docker": {"image": "busybox", "network": "bogus"}}});
+    assert_eq!(
+        text("/v2/apps", Method::POST, Some(bogus)).await,
+        (422, r#"{"message":"Invalid JSON","details":[{"path":"/container/docker/network","errors":["error.unknown.enum.literal"]}]}"#.into())
+    );
+    let group = json!({"id": "/g", "groups": [{"id": "inner", "apps": [{}]}]});
+    assert_eq!(
+        text("/v2/groups", Method::POST, Some(group)).await,
+        (422, r#"{"message":"Invalid JSON","details":[{"path":"/groups(0)/apps(0)/id","errors":["'id' is undefined on object: {}"]}]}"#.into())
+    );
+    let (code, body) = text("/v2/apps/%7B", Method::GET, None).await;
+    assert_eq!(code, 400);
+    assert!(
+        serde_json::from_str::<Value>(&body).is_err(),
+        "a plain 400: {body}"
+    );
+    assert_eq!(
+        text("/v2/apps/x/versions/20:39:32.972Z", Method::GET, None).await,
+        (422, r#"{"message":"Invalid timestamp provided '20:39:32.972Z'. Expecting ISO-8601 datetime string."}"#.into())
+    );
+    assert_eq!(
+        s.get("/v2/apps").await.1["apps"],
+        json!([]),
+        "nothing stored"
+    );
+}
+
 #[tokio::test]
 async fn updates_lock_force_rollback_restart_and_delete() {
     let s = server().await;
@@ -371,6 +419,30 @@ async fn lists_filters_groups_deployments_queue_and_info() {
         .await;
     assert_eq!(code, 200);
     assert_eq!(s.get("/v2/apps/batch/one").await.1["app"]["instances"], 3);
+    for (factor, message, reason) in [
+        (json!(-2), "Object is not valid", "must be >= 0"),
+        (json!("1.a"), "Invalid JSON", "error.expected.jsnumber"),
+    ] {
+        let (code, _, body) = s
+            .call(
+                Method::PUT,
+                "/v2/groups/batch",
+                Some(json!({"scaleBy": factor})),
+            )
+            .await;
+        assert_eq!(
+            (code, body),
+            (
+                422,
+                json!({"message": message, "details": [{"path": "/scaleBy", "errors": [reason]}]})
+            )
+        );
+    }
+    assert_eq!(
+        s.get("/v2/apps/batch/one").await.1["app"]["instances"],
+        3,
+        "a refused scale changes nothing"
+    );
     assert_eq!(
         s.get("/v2/apps/batch/one").await.1["app"]["dependencies"],
         json!(["/batch/two"])

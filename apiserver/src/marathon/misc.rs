@@ -310,7 +310,7 @@ pub async fn update_group(
     };
     let snapshot = Snapshot::read(&s).await?;
     let mut desired = Vec::new();
-    if let Some(factor) = body.get("scaleBy").and_then(Value::as_f64) {
+    if let Some(factor) = scale_factor(&body)? {
         for app in snapshot
             .apps
             .iter()
@@ -347,6 +347,23 @@ pub async fn update_group(
         StatusCode::OK
     };
     Ok((status, Json(result)).into_response())
+}
+
+/// A group write's `scaleBy`: a number >= 0 (Play JSON's code when it is not a number).
+fn scale_factor(body: &Value) -> Result<Option<f64>> {
+    let invalid = |reason: &str| {
+        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
+            "/scaleBy", reason,
+        )]))
+    };
+    match body.get("scaleBy") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_f64() {
+            None => Err(invalid("error.expected.jsnumber")),
+            Some(f) if !(f.is_finite() && f >= 0.0) => Err(invalid("must be >= 0")),
+            Some(f) => Ok(Some(f)),
+        },
+    }
 }
 
 /// The apps of a group definition and of the groups nested in it, with ids (and dependencies)
