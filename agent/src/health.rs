@@ -35,7 +35,11 @@ pub async fn run(
     let started = Instant::now();
     let mut results: Vec<HealthResult> = vec![HealthResult::default(); checks.len()];
     let mut next: Vec<Instant> = vec![started; checks.len()];
-    let http = reqwest::Client::new();
+    // A 3xx answers the check (Marathon's rule); it is not followed to where it points.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
     loop {
         let (i, at) = next
             .iter()

@@ -24,7 +24,12 @@ pub async fn run(task: Task, updates: mpsc::Sender<Update>, stop: CancellationTo
             ..ReadinessResult::default()
         })
         .collect();
-    let http = reqwest::Client::new();
+    // The task answers: a redirect must not send the agent (and, with preserveLastResponse,
+    // the body it got) anywhere else.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default();
     loop {
         let before = results.clone();
         for (check, result) in checks
@@ -34,7 +39,7 @@ pub async fn run(task: Task, updates: mpsc::Sender<Update>, stop: CancellationTo
         {
             let (ready, response) = probe(check, &task, &http).await;
             result.ready = ready;
-            result.last_response = response.filter(|_| check.preserve_last_response);
+            result.last_response = response;
         }
         if results != before
             && updates
@@ -97,21 +102,35 @@ async fn probe(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let mut body = resp.text().await.unwrap_or_default();
-    if body.len() > BODY_KEPT {
-        let cut = (0..=BODY_KEPT)
-            .rev()
-            .find(|i| body.is_char_boundary(*i))
-            .unwrap_or(0);
-        body.truncate(cut);
-    }
     let ready = check.http_status_codes_for_ready.contains(&status);
-    (
-        ready,
-        Some(ReadinessResponse {
-            status,
-            content_type,
-            body,
-        }),
-    )
+    if !check.preserve_last_response {
+        return (ready, None);
+    }
+    let body = first_bytes(resp, BODY_KEPT).await;
+    let response = ReadinessResponse {
+        status,
+        content_type,
+        body,
+    };
+    (ready, Some(response))
+}
+
+/// At most `limit` bytes of a body (cut at a character boundary), read no further than that.
+async fn first_bytes(mut resp: reqwest::Response, limit: usize) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = limit - kept.len();
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&kept).into_owned();
+    let cut = (0..=text.len().min(limit))
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    text[..cut].to_string()
 }

@@ -63,9 +63,8 @@ pub async fn scale_and_kill(
         .get(name)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("App '{}' does not exist", path_of(name))))?;
-    let mut desired = current;
-    desired.spec.instances = (desired.spec.instances - kill.len() as i64).max(0);
-    apply_with(state, desired, false, None, kill).await
+    // The count is taken again from each read of the app (see `apply_with`).
+    apply_with(state, current, false, None, kill).await
 }
 
 /// The kill marks of `keys` (tasks gone meanwhile are skipped), as compares and writes.
@@ -98,6 +97,11 @@ async fn apply_with(
         let current = state.apps.get(&name).await?;
         let claims = service_ports::claims(state).await?;
         let mut desired = desired.clone();
+        // A kill with scale lowers the count the app has now, whatever else changed since.
+        if let (false, Some(now)) = (kill.is_empty(), &current) {
+            desired = now.clone();
+            desired.spec.instances = (now.spec.instances - kill.len() as i64).max(0);
+        }
         let (port_compares, port_ops) = service_ports::assign(
             state,
             &name,
@@ -117,6 +121,20 @@ async fn apply_with(
                 DeploymentAction::StartApplication,
             ),
             Some(existing) => match updated(existing, &desired) {
+                None if !kill.is_empty() => {
+                    // Already at 0 instances: the kills alone.
+                    let (compares, ops) = kill_ops(state, kill).await?;
+                    match state.tasks.commit(compares, ops).await {
+                        Err(e) if e.is_conflict() => continue,
+                        Err(e) => return Err(e.into()),
+                        Ok(_) => {}
+                    }
+                    return Ok(ApplyResult {
+                        result: Applied::Unchanged,
+                        object: existing.clone(),
+                        deployment: None,
+                    });
+                }
                 None => {
                     return Ok(ApplyResult {
                         result: Applied::Unchanged,

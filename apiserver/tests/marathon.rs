@@ -219,6 +219,20 @@ async fn error_bodies_are_marathons_bytes() {
         text("/v2/apps/x/versions/20:39:32.972Z", Method::GET, None).await,
         (422, r#"{"message":"Invalid timestamp provided '20:39:32.972Z'. Expecting ISO-8601 datetime string."}"#.into())
     );
+    // Ids in a body are checked as fields (422), a cycle among apps written together too.
+    let bad_id = json!({"id": "/Bad Group", "apps": []});
+    let (code, _, body) = s.call(Method::POST, "/v2/groups", Some(bad_id)).await;
+    assert_eq!(
+        (code, body["details"][0]["path"].clone()),
+        (422, json!("/id"))
+    );
+    let cycle = json!([{"id": "/a", "cmd": "x", "dependencies": ["/b"]},
+                       {"id": "/b", "cmd": "x", "dependencies": ["/a"]}]);
+    let (code, _, body) = s.call(Method::PUT, "/v2/apps", Some(cycle)).await;
+    assert_eq!(
+        (code, body["details"][0]["path"].clone()),
+        (422, json!("/dependencies"))
+    );
     assert_eq!(
         s.get("/v2/apps").await.1["apps"],
         json!([]),

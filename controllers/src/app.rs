@@ -144,8 +144,21 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     } else {
         rolling_step(&app, wanted, &current, &old, stopping.len())
     };
-    for task in doomed {
-        kill(&cluster, task).await?;
+    // An app whose plan puts it after a dependency changes nothing until that step is done:
+    // no new instances, and no old ones stopped.
+    let deployments = if app.spec.dependencies.is_empty() {
+        Vec::new()
+    } else {
+        cluster.deployment_cache.store().list()
+    };
+    if awaits_its_deployment(&app, &deployments, pacer_crd::meta::jiff::Timestamp::now()) {
+        return Ok(Action::requeue(CONFLICT_RETRY));
+    }
+    let waiting_for = pending_dependency(&app, &deployments);
+    if waiting_for.is_none() {
+        for task in doomed {
+            kill(&cluster, task).await?;
+        }
     }
     let running_current = current
         .iter()
@@ -170,11 +183,6 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     status.message = None;
     status.placement = None;
     let mut action = Action::await_change();
-    let running = cluster
-        .deployment_cache
-        .store()
-        .filter(|d| d.phase() == DeploymentPhase::Running);
-    let waiting_for = pending_dependency(&app, &running);
     if let (true, Some(dependency)) = (missing > 0, &waiting_for) {
         status.message = Some(format!(
             "{missing} instance(s) pending: waiting for dependency {dependency} to be deployed first"
@@ -279,8 +287,12 @@ fn rolling_step<'a>(
 /// the steps of a plan by dependencies; a dependency outside the plan (absent, at rest, or
 /// changed by another write) holds nothing back, so a scale, a restart or a later change of
 /// the app proceeds.
-pub fn pending_dependency(app: &App, running: &[Arc<Deployment>]) -> Option<String> {
+pub fn pending_dependency(app: &App, deployments: &[Arc<Deployment>]) -> Option<String> {
     let name = app.metadata.name.as_deref().unwrap_or_default();
+    let running: Vec<&Arc<Deployment>> = deployments
+        .iter()
+        .filter(|d| d.phase() == DeploymentPhase::Running)
+        .collect();
     let plans: Vec<&str> = running
         .iter()
         .filter(|d| d.spec.app_id == name)
@@ -290,7 +302,9 @@ pub fn pending_dependency(app: &App, running: &[Arc<Deployment>]) -> Option<Stri
         return None;
     }
     app.spec.dependencies.iter().find_map(|dep| {
-        let id = pacer_crd::AppId::parse(dep).ok()?;
+        let id = pacer_crd::AppId::parse(dep)
+            .ok()
+            .filter(|id| id.name() != name)?;
         let waiting = running.iter().any(|d| {
             d.spec.app_id == id.name() && d.spec.plan.as_deref().is_some_and(|p| plans.contains(&p))
         });
@@ -316,6 +330,31 @@ fn stamped(
         _ => Some(now()),
     };
     report
+}
+
+/// How long after an app's change its deployment may still be missing from the cache.
+const CACHE_LAG: Duration = Duration::from_secs(10);
+
+/// Whether an app with dependencies changed moments ago and the deployment written with the
+/// change is not in the deployment cache yet (each kind has a cache of its own): without it,
+/// the app could not tell whether a plan orders it after its dependencies.
+pub fn awaits_its_deployment(
+    app: &App,
+    deployments: &[Arc<Deployment>],
+    now: pacer_crd::meta::jiff::Timestamp,
+) -> bool {
+    if app.spec.dependencies.is_empty() {
+        return false;
+    }
+    let name = app.metadata.name.as_deref().unwrap_or_default();
+    let generation = app.metadata.generation.unwrap_or(1);
+    let known = deployments
+        .iter()
+        .any(|d| d.spec.app_id == name && d.spec.app_generation >= generation);
+    let changed = app
+        .last_change()
+        .parse::<pacer_crd::meta::jiff::Timestamp>();
+    !known && changed.is_ok_and(|at| now.duration_since(at).as_secs_f64() < CACHE_LAG.as_secs_f64())
 }
 
 /// Where a rolling upgrade stands, and why it waits if it does.
@@ -606,6 +645,49 @@ mod tests {
         assert_eq!(again, first, "nothing new: nothing to write");
         let changed = stamped(report(2), Some(&first), || "t3".into());
         assert_eq!(changed.at.as_deref(), Some("t3"));
+    }
+
+    #[test]
+    fn an_app_never_waits_for_itself() {
+        let web = web_on(&["/web"]);
+        let running = [deployment("web", Some("p1"))];
+        assert_eq!(pending_dependency(&web, &running), None);
+    }
+
+    #[test]
+    fn a_change_waits_for_its_deployment_to_reach_the_cache_for_a_while() {
+        use pacer_crd::meta::jiff::Timestamp;
+        let mut web = web_on(&["/db"]);
+        web.metadata.generation = Some(2);
+        let changed: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        web.metadata.annotations = Some(
+            [(
+                pacer_crd::app::VERSION_ANNOTATION.to_string(),
+                changed.to_string(),
+            )]
+            .into(),
+        );
+        let soon = changed + Duration::from_secs(1);
+        assert!(awaits_its_deployment(&web, &[], soon));
+        let mut older = (*deployment("web", Some("p1"))).clone();
+        older.spec.app_generation = 1;
+        assert!(
+            awaits_its_deployment(&web, &[Arc::new(older.clone())], soon),
+            "an older change's"
+        );
+        older.spec.app_generation = 2;
+        assert!(
+            !awaits_its_deployment(&web, &[Arc::new(older)], soon),
+            "its own is there"
+        );
+        assert!(
+            !awaits_its_deployment(&web, &[], changed + CACHE_LAG),
+            "not for ever"
+        );
+        assert!(
+            !awaits_its_deployment(&web_on(&[]), &[], soon),
+            "only apps with dependencies"
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::Cluster;
 pub enum Error {
     #[error("writing the status of deployment {0} failed")]
     StatusWrite(String, #[source] pacer_runtime::Error),
+    #[error("reading app {0} of a deployment failed")]
+    AppRead(String, #[source] pacer_runtime::Error),
 }
 
 pub async fn run(cluster: Cluster, token: CancellationToken) {
@@ -58,6 +60,16 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
     let app = cluster.app_cache.store().get(&spec.app_id);
     let tasks = cluster.tasks_of(&spec.app_id);
     let outcome = outcome(&deployment, app.as_deref(), &tasks);
+    // Each kind has a cache of its own: one may show a deployment before another shows the app
+    // written with it. Only etcd may say the app is gone.
+    if app.is_none()
+        && outcome == Some(DeploymentPhase::Superseded)
+        && crate::exists(&cluster.app_cache, &cluster.apps, &spec.app_id)
+            .await
+            .map_err(|e| Error::AppRead(spec.app_id.clone(), e))?
+    {
+        return Ok(Action::requeue(crate::CONFLICT_RETRY));
+    }
     let name = deployment.metadata.name.clone().unwrap_or_default();
     let (phase, message, action) = match outcome {
         Some(phase) => (phase, None, Action::await_change()),

@@ -82,6 +82,7 @@ impl Manifest {
                     Some(Err(e)) => problems.push(FieldError::new("metadata.name", e)),
                     Some(Ok(id)) => app.metadata.name = Some(id.name()),
                 }
+                app.spec.normalize();
                 problems.extend(app.spec.validate());
                 Manifest::App(app)
             }

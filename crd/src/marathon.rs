@@ -61,13 +61,13 @@ pub fn app_from_marathon(
         let reason = play_json_code(&reason).map_or(reason, str::to_string);
         FieldErrors(vec![FieldError::new(path, reason)])
     })?;
+    spec.normalize();
     let problems: Vec<FieldError> = spec
         .validate()
         .into_iter()
         .map(|e| FieldError::new(marathon_path(&e.path), e.reason))
         .collect();
     FieldErrors(problems).into_result()?;
-    spec.normalize();
     // Dependencies may be relative to the app's group; they are stored absolute.
     let mut resolved = Vec::new();
     for (i, dep) in spec.dependencies.iter().enumerate() {

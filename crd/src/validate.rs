@@ -315,7 +315,7 @@ impl AppSpec {
                 "must be >= 0",
             );
             p.check(
-                rc.timeout_seconds >= 1 && rc.timeout_seconds < rc.interval_seconds.max(1) + 1,
+                rc.timeout_seconds >= 1 && rc.timeout_seconds <= rc.interval_seconds.max(1),
                 format!("{at}.timeoutSeconds"),
                 "must be >= 1 and not longer than intervalSeconds",
             );
@@ -401,6 +401,7 @@ mod tests {
         assert!(paths(ok).is_empty());
         let bad = json!({"cmd": "x", "portDefinitions": [{"port": 0, "name": "http"}],
             "readinessChecks": [{"portName": "admin", "path": "ready", "timeoutSeconds": 0,
+                                 "intervalSeconds": 9223372036854775807_i64,
                                  "httpStatusCodesForReady": []}]});
         assert_eq!(
             paths(bad),

@@ -30,6 +30,16 @@ pub fn name_of(raw: &str) -> Result<String> {
         .map_err(|e| MarathonError::BadPath(format!("Invalid id in the path: {e}")))
 }
 
+/// The record name of a Marathon id from a request body: one that is not an id is a 422 at
+/// `path`.
+pub fn name_in_body(raw: &str, path: &str) -> Result<String> {
+    AppId::parse(raw).map(|id| id.name()).map_err(|e| {
+        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
+            path, e,
+        )]))
+    })
+}
+
 fn not_found(name: &str) -> MarathonError {
     MarathonError::NotFound(format!("App '{}' does not exist", path_of(name)))
 }
@@ -374,13 +384,16 @@ pub async fn update_many(
                 "is required",
             )]))
         })?;
-        let name = name_of(id)?;
+        let name = name_in_body(id, "/id")?;
         let existing = snapshot.app(&name);
         if existing.is_some() {
             check_lock(&snapshot, &name, &params)?;
         }
         desired.push(desired_app(&s, &name, existing, item, true).await?);
     }
+    // One plan, as a group write: dependencies first, a cycle refused.
+    let plan = super::misc::plan_of(&snapshot, &desired)?;
+    super::misc::in_plan_order(&mut desired, plan);
     Ok(Json(apply_all(&s, desired).await?).into_response())
 }
 

@@ -108,7 +108,8 @@ fn deleted<K: pacer_crd::Record>(change: &Change<K>) -> Option<String> {
     }
 }
 
-fn event(kind: &str, mut body: Value) -> Value {
+/// A Marathon event of `kind`: `body` with its type and time.
+pub(super) fn event(kind: &str, mut body: Value) -> Value {
     body["eventType"] = json!(kind);
     body["timestamp"] = json!(now());
     body

@@ -145,8 +145,6 @@ pub async fn queue(State(s): State<ApiState>) -> Result<Json<Value>> {
     Ok(Json(json!({"queue": items})))
 }
 
-/// Marathon's per-reason counts of the last placement attempt: every node's offer was
-/// processed; those rejected are declined, counted under the first reason that rejected them.
 /// Marathon's offer funnel, in its order: each offer is counted as processed by every step it
 /// reaches and declined by the first that refuses it (reasons Pacer never gives stay at 0).
 const FUNNEL: [&str; 10] = [
@@ -162,6 +160,8 @@ const FUNNEL: [&str; 10] = [
     "DeclinedScarceResources",
 ];
 
+/// Marathon's per-reason counts of the last placement attempt: every node's offer was
+/// processed; those rejected are declined, counted under the first reason that rejected them.
 /// `lastUnusedOfferAt` is when the reasons were first seen, `lastUsedOfferAt` when the app's
 /// newest task was placed (both left out when there is none).
 fn offers_summary(
@@ -262,15 +262,28 @@ fn group_json(snapshot: &Snapshot, id: &str) -> Value {
     json!({"id": id, "apps": apps, "groups": sub, "pods": [], "dependencies": [], "version": version})
 }
 
-fn group_path(raw: &str) -> Result<String> {
+/// A group's absolute path (`/` for the root).
+fn parse_group(raw: &str) -> std::result::Result<String, String> {
     let trimmed = raw.trim_matches('/');
     if trimmed.is_empty() {
         Ok("/".into())
     } else {
-        AppId::parse(trimmed)
-            .map(|i| i.path())
-            .map_err(|e| MarathonError::BadPath(format!("Invalid id in the path: {e}")))
+        AppId::parse(trimmed).map(|i| i.path())
     }
+}
+
+/// A group id from the URL: one that is not an id is a plain 400.
+fn group_path(raw: &str) -> Result<String> {
+    parse_group(raw).map_err(|e| MarathonError::BadPath(format!("Invalid id in the path: {e}")))
+}
+
+/// A group id from a request body: one that is not an id is a 422 at `path`.
+fn group_path_in_body(raw: &str, path: &str) -> Result<String> {
+    parse_group(raw).map_err(|e| {
+        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
+            path, e,
+        )]))
+    })
 }
 
 pub async fn groups(State(s): State<ApiState>) -> Result<Json<Value>> {
@@ -305,7 +318,7 @@ pub async fn update_group(
     let body = json_body(&body)?;
     let id = match (&path, body.get("id").and_then(Value::as_str)) {
         (Some(Path(p)), _) => group_path(p)?,
-        (None, Some(id)) => group_path(id)?,
+        (None, Some(id)) => group_path_in_body(id, "/id")?,
         (None, None) => return Err(MarathonError::BadRequest("a group needs an id".into())),
     };
     let snapshot = Snapshot::read(&s).await?;
@@ -337,9 +350,7 @@ pub async fn update_group(
             .collect();
         return Ok(Json(json!({"steps": steps})).into_response());
     }
-    // Written in plan order: what others depend on first.
-    let order: Vec<String> = plan.into_iter().flatten().map(|(_, app)| app).collect();
-    desired.sort_by_key(|a| order.iter().position(|p| *p == path_of(&a.key())));
+    in_plan_order(&mut desired, plan);
     let result = apply_all(&s, desired).await?;
     let status = if path.is_none() {
         StatusCode::CREATED
@@ -386,7 +397,7 @@ fn group_apps(group: &Value, id: &str, at: &str) -> Result<Vec<(AppId, pacer_crd
     }
     for (i, sub) in group["groups"].as_array().into_iter().flatten().enumerate() {
         let here = format!("{at}/groups({i})");
-        let sub_id = group_path(&member_id(sub, id, &here)?)?;
+        let sub_id = group_path_in_body(&member_id(sub, id, &here)?, &format!("{here}/id"))?;
         found.extend(group_apps(sub, &sub_id, &here)?);
     }
     Ok(found)
@@ -411,8 +422,17 @@ fn member_id(member: &Value, id: &str, here: &str) -> Result<String> {
     })
 }
 
-/// The deployment plan of a group write; a dependency cycle is invalid input.
-fn plan_of(
+/// Sorts a write's apps in plan order: what others depend on first.
+pub(super) fn in_plan_order(
+    desired: &mut [pacer_crd::App],
+    plan: Vec<Vec<(DeploymentAction, String)>>,
+) {
+    let order: Vec<String> = plan.into_iter().flatten().map(|(_, app)| app).collect();
+    desired.sort_by_key(|a| order.iter().position(|p| *p == path_of(&a.key())));
+}
+
+/// The deployment plan of a write of several apps; a dependency cycle is invalid input.
+pub(super) fn plan_of(
     snapshot: &Snapshot,
     desired: &[pacer_crd::App],
 ) -> Result<Vec<Vec<(DeploymentAction, String)>>> {

@@ -83,8 +83,9 @@ fn invalid(reason: String) -> MarathonError {
     )]))
 }
 
-/// The `callbackUrl` of a request, checked against the rules.
-fn callback(s: &ApiState, q: Option<&str>) -> Result<Url> {
+/// The `callbackUrl` of a request (any URL: one subscribed under rules since narrowed can
+/// still be unsubscribed).
+fn subscribed_url(s: &ApiState, q: Option<&str>) -> Result<Url> {
     if s.event_callbacks.is_empty() {
         return Err(callback_system_off());
     }
@@ -92,7 +93,13 @@ fn callback(s: &ApiState, q: Option<&str>) -> Result<Url> {
     let raw = params
         .get("callbackUrl")
         .ok_or_else(|| invalid("is required".into()))?;
-    let url = Url::parse(raw).map_err(|e| invalid(format!("'{raw}' is not a URL: {e}")))?;
+    Url::parse(raw).map_err(|e| invalid(format!("'{raw}' is not a URL: {e}")))
+}
+
+/// The `callbackUrl` of a request, checked against the rules.
+fn callback(s: &ApiState, q: Option<&str>) -> Result<Url> {
+    let url = subscribed_url(s, q)?;
+    let raw = url.as_str();
     if !s.event_callbacks.iter().any(|rule| rule.allows(&url)) {
         return Err(invalid(format!(
             "'{raw}' is not among the callback URLs this cluster allows (--event-callbacks)"
@@ -156,7 +163,7 @@ pub async fn unsubscribe(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Json<Value>> {
-    let url = callback(&s, q.as_deref())?.to_string();
+    let url = subscribed_url(&s, q.as_deref())?.to_string();
     s.subscriptions
         .delete(&EventSubscription::name_for(&url))
         .await?;
@@ -201,10 +208,13 @@ pub async fn deliver(s: ApiState, token: CancellationToken) {
 struct Subscriber {
     url: String,
     queue: mpsc::Sender<Value>,
+    /// Its own `subscribe_event` was queued when it started: the stream's copy is skipped.
+    greeted: bool,
 }
 
-/// Fans the event stream out to a worker per subscription, following the subscription
-/// records; drops (unsubscribes) those that fail or fall behind.
+/// Fans the event stream out to a worker per subscription (started and stopped only by the
+/// subscription records), dropping those that fail, fall behind or are no longer allowed.
+/// Returns when the stream ends, so that `deliver` starts it again.
 async fn dispatch(s: ApiState, token: CancellationToken) {
     let (tx, mut events) = mpsc::channel(super::events::BUFFER);
     tokio::spawn(super::events::translate(s.clone(), tx, Vec::new()));
@@ -218,19 +228,32 @@ async fn dispatch(s: ApiState, token: CancellationToken) {
         .build()
         .unwrap_or_default();
     let mut subscribers: HashMap<String, Subscriber> = HashMap::new();
-    let start = |sub: &EventSubscription| {
-        let (queue, rx) = mpsc::channel(QUEUE);
+    // A worker for a subscription, if its URL is still allowed (the rules may have changed
+    // since it subscribed): one that is not is unsubscribed.
+    let start = |sub: &EventSubscription, new: bool| -> Option<Subscriber> {
         let name = sub.metadata.name.clone().unwrap_or_default();
         let url = sub.spec.callback_url.clone();
-        tokio::spawn(post_events(
-            http.clone(),
-            url.clone(),
-            rx,
-            name.clone(),
-            dead_tx.clone(),
-            token.clone(),
-        ));
-        (name, Subscriber { url, queue })
+        let allowed =
+            Url::parse(&url).is_ok_and(|u| s.event_callbacks.iter().any(|rule| rule.allows(&u)));
+        if !allowed {
+            unsubscribe_later(&s, &name, &url, "its URL is no longer allowed");
+            return None;
+        }
+        let (queue, rx) = mpsc::channel(QUEUE);
+        if new {
+            let greeting = super::events::event(
+                "subscribe_event",
+                json!({"callbackUrl": url, "clientIp": sub.spec.client_ip}),
+            );
+            let _ = queue.try_send(greeting);
+        }
+        let worker = post_events(http.clone(), url.clone(), rx, name, dead_tx.clone());
+        tokio::spawn(worker);
+        Some(Subscriber {
+            url,
+            queue,
+            greeted: new,
+        })
     };
     loop {
         tokio::select! {
@@ -239,78 +262,77 @@ async fn dispatch(s: ApiState, token: CancellationToken) {
                 Change::Restarted(all) => {
                     subscribers.retain(|name, _| all.iter().any(|a| a.metadata.name.as_deref() == Some(name)));
                     for sub in &all {
-                        if !subscribers.contains_key(sub.metadata.name.as_deref().unwrap_or_default()) {
-                            let (name, worker) = start(sub);
+                        let name = sub.metadata.name.clone().unwrap_or_default();
+                        if !subscribers.contains_key(&name)
+                            && let Some(worker) = start(sub, false)
+                        {
                             subscribers.insert(name, worker);
                         }
                     }
                 }
                 Change::Applied(sub) => {
-                    if !subscribers.contains_key(sub.metadata.name.as_deref().unwrap_or_default()) {
-                        let (name, worker) = start(&sub);
+                    let name = sub.metadata.name.clone().unwrap_or_default();
+                    if !subscribers.contains_key(&name)
+                        && let Some(worker) = start(&sub, true)
+                    {
                         subscribers.insert(name, worker);
                     }
                 }
                 Change::Deleted(sub) => { subscribers.remove(sub.metadata.name.as_deref().unwrap_or_default()); }
                 Change::Removed { key, .. } => { subscribers.remove(&key); }
             },
-            Some(name) = dead.recv() => drop_subscriber(&s, &mut subscribers, &name, "its deliveries keep failing").await,
-            Some(event) = events.recv() => {
-                // A new subscriber gets its own subscribe_event, whichever watch saw it first.
-                if event["eventType"] == "subscribe_event" {
-                    let url = event["callbackUrl"].as_str().unwrap_or_default();
-                    let name = EventSubscription::name_for(url);
-                    if !subscribers.contains_key(&name) {
-                        let spec = EventSubscriptionSpec { callback_url: url.into(), client_ip: String::new() };
-                        let (name, worker) = start(&EventSubscription::new(&name, spec));
-                        subscribers.insert(name, worker);
-                    }
-                }
-                let behind: Vec<String> = subscribers
-                    .iter()
-                    .filter(|(_, w)| w.queue.try_send(event.clone()).is_err())
-                    .map(|(name, _)| name.clone())
-                    .collect();
-                for name in behind {
-                    drop_subscriber(&s, &mut subscribers, &name, "it fell a whole queue behind").await;
+            Some(name) = dead.recv() => {
+                if let Some(gone) = subscribers.remove(&name) {
+                    unsubscribe_later(&s, &name, &gone.url, "its deliveries keep failing");
                 }
             }
-            else => return,
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                let greeting = (event["eventType"] == "subscribe_event")
+                    .then(|| event["callbackUrl"].as_str().unwrap_or_default().to_string());
+                let mut behind = Vec::new();
+                for (name, worker) in subscribers.iter_mut() {
+                    if worker.greeted && greeting.as_deref() == Some(worker.url.as_str()) {
+                        worker.greeted = false;
+                        continue;
+                    }
+                    if worker.queue.try_send(event.clone()).is_err() {
+                        behind.push(name.clone());
+                    }
+                }
+                for name in behind {
+                    if let Some(gone) = subscribers.remove(&name) {
+                        unsubscribe_later(&s, &name, &gone.url, "it fell a whole queue behind");
+                    }
+                }
+            }
         }
     }
 }
 
-/// Unsubscribes a subscriber (its record goes; every stream sees `unsubscribe_event`).
-async fn drop_subscriber(
-    s: &ApiState,
-    subscribers: &mut HashMap<String, Subscriber>,
-    name: &str,
-    why: &str,
-) {
-    let Some(gone) = subscribers.remove(name) else {
-        return;
-    };
-    tracing::warn!(callback = %gone.url, "unsubscribing an event callback: {why}");
-    if let Err(e) = s.subscriptions.delete(name).await {
-        tracing::warn!(callback = %gone.url, error = %e, "unsubscribing failed");
-    }
+/// Unsubscribes a subscriber (its record goes; every stream sees `unsubscribe_event`), on a
+/// task of its own so that the fan-out never waits for etcd.
+fn unsubscribe_later(s: &ApiState, name: &str, url: &str, why: &str) {
+    tracing::warn!(callback = %url, "unsubscribing an event callback: {why}");
+    let (subscriptions, name, url) = (s.subscriptions.clone(), name.to_string(), url.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = subscriptions.delete(&name).await {
+            tracing::warn!(callback = %url, error = %e, "unsubscribing failed");
+        }
+    });
 }
 
-/// POSTs a subscriber's events in order; says when it keeps failing.
+/// POSTs a subscriber's events in order until its queue is dropped (unsubscribed, or the
+/// replica no longer leads); says when it keeps failing.
 async fn post_events(
     http: reqwest::Client,
     url: String,
     mut queue: mpsc::Receiver<Value>,
     name: String,
     dead: mpsc::Sender<String>,
-    token: CancellationToken,
 ) {
     let mut failures = 0;
-    loop {
-        let event = tokio::select! {
-            _ = token.cancelled() => return,
-            event = queue.recv() => match event { Some(e) => e, None => return },
-        };
+    while let Some(event) = queue.recv().await {
         if post_with_retries(&http, &url, &event).await {
             failures = 0;
             continue;
