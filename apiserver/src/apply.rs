@@ -2,7 +2,9 @@
 //! each with its Deployment record in the same etcd transaction.
 
 use etcd_client::{Compare, CompareOp};
-use pacer_crd::app::{DEADLINE_ANNOTATION, SCALED_ANNOTATION, VERSION_ANNOTATION};
+use pacer_crd::app::{
+    DEADLINE_ANNOTATION, KILLING_ANNOTATION, SCALED_ANNOTATION, VERSION_ANNOTATION,
+};
 use pacer_crd::deployment::DeploymentAction;
 use pacer_crd::{
     App, AppVersion, AppVersionSpec, Deployment, DeploymentSpec, DeploymentStatus, Record,
@@ -149,6 +151,18 @@ async fn apply_with(
             Some(existing) => state.apps.unchanged(existing)?,
             None => Compare::create_revision(state.apps.etcd_key(&name), CompareOp::Equal, 0),
         };
+        let mut next = next;
+        if !kill.is_empty() {
+            let names: Vec<&str> = kill
+                .iter()
+                .map(|key| key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name))
+                .collect();
+            let annotations = next
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            annotations.insert(KILLING_ANNOTATION.into(), names.join(","));
+        }
         let mut deployment = new_deployment(&next, action);
         deployment.spec.plan = plan.map(str::to_string);
         let mut ops = vec![

@@ -126,8 +126,10 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
     }
     let version = app.version();
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
-    let (stopping, active): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) =
-        tasks.iter().partition(|t| t.spec.kill);
+    let killing = killing(&app);
+    let (stopping, active): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = tasks.iter().partition(|t| {
+        t.spec.kill || killing.contains(&t.metadata.name.as_deref().unwrap_or_default())
+    });
     // Tasks on a drained node move like an upgrade's old ones: a new instance elsewhere
     // first, within the upgrade strategy's bounds, then the old one stops.
     let (current, old): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = active
@@ -330,6 +332,16 @@ fn stamped(
         _ => Some(now()),
     };
     report
+}
+
+/// The tasks a kill with scale marked with the app's last write (`KILLING_ANNOTATION`).
+fn killing(app: &App) -> Vec<&str> {
+    app.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(pacer_crd::app::KILLING_ANNOTATION))
+        .map(|names| names.split(',').collect())
+        .unwrap_or_default()
 }
 
 /// How long after an app's change its deployment may still be missing from the cache.
@@ -645,6 +657,20 @@ mod tests {
         assert_eq!(again, first, "nothing new: nothing to write");
         let changed = stamped(report(2), Some(&first), || "t3".into());
         assert_eq!(changed.at.as_deref(), Some("t3"));
+    }
+
+    #[test]
+    fn tasks_killed_with_scale_are_read_from_the_app_itself() {
+        let mut web = App::test("web");
+        assert!(killing(&web).is_empty());
+        web.metadata.annotations = Some(
+            [(
+                pacer_crd::app::KILLING_ANNOTATION.to_string(),
+                "web.1,web.2".to_string(),
+            )]
+            .into(),
+        );
+        assert_eq!(killing(&web), vec!["web.1", "web.2"]);
     }
 
     #[test]

@@ -528,6 +528,12 @@ pub struct TaskFailure {
 /// The annotation holding when `instances` last changed (Marathon's `versionInfo.lastScalingAt`).
 pub const SCALED_ANNOTATION: &str = "pacer.io/scaled-at";
 
+/// Tasks that a kill with `scale=true` marked in the same write as the lower count (their
+/// names, comma-separated): the app controller counts them as stopping even before its task
+/// cache shows the marks (each kind has a cache of its own), so it neither replaces them nor
+/// picks others to kill.
+pub const KILLING_ANNOTATION: &str = "pacer.io/killing";
+
 /// Seconds a deployment of the app may take before it is marked failed (optional, set by users).
 pub const DEADLINE_ANNOTATION: &str = "pacer.io/deployment-deadline-seconds";
 
