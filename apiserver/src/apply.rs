@@ -99,8 +99,12 @@ async fn apply_with(
         let current = state.apps.get(&name).await?;
         let claims = service_ports::claims(state).await?;
         let mut desired = desired.clone();
-        // A kill with scale lowers the count the app has now, whatever else changed since.
-        if let (false, Some(now)) = (kill.is_empty(), &current) {
+        // A kill with scale lowers the count the app has now, whatever else changed since
+        // (and never brings back an app deleted meanwhile).
+        if !kill.is_empty() {
+            let now = current.as_ref().ok_or_else(|| {
+                ApiError::NotFound(format!("App '{}' does not exist", path_of(&name)))
+            })?;
             desired = now.clone();
             desired.spec.instances = (now.spec.instances - kill.len() as i64).max(0);
         }

@@ -2,7 +2,6 @@
 import collections
 import collections.abc
 import os
-import time
 
 # marathon 0.13.0 still imports the ABC aliases that Python 3.10 removed from `collections`.
 for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable", "MutableSet", "Set"):
@@ -11,6 +10,7 @@ for _name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable", "
 
 import pytest  # noqa: E402
 from marathon import MarathonClient  # noqa: E402
+from waiting import eventually  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,4 @@ def no_deployment_left(client):
     """Both clients' own suites wait for /v2/deployments to empty after every test: it must,
     within a few seconds."""
     yield
-    deadline = time.time() + 10
-    while client.list_deployments():
-        assert time.time() < deadline, f"deployments left after the test: {client.list_deployments()}"
-        time.sleep(0.2)
+    eventually("every deployment to end after the test", lambda: not client.list_deployments(), limit=10)

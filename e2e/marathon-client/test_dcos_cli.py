@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from waiting import eventually
 
 # App and group definitions of the CLI's tests/data/marathon (Apache-2.0).
 ZERO_INSTANCE = {"id": "zero-instance-app", "cmd": "sleep 1000", "cpus": 0.1, "mem": 16, "instances": 0,
@@ -73,16 +74,6 @@ class Dcos:
 @pytest.fixture
 def dcos():
     return Dcos(os.environ["MARATHON_URL"])
-
-
-def eventually(what, check, limit=60):
-    deadline = time.time() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out after {limit}s waiting for {what}"
-        time.sleep(0.3)
 
 
 def no_deployments(dcos):

@@ -18,18 +18,9 @@ from marathon import MarathonApp, MarathonHttpError, NotFoundError
 from marathon.models import MarathonDeployment, MarathonGroup, MarathonTask
 from marathon.models.container import MarathonContainer, MarathonDockerContainer
 from marathon.models.events import MarathonStatusUpdateEvent
+from waiting import eventually
 
 IMAGE = "pacer/busybox:latest"
-
-
-def eventually(what, check, limit=60):
-    deadline = time.time() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out after {limit}s waiting for {what}"
-        time.sleep(0.2)
 
 
 def sleeper(app_id, instances=1, cpus=0.1):

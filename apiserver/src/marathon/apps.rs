@@ -33,11 +33,9 @@ pub fn name_of(raw: &str) -> Result<String> {
 /// The record name of a Marathon id from a request body: one that is not an id is a 422 at
 /// `path`.
 pub fn name_in_body(raw: &str, path: &str) -> Result<String> {
-    AppId::parse(raw).map(|id| id.name()).map_err(|e| {
-        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
-            path, e,
-        )]))
-    })
+    AppId::parse(raw)
+        .map(|id| id.name())
+        .map_err(|e| MarathonError::field(path, e))
 }
 
 fn not_found(name: &str) -> MarathonError {
@@ -378,12 +376,10 @@ pub async fn update_many(
     let snapshot = Snapshot::read(&s).await?;
     let mut desired = Vec::new();
     for item in items {
-        let id = item.get("id").and_then(Value::as_str).ok_or_else(|| {
-            MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
-                "/id",
-                "is required",
-            )]))
-        })?;
+        let id = item
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| MarathonError::field("/id", "is required"))?;
         let name = name_in_body(id, "/id")?;
         let existing = snapshot.app(&name);
         if existing.is_some() {

@@ -34,6 +34,13 @@ pub enum MarathonError {
     Api(#[from] ApiError),
 }
 
+impl MarathonError {
+    /// A 422 naming one field (its JSON path, `/scaleBy`) and the reason.
+    pub fn field(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        MarathonError::Invalid(FieldErrors(vec![pacer_crd::FieldError::new(path, reason)]))
+    }
+}
+
 impl From<pacer_runtime::Error> for MarathonError {
     fn from(e: pacer_runtime::Error) -> Self {
         MarathonError::Api(e.into())

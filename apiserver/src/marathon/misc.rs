@@ -279,11 +279,7 @@ fn group_path(raw: &str) -> Result<String> {
 
 /// A group id from a request body: one that is not an id is a 422 at `path`.
 fn group_path_in_body(raw: &str, path: &str) -> Result<String> {
-    parse_group(raw).map_err(|e| {
-        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
-            path, e,
-        )]))
-    })
+    parse_group(raw).map_err(|e| MarathonError::field(path, e))
 }
 
 pub async fn groups(State(s): State<ApiState>) -> Result<Json<Value>> {
@@ -362,11 +358,7 @@ pub async fn update_group(
 
 /// A group write's `scaleBy`: a number >= 0 (Play JSON's code when it is not a number).
 fn scale_factor(body: &Value) -> Result<Option<f64>> {
-    let invalid = |reason: &str| {
-        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
-            "/scaleBy", reason,
-        )]))
-    };
+    let invalid = |reason: &str| MarathonError::field("/scaleBy", reason);
     match body.get("scaleBy") {
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_f64() {
@@ -408,12 +400,10 @@ fn group_apps(group: &Value, id: &str, at: &str) -> Result<Vec<(AppId, pacer_crd
 fn member_id(member: &Value, id: &str, here: &str) -> Result<String> {
     let Some(raw) = member.get("id").and_then(Value::as_str) else {
         let shown = serde_json::to_string(member).unwrap_or_default();
-        return Err(MarathonError::Invalid(pacer_crd::FieldErrors(vec![
-            pacer_crd::FieldError::new(
-                format!("{here}/id"),
-                format!("'id' is undefined on object: {shown}"),
-            ),
-        ])));
+        return Err(MarathonError::field(
+            format!("{here}/id"),
+            format!("'id' is undefined on object: {shown}"),
+        ));
     };
     Ok(if raw.starts_with('/') {
         raw.to_string()
@@ -453,12 +443,7 @@ pub(super) fn plan_of(
             }
         })
         .collect();
-    pacer_crd::plan::steps(&changes).map_err(|e| {
-        MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
-            "/dependencies",
-            e,
-        )]))
-    })
+    pacer_crd::plan::steps(&changes).map_err(|e| MarathonError::field("/dependencies", e))
 }
 
 pub async fn create_group(

@@ -77,10 +77,7 @@ fn callback_system_off() -> MarathonError {
 }
 
 fn invalid(reason: String) -> MarathonError {
-    MarathonError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
-        "/callbackUrl",
-        reason,
-    )]))
+    MarathonError::field("/callbackUrl", reason)
 }
 
 /// The `callbackUrl` of a request (any URL: one subscribed under rules since narrowed can
@@ -371,38 +368,53 @@ mod tests {
 
     #[test]
     fn only_urls_under_a_rule_are_allowed() {
-        assert!(allowed(
-            "http://127.0.0.1:*/",
-            "http://127.0.0.1:4567/events"
-        ));
-        assert!(allowed(
-            "https://hooks.example.com/marathon",
-            "https://hooks.example.com/marathon/1"
-        ));
-        assert!(!allowed(
-            "https://hooks.example.com/marathon",
-            "https://hooks.example.com/other"
-        ));
-        assert!(
-            !allowed("https://hooks.example.com/", "http://hooks.example.com/"),
-            "scheme"
-        );
-        assert!(
-            !allowed("http://127.0.0.1:9000/", "http://127.0.0.1:9001/"),
-            "port"
-        );
-        assert!(!allowed(
-            "http://127.0.0.1:9000/",
-            "http://127.0.0.1:9000@169.254.169.254/"
-        ));
-        assert!(
-            !allowed("http://127.0.0.1:*/", "http://user:pw@127.0.0.1:80/"),
-            "credentials"
-        );
-        assert!(
-            !allowed("http://127.0.0.1:*/", "http://127.0.0.2:80/"),
-            "host"
-        );
+        for (rule, url, expected, why) in [
+            (
+                "http://127.0.0.1:*/",
+                "http://127.0.0.1:4567/events",
+                true,
+                "any port",
+            ),
+            (
+                "https://hooks.example.com/marathon",
+                "https://hooks.example.com/marathon/1",
+                true,
+                "path prefix",
+            ),
+            (
+                "https://hooks.example.com/marathon",
+                "https://hooks.example.com/other",
+                false,
+                "path",
+            ),
+            (
+                "https://hooks.example.com/",
+                "http://hooks.example.com/",
+                false,
+                "scheme",
+            ),
+            (
+                "http://127.0.0.1:9000/",
+                "http://127.0.0.1:9001/",
+                false,
+                "port",
+            ),
+            (
+                "http://127.0.0.1:9000/",
+                "http://127.0.0.1:9000@169.254.169.254/",
+                false,
+                "userinfo trick",
+            ),
+            (
+                "http://127.0.0.1:*/",
+                "http://user:pw@127.0.0.1:80/",
+                false,
+                "credentials",
+            ),
+            ("http://127.0.0.1:*/", "http://127.0.0.2:80/", false, "host"),
+        ] {
+            assert_eq!(allowed(rule, url), expected, "{why}: {rule} / {url}");
+        }
         assert!(CallbackRule::parse("file:///etc/passwd").is_err());
         assert!(CallbackRule::parse("not a url").is_err());
     }

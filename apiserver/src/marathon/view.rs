@@ -47,6 +47,13 @@ impl Snapshot {
         self.tasks.iter().filter(move |t| t.spec.app_id == name)
     }
 
+    /// The app's tasks that have not ended.
+    pub fn live_tasks<'a>(&'a self, name: &'a str) -> Vec<&'a Task> {
+        self.tasks_of(name)
+            .filter(|t| !t.state().is_terminal())
+            .collect()
+    }
+
     /// Running deployments of an app.
     pub fn deployments_of(&self, name: &str) -> Vec<String> {
         self.deployments
@@ -65,13 +72,9 @@ impl Snapshot {
         }
         if embed.contains(&"taskStats") {
             let name = app.metadata.name.as_deref().unwrap_or_default();
-            let live: Vec<&Task> = self
-                .tasks_of(name)
-                .filter(|t| !t.state().is_terminal())
-                .collect();
             out["taskStats"] = pacer_crd::marathon::task_stats(
                 app,
-                &live,
+                &self.live_tasks(name),
                 pacer_crd::meta::jiff::Timestamp::now(),
             );
         }
@@ -80,20 +83,18 @@ impl Snapshot {
 
     /// The readiness results of the app's live tasks (Marathon's `readinessCheckResults`).
     pub fn readiness_results(&self, name: &str) -> Vec<Value> {
-        self.tasks_of(name)
-            .filter(|t| !t.state().is_terminal() && !t.spec.kill)
-            .flat_map(|t| {
-                let id = t.metadata.name.clone().unwrap_or_default();
-                let results = t.status.as_ref().map(|s| s.readiness.clone()).unwrap_or_default();
-                results.into_iter().map(move |r| {
-                    let mut out = json!({"name": r.name, "taskId": id, "ready": r.ready});
-                    if let Some(last) = r.last_response {
-                        out["lastResponse"] = json!({"status": last.status, "contentType": last.content_type, "body": last.body});
-                    }
-                    out
-                })
+        let live = self.live_tasks(name);
+        let results = live.iter().filter(|t| !t.spec.kill).flat_map(|t| {
+            let id = t.metadata.name.clone().unwrap_or_default();
+            let results = t.status.iter().flat_map(|s| s.readiness.iter());
+            results.map(move |r| {
+                // Marathon's TaskReadinessCheckResult: the stored result and its task.
+                let mut out = serde_json::to_value(r).unwrap_or_default();
+                out["taskId"] = json!(id);
+                out
             })
-            .collect()
+        });
+        results.collect()
     }
 
     /// A running deployment as `GET /v2/deployments` shows it, with the readiness results of
@@ -108,10 +109,7 @@ impl Snapshot {
     /// An app as Marathon shows it, with its tasks if asked.
     pub fn app_json(&self, app: &App, with_tasks: bool) -> Value {
         let name = app.metadata.name.as_deref().unwrap_or_default();
-        let live: Vec<&Task> = self
-            .tasks_of(name)
-            .filter(|t| !t.state().is_terminal())
-            .collect();
+        let live = self.live_tasks(name);
         let count = |s: &[TaskState]| live.iter().filter(|t| s.contains(&t.state())).count() as i64;
         let runtime = AppRuntime {
             tasks_staged: count(&[TaskState::Staging, TaskState::Starting]),
