@@ -124,7 +124,8 @@ async fn reconcile(deployment: Arc<Deployment>, cluster: Arc<Cluster>) -> Result
 ///
 /// A deployment of an app that is gone ends with it: the stop succeeds once the tasks are
 /// gone, and any other change (a scale, a start, a restart) was cancelled by the deletion, as
-/// Marathon cancels the deployments a forced delete overrides.
+/// Marathon cancels the deployments a forced delete overrides. An app older than the
+/// deployment's generation is a cache that has not seen the change yet: it decides nothing.
 fn outcome(
     deployment: &Deployment,
     app: Option<&App>,
@@ -136,10 +137,18 @@ fn outcome(
             tasks.is_empty().then_some(DeploymentPhase::Succeeded)
         }
         (None, _) => Some(DeploymentPhase::Superseded),
-        (Some(app), _) if app.metadata.generation.unwrap_or(0) > spec.app_generation => {
-            Some(DeploymentPhase::Superseded)
-        }
-        (Some(app), _) => converged(app, tasks).then_some(DeploymentPhase::Succeeded),
+        (Some(app), _) => match app
+            .metadata
+            .generation
+            .unwrap_or(0)
+            .cmp(&spec.app_generation)
+        {
+            std::cmp::Ordering::Greater => Some(DeploymentPhase::Superseded),
+            std::cmp::Ordering::Less => None,
+            std::cmp::Ordering::Equal => {
+                converged(app, tasks).then_some(DeploymentPhase::Succeeded)
+            }
+        },
     }
 }
 
@@ -283,6 +292,14 @@ mod tests {
             outcome(&older, Some(&web), &running(&web, 1)),
             Some(DeploymentPhase::Superseded)
         );
+    }
+
+    #[test]
+    fn an_app_cache_behind_the_deployment_decides_nothing() {
+        // The scale to 100 written with generation 2, the cache still at 0 instances of 1.
+        let before = app(0, 1);
+        let d = deployment(DeploymentAction::ScaleApplication, 2);
+        assert_eq!(outcome(&d, Some(&before), &[]), None);
     }
 
     #[test]
