@@ -156,8 +156,9 @@ async fn register(
         agent_version: Some(env!("CARGO_PKG_VERSION").into()),
     });
     pacer_runtime::api::prepare_new(&mut node);
-    let written = match nodes.put_op(&node, Some(lease.id)) {
-        Ok(put) => nodes.commit(vec![], vec![put]).await.map(|_| ()),
+    let mut txn = pacer_runtime::Txn::new();
+    let written = match txn.put_with_lease(nodes, &node, Some(lease.id)) {
+        Ok(_) => client.commit(txn).await.map(|_| ()),
         Err(e) => Err(e),
     };
     match written {
@@ -265,13 +266,14 @@ mod moving {
         let (first, _) = node_lease(&h, "n0").await.expect("n0 registered");
         let nodes: Api<Node> = Api::new(&h.client);
         // All at once: a count between two creations would move n0 to a lease in between.
-        let others = (1..=30).map(|i| {
+        let mut others = pacer_runtime::Txn::new();
+        for i in 1..=30 {
             let other = node_spec(&config(&format!("other-{i}")), "http://127.0.0.1:1");
             let mut node = Node::new(&format!("other-{i}"), other);
             pacer_runtime::api::prepare_new(&mut node);
-            nodes.put_op(&node, None).expect("node")
-        });
-        nodes.commit(vec![], others.collect()).await.expect("nodes");
+            others.put(&nodes, &node).expect("node");
+        }
+        h.client.commit(others).await.expect("nodes");
         // Recounted within 10 renewal periods (of 0.67 s) and a half.
         eventually(limit, "n0 on a 5 s lease", || async {
             node_lease(&h, "n0").await.is_some_and(|(_, ttl)| ttl == 5)

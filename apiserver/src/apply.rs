@@ -1,7 +1,6 @@
 //! Writing apps: apply (create or update, a no-op when nothing changed), scale and delete,
 //! each with its Deployment record in the same etcd transaction.
 
-use etcd_client::{Compare, CompareOp};
 use pacer_crd::app::{
     DEADLINE_ANNOTATION, KILLING_ANNOTATION, SCALED_ANNOTATION, VERSION_ANNOTATION,
 };
@@ -9,7 +8,7 @@ use pacer_crd::deployment::DeploymentAction;
 use pacer_crd::{
     App, AppVersion, AppVersionSpec, Deployment, DeploymentSpec, DeploymentStatus, Record,
 };
-use pacer_runtime::{Api, now};
+use pacer_runtime::{Api, Txn, now};
 use serde::Serialize;
 
 use crate::{ApiError, ApiState, service_ports};
@@ -69,21 +68,17 @@ pub async fn scale_and_kill(
     apply_with(state, current, false, None, kill).await
 }
 
-/// The kill marks of `keys` (tasks gone meanwhile are skipped), as compares and writes.
-async fn kill_ops(
-    state: &ApiState,
-    keys: &[String],
-) -> Result<(Vec<Compare>, Vec<etcd_client::TxnOp>), ApiError> {
-    let (mut compares, mut ops) = (Vec::new(), Vec::new());
+/// The kill marks of `keys` (tasks gone meanwhile are skipped), each on the task as read.
+async fn kill_marks(state: &ApiState, keys: &[String]) -> Result<Txn, ApiError> {
+    let mut txn = Txn::new();
     for key in keys {
         let Some(mut task) = state.tasks.get(key).await? else {
             continue;
         };
-        compares.push(state.tasks.unchanged(&task)?);
         task.spec.kill = true;
-        ops.push(state.tasks.put_op(&task, None)?);
+        txn.replace(&state.tasks, &task)?;
     }
-    Ok((compares, ops))
+    Ok(txn)
 }
 
 async fn apply_with(
@@ -94,108 +89,117 @@ async fn apply_with(
     kill: &[String],
 ) -> Result<ApplyResult, ApiError> {
     desired.spec.normalize();
-    let name = desired.metadata.name.clone().unwrap_or_default();
-    loop {
-        let current = state.apps.get(&name).await?;
-        let claims = service_ports::claims(state).await?;
-        let mut desired = desired.clone();
-        // A kill with scale lowers the count the app has now, whatever else changed since
-        // (and never brings back an app deleted meanwhile).
-        if !kill.is_empty() {
-            let now = current.as_ref().ok_or_else(|| {
-                ApiError::NotFound(format!("App '{}' does not exist", path_of(&name)))
-            })?;
-            desired = now.clone();
-            desired.spec.instances = (now.spec.instances - kill.len() as i64).max(0);
-        }
-        let (port_compares, port_ops) = service_ports::assign(
-            state,
-            &name,
-            &mut desired.spec,
-            current.as_ref().map(|c| &c.spec),
-            &claims,
-        )?;
-        if create_only && current.is_some() {
-            return Err(ApiError::AlreadyExists(format!(
-                "App '{name}' already exists"
-            )));
-        }
-        let (next, result, action) = match &current {
-            None => (
-                new_app(&desired),
-                Applied::Created,
-                DeploymentAction::StartApplication,
-            ),
-            Some(existing) => match updated(existing, &desired) {
-                None if !kill.is_empty() => {
-                    // Already at 0 instances: the kills alone.
-                    let (compares, ops) = kill_ops(state, kill).await?;
-                    match state.tasks.commit(compares, ops).await {
-                        Err(e) if e.is_conflict() => continue,
-                        Err(e) => return Err(e.into()),
-                        Ok(_) => {}
-                    }
-                    return Ok(ApplyResult {
-                        result: Applied::Unchanged,
-                        object: existing.clone(),
-                        deployment: None,
-                    });
+    let request = Request {
+        desired: &desired,
+        create_only,
+        plan,
+        kill,
+    };
+    pacer_runtime::retry::on_conflict(|| apply_once(state, &request)).await
+}
+
+/// One write of an app, as `apply_with` asked for it.
+struct Request<'a> {
+    desired: &'a App,
+    create_only: bool,
+    plan: Option<&'a str>,
+    /// Tasks to kill, the count lowered by as many.
+    kill: &'a [String],
+}
+
+/// Reads the app and the port claims, decides the change and writes it with its deployment,
+/// its version, its port claims and the kill marks in one transaction.
+async fn apply_once(state: &ApiState, request: &Request<'_>) -> Result<ApplyResult, ApiError> {
+    let name = request.desired.metadata.name.clone().unwrap_or_default();
+    let current = state.apps.get(&name).await?;
+    let claims = service_ports::claims(state).await?;
+    let mut desired = request.desired.clone();
+    // A kill with scale lowers the count the app has now, whatever else changed since
+    // (and never brings back an app deleted meanwhile).
+    if !request.kill.is_empty() {
+        let now = current.as_ref().ok_or_else(|| {
+            ApiError::NotFound(format!("App '{}' does not exist", path_of(&name)))
+        })?;
+        desired = now.clone();
+        desired.spec.instances = (now.spec.instances - request.kill.len() as i64).max(0);
+    }
+    let ports = service_ports::assign(
+        state,
+        &name,
+        &mut desired.spec,
+        current.as_ref().map(|c| &c.spec),
+        &claims,
+    )?;
+    if request.create_only && current.is_some() {
+        return Err(ApiError::AlreadyExists(format!(
+            "App '{name}' already exists"
+        )));
+    }
+    let (mut next, result, action) = match &current {
+        None => (
+            new_app(&desired),
+            Applied::Created,
+            DeploymentAction::StartApplication,
+        ),
+        Some(existing) => match updated(existing, &desired) {
+            Some((app, action)) => (app, Applied::Configured, action),
+            None => {
+                // Nothing changes; already at 0 instances, a kill with scale is the kills alone.
+                let kills = kill_marks(state, request.kill).await?;
+                if !kills.is_empty() {
+                    state.tasks.client().commit(kills).await?;
                 }
-                None => {
-                    return Ok(ApplyResult {
-                        result: Applied::Unchanged,
-                        object: existing.clone(),
-                        deployment: None,
-                    });
-                }
-                Some((app, action)) => (app, Applied::Configured, action),
-            },
-        };
-        let compare = match &current {
-            Some(existing) => state.apps.unchanged(existing)?,
-            None => Compare::create_revision(state.apps.etcd_key(&name), CompareOp::Equal, 0),
-        };
-        let mut next = next;
-        if !kill.is_empty() {
-            let names: Vec<&str> = kill
-                .iter()
-                .map(|key| key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name))
-                .collect();
-            let annotations = next
-                .metadata
-                .annotations
-                .get_or_insert_with(Default::default);
-            annotations.insert(KILLING_ANNOTATION.into(), names.join(","));
-        }
-        let mut deployment = new_deployment(&next, action);
-        deployment.spec.plan = plan.map(str::to_string);
-        let mut ops = vec![
-            state.apps.put_op(&next, None)?,
-            state.deployments.put_op(&deployment, None)?,
-            state.versions.put_op(&version_of(&next), None)?,
-        ];
-        ops.extend(port_ops);
-        let (kill_compares, kill_writes) = kill_ops(state, kill).await?;
-        ops.extend(kill_writes);
-        let compares = std::iter::once(compare)
-            .chain(port_compares)
-            .chain(kill_compares)
-            .collect();
-        match state.apps.commit(compares, ops).await {
-            Ok(rev) => {
-                prune_versions(state, &name).await;
-                let mut object = next;
-                object.metadata.resource_version = Some(rev.to_string());
                 return Ok(ApplyResult {
-                    result,
-                    object,
-                    deployment: deployment.metadata.name,
+                    result: Applied::Unchanged,
+                    object: existing.clone(),
+                    deployment: None,
                 });
             }
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
+        },
+    };
+    let mut txn = Txn::new();
+    match &current {
+        Some(existing) => txn.unchanged(&state.apps, existing),
+        None => txn.absent(&state.apps, &name),
+    };
+    if !request.kill.is_empty() {
+        let names: Vec<&str> = request
+            .kill
+            .iter()
+            .map(|key| key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name))
+            .collect();
+        let annotations = next
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        annotations.insert(KILLING_ANNOTATION.into(), names.join(","));
     }
+    let mut deployment = new_deployment(&next, action);
+    deployment.spec.plan = request.plan.map(str::to_string);
+    write_version(state, &mut txn, &next, &deployment)?;
+    txn.append(ports);
+    txn.append(kill_marks(state, request.kill).await?);
+    let rev = state.apps.client().commit(txn).await?;
+    prune_versions(state, &name).await;
+    next.metadata.resource_version = Some(rev.to_string());
+    Ok(ApplyResult {
+        result,
+        object: next,
+        deployment: deployment.metadata.name,
+    })
+}
+
+/// The writes of a new version of an app: the app, its deployment, its stored version.
+fn write_version(
+    state: &ApiState,
+    txn: &mut Txn,
+    next: &App,
+    deployment: &Deployment,
+) -> Result<(), ApiError> {
+    txn.put(&state.apps, next)?
+        .put(&state.deployments, deployment)?
+        .put(&state.versions, &version_of(next))?;
+    Ok(())
 }
 
 fn new_app(desired: &App) -> App {
@@ -322,7 +326,7 @@ pub async fn scale(state: &ApiState, name: &str, instances: i64) -> Result<Apply
 
 /// Deletes an app; the controllers then stop and remove its tasks.
 pub async fn delete(state: &ApiState, name: &str) -> Result<App, ApiError> {
-    loop {
+    pacer_runtime::retry::on_conflict(|| async {
         let app = state
             .apps
             .get(name)
@@ -330,21 +334,14 @@ pub async fn delete(state: &ApiState, name: &str) -> Result<App, ApiError> {
             .ok_or_else(|| ApiError::NotFound(format!("App '{name}' does not exist")))?;
         let deployment = new_deployment(&app, DeploymentAction::StopApplication);
         let claims = service_ports::claims(state).await?;
-        let mut ops = vec![
-            etcd_client::TxnOp::delete(state.apps.etcd_key(&app.key()), None),
-            state.deployments.put_op(&deployment, None)?,
-        ];
-        ops.extend(service_ports::release(state, name, &claims, &[]));
-        match state
-            .apps
-            .commit(vec![state.apps.unchanged(&app)?], ops)
-            .await
-        {
-            Ok(_) => return Ok(app),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+        let mut txn = Txn::new();
+        txn.delete_unchanged(&state.apps, &app)
+            .put(&state.deployments, &deployment)?;
+        txn.append(service_ports::release(state, name, &claims, &[]));
+        state.apps.client().commit(txn).await?;
+        Ok(app)
+    })
+    .await
 }
 
 /// Finds a task by its id alone (its key also holds the node).
@@ -361,7 +358,7 @@ pub async fn find_task(
 
 /// A new version of an app with the same definition: its tasks are replaced (Marathon's restart).
 pub async fn restart(state: &ApiState, name: &str) -> Result<ApplyResult, ApiError> {
-    loop {
+    pacer_runtime::retry::on_conflict(|| async {
         let existing =
             state.apps.get(name).await?.ok_or_else(|| {
                 ApiError::NotFound(format!("App '{}' does not exist", path_of(name)))
@@ -372,25 +369,15 @@ pub async fn restart(state: &ApiState, name: &str) -> Result<ApplyResult, ApiErr
         next.metadata.annotations = Some(annotations);
         next.metadata.generation = Some(existing.metadata.generation.unwrap_or(0) + 1);
         let deployment = new_deployment(&next, DeploymentAction::RestartApplication);
-        let ops = vec![
-            state.apps.put_op(&next, None)?,
-            state.deployments.put_op(&deployment, None)?,
-            state.versions.put_op(&version_of(&next), None)?,
-        ];
-        match state
-            .apps
-            .commit(vec![state.apps.unchanged(&existing)?], ops)
-            .await
-        {
-            Ok(_) => {
-                return Ok(ApplyResult {
-                    result: Applied::Configured,
-                    object: next,
-                    deployment: deployment.metadata.name,
-                });
-            }
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+        let mut txn = Txn::new();
+        txn.unchanged(&state.apps, &existing);
+        write_version(state, &mut txn, &next, &deployment)?;
+        state.apps.client().commit(txn).await?;
+        Ok(ApplyResult {
+            result: Applied::Configured,
+            object: next,
+            deployment: deployment.metadata.name,
+        })
+    })
+    .await
 }

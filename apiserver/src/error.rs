@@ -32,6 +32,13 @@ impl From<pacer_runtime::Error> for ApiError {
     }
 }
 
+/// A write that lost a race is tried again (`pacer_runtime::retry::on_conflict`).
+impl pacer_runtime::retry::Conflicting for ApiError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, ApiError::Storage(e) if e.is_conflict())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body) = match &self {

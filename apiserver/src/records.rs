@@ -8,10 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use etcd_client::{Compare, CompareOp, TxnOp};
 use pacer_crd::job::next_run;
 use pacer_crd::{Job, JobRun, Manifest, Record, Role};
 use pacer_runtime::Api;
+use pacer_runtime::Txn;
 use serde_json::{Value, json};
 
 use crate::native::{ListQuery, get_one, list};
@@ -197,11 +197,12 @@ async fn delete_job(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("Job '{name}' does not exist")))?;
     let runs = s.runs.list("").await?;
-    let mut ops = vec![TxnOp::delete(s.jobs.etcd_key(&name), None)];
+    let mut txn = Txn::new();
+    txn.delete_unchanged(&s.jobs, &job);
     for run in runs.items.iter().filter(|r| r.spec.job == name) {
-        ops.push(TxnOp::delete(s.runs.etcd_key(&run.key()), None));
+        txn.delete(&s.runs, &run.key());
     }
-    s.jobs.commit(vec![s.jobs.unchanged(&job)?], ops).await?;
+    s.jobs.client().commit(txn).await?;
     Ok(Json(json!({"result": "deleted", "name": name})).into_response())
 }
 
@@ -210,26 +211,23 @@ async fn start_run(
     State(s): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    loop {
+    let run = pacer_runtime::retry::on_conflict(|| async {
         let job = s
             .jobs
             .get(&name)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("Job '{name}' does not exist")))?;
-        let (updated, run) = next_run(&job, "manual");
-        let mut run = run;
+        let (updated, mut run) = next_run(&job, "manual");
         pacer_runtime::api::prepare_new(&mut run);
-        let compares = vec![
-            s.jobs.unchanged(&job)?,
-            Compare::create_revision(s.runs.etcd_key(&run.key()), CompareOp::Equal, 0),
-        ];
-        let ops = vec![s.jobs.put_op(&updated, None)?, s.runs.put_op(&run, None)?];
-        match s.jobs.commit(compares, ops).await {
-            Ok(_) => return Ok((StatusCode::CREATED, Json::<JobRun>(run)).into_response()),
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+        let mut txn = Txn::new();
+        txn.unchanged(&s.jobs, &job)
+            .put(&s.jobs, &updated)?
+            .create(&s.runs, &run)?;
+        s.jobs.client().commit(txn).await?;
+        Ok::<_, ApiError>(run)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json::<JobRun>(run)).into_response())
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

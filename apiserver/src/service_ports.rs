@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::{Compare, CompareOp, GetOptions, TxnOp};
 use pacer_crd::{AppSpec, FieldError, FieldErrors, NetworkMode};
+
+use pacer_runtime::{Claims, Txn};
 
 use crate::{ApiError, ApiState};
 
@@ -38,29 +39,15 @@ fn slots(spec: &mut AppSpec) -> Vec<(&mut i64, String)> {
 
 /// Current claims: port -> app name.
 pub async fn claims(state: &ApiState) -> Result<BTreeMap<i64, String>, ApiError> {
-    let prefix = claim_prefix(state);
-    // Retried like every typed read: an etcd member just lost must not fail a request.
-    let resp = pacer_runtime::client::transient_retry(|| {
-        let (mut etcd, prefix) = (state.apps.client().etcd(), prefix.clone());
-        async move {
-            etcd.get(prefix, Some(GetOptions::new().with_prefix()))
-                .await
-        }
-    })
-    .await
-    .map_err(|e| ApiError::Storage(e.into()))?;
-    Ok(resp
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            let port = kv.key_str().ok()?.strip_prefix(&prefix)?.parse().ok()?;
-            Some((port, kv.value_str().ok()?.to_string()))
-        })
+    let claims = claim_names(state).list().await?;
+    Ok(claims
+        .into_iter()
+        .filter_map(|(port, app)| Some((port.parse().ok()?, app)))
         .collect())
 }
 
-fn claim_prefix(state: &ApiState) -> String {
-    format!("{}serviceports/", state.apps.client().prefix())
+fn claim_names(state: &ApiState) -> Claims {
+    Claims::new(state.apps.client(), "serviceports")
 }
 
 /// Fills the app's zero service ports (keeping the ones `previous` had in the same place),
@@ -72,7 +59,7 @@ pub fn assign(
     spec: &mut AppSpec,
     previous: Option<&AppSpec>,
     claims: &BTreeMap<i64, String>,
-) -> Result<(Vec<Compare>, Vec<TxnOp>), ApiError> {
+) -> Result<Txn, ApiError> {
     let mut before = previous.cloned();
     let kept: Vec<i64> = before
         .as_mut()
@@ -124,31 +111,26 @@ pub fn assign(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(FieldErrors(problems)));
     }
-    let prefix = claim_prefix(state);
-    let mut compares = Vec::new();
-    let mut ops = Vec::new();
+    let names = claim_names(state);
+    let mut txn = Txn::new();
     for port in used.iter().filter(|p| **p != 0) {
         if claims.get(port).is_none() {
-            let key = format!("{prefix}{port}");
-            compares.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
-            ops.push(TxnOp::put(key, app, None));
+            txn.claim(&names, &port.to_string(), app);
         }
     }
-    ops.extend(release(state, app, claims, &used));
-    Ok((compares, ops))
+    txn.append(release(state, app, claims, &used));
+    Ok(txn)
 }
 
 /// Deletes the app's claims on ports not in `keep`.
-pub fn release(
-    state: &ApiState,
-    app: &str,
-    claims: &BTreeMap<i64, String>,
-    keep: &[i64],
-) -> Vec<TxnOp> {
-    let prefix = claim_prefix(state);
-    claims
+pub fn release(state: &ApiState, app: &str, claims: &BTreeMap<i64, String>, keep: &[i64]) -> Txn {
+    let names = claim_names(state);
+    let mut txn = Txn::new();
+    for (port, _) in claims
         .iter()
         .filter(|(port, owner)| owner.as_str() == app && !keep.contains(port))
-        .map(|(port, _)| TxnOp::delete(format!("{prefix}{port}"), None))
-        .collect()
+    {
+        txn.release(&names, &port.to_string());
+    }
+    txn
 }

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use etcd_client::{Compare, TxnOp};
 use pacer_crd::{AppSpec, Task};
+use pacer_runtime::Txn;
 
 use crate::Cluster;
 use crate::placement::{self, Assignment, Candidate, Plan};
@@ -32,21 +32,19 @@ const MAX_TXN_OPS: usize = 128;
 /// Below etcd's default request size limit (1.5 MiB).
 const MAX_TXN_BYTES: usize = 1 << 20;
 
-/// Operations of one transaction and the number of placements it carries.
+/// One transaction and the number of placements it carries.
 #[derive(Default)]
 struct Batch {
-    compares: Vec<Compare>,
-    ops: Vec<TxnOp>,
-    bytes: usize,
+    txn: Txn,
     placements: usize,
 }
 
 impl Batch {
-    fn fits(&self, compares: usize, ops: usize, bytes: usize) -> bool {
-        self.ops.is_empty()
-            || (self.compares.len() + compares <= MAX_TXN_OPS
-                && self.ops.len() + ops <= MAX_TXN_OPS
-                && self.bytes + bytes <= MAX_TXN_BYTES)
+    fn fits(&self, unit: &Txn) -> bool {
+        self.txn.is_empty()
+            || (self.txn.conditions() + unit.conditions() <= MAX_TXN_OPS
+                && self.txn.writes() + unit.writes() <= MAX_TXN_OPS
+                && self.txn.bytes() + unit.bytes() <= MAX_TXN_BYTES)
     }
 }
 
@@ -105,16 +103,15 @@ pub fn candidates(cluster: &Cluster, spec: &AppSpec, live: &[Arc<Task>]) -> Vec<
     out
 }
 
-/// Places up to `missing` instances of `spec` and writes them with `compares` and `ops` (the
-/// owner's own bookkeeping) in one transaction.
+/// Places up to `missing` instances of `spec` and writes them with `owner` (the owner's own
+/// bookkeeping) in one transaction.
 pub async fn accept(
     cluster: &Cluster,
     spec: &AppSpec,
     live: &[Arc<Task>],
     missing: usize,
     build: impl Fn(&Assignment) -> Task,
-    mut compares: Vec<Compare>,
-    mut ops: Vec<TxnOp>,
+    owner: Txn,
 ) -> Result<Placed, pacer_runtime::Error> {
     // One placement at a time, planned against offers that show every earlier one: placements
     // planned at once from the same view pick the same nodes, and all but one conflict (841
@@ -146,9 +143,8 @@ pub async fn accept(
         by_node.entry(a.node.as_str()).or_default().push(a);
     }
     let mut batches = vec![Batch {
-        compares: std::mem::take(&mut compares),
-        ops: std::mem::take(&mut ops),
-        ..Batch::default()
+        txn: owner,
+        placements: 0,
     }];
     let mut lost = 0;
     for c in &candidates {
@@ -173,22 +169,16 @@ pub async fn accept(
         };
         let mut unit = Batch::default();
         if let (Some(offer), Some(shrunk)) = (&c.offer, shrunk) {
-            unit.compares.push(cluster.offers.unchanged(offer)?);
-            let (op, size) = cluster.offers.sized_put_op(&shrunk, None)?;
-            unit.ops.push(op);
-            unit.bytes += size;
+            unit.txn.unchanged(&cluster.offers, offer);
+            unit.txn.put(&cluster.offers, &shrunk)?;
         }
         for assignment in kept {
-            let (op, size) = cluster.tasks.sized_put_op(&build(assignment), None)?;
-            unit.ops.push(op);
-            unit.bytes += size;
+            unit.txn.put(&cluster.tasks, &build(assignment))?;
             unit.placements += 1;
         }
         let last = batches.last_mut().expect("one batch at least");
-        if last.fits(unit.compares.len(), unit.ops.len(), unit.bytes) {
-            last.compares.append(&mut unit.compares);
-            last.ops.append(&mut unit.ops);
-            last.bytes += unit.bytes;
+        if last.fits(&unit.txn) {
+            last.txn.append(unit.txn);
             last.placements += unit.placements;
         } else {
             batches.push(unit);
@@ -197,7 +187,7 @@ pub async fn accept(
     // The first batch (with the owner's bookkeeping) decides; the rest follow at once.
     let mut batches = batches.into_iter();
     let first = batches.next().expect("one batch at least");
-    let mut revision = match cluster.offers.commit(first.compares, first.ops).await {
+    let mut revision = match cluster.offers.client().commit(first.txn).await {
         Ok(revision) => revision,
         Err(e) if e.is_conflict() => {
             tracing::debug!(
@@ -208,8 +198,8 @@ pub async fn accept(
         }
         Err(e) => return Err(e),
     };
-    let commits = batches
-        .map(|b| async move { (b.placements, cluster.offers.commit(b.compares, b.ops).await) });
+    let commits =
+        batches.map(|b| async move { (b.placements, cluster.offers.client().commit(b.txn).await) });
     for (placements, result) in futures::future::join_all(commits).await {
         match result {
             Ok(r) => revision = revision.max(r),

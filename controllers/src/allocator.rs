@@ -6,13 +6,12 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use etcd_client::{Compare, CompareOp, GetOptions, TxnOp};
 use pacer_crd::node::subtract_ports;
 use pacer_crd::offer::offer_name;
 use pacer_crd::{App, Node, Offer, OfferSpec, PortRange, Record, Resources, Role, Task};
-use pacer_runtime::api::get_response;
 use pacer_runtime::reflector::Store;
 use pacer_runtime::{Action, Api, Controller};
+use pacer_runtime::{Reads, Txn};
 use tokio_util::sync::CancellationToken;
 
 use crate::{CONFLICT_RETRY, Cluster, drf};
@@ -160,50 +159,16 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
         return Ok(Action::await_change());
     }
     let (offers, tasks, nodes) = (&cluster.offers, &cluster.tasks, &cluster.nodes);
-    let reads = vec![
-        TxnOp::get(nodes.etcd_key(&name), None),
-        TxnOp::get(
-            offers.etcd_prefix(&format!("{name}.")),
-            Some(GetOptions::new().with_prefix()),
-        ),
-        TxnOp::get(
-            tasks.etcd_prefix(&format!("{name}/")),
-            Some(GetOptions::new().with_prefix()),
-        ),
-    ];
-    let snapshot = pacer_runtime::client::transient_retry(|| {
-        let (mut etcd, reads) = (offers.client().kv(), reads.clone());
-        async move { etcd.txn(etcd_client::Txn::new().and_then(reads)).await }
-    })
-    .await
-    .map_err(|e| Error::Snapshot(name.clone(), e.into()))?;
-    let responses = snapshot.op_responses();
-    let kvs = |i: usize| {
-        responses
-            .get(i)
-            .and_then(get_response)
-            .map(|g| g.kvs().to_vec())
-            .unwrap_or_default()
-    };
-    let decode_err = |e| Error::Snapshot(name.clone(), e);
-    let current_node = kvs(0)
-        .first()
-        .map(|kv| nodes.decode(kv))
-        .transpose()
-        .map_err(decode_err)?;
-    let existing: Vec<Offer> = kvs(1)
-        .iter()
-        .map(|kv| offers.decode(kv))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(decode_err)?
-        .into_iter()
-        .filter(|o| o.spec.node == name)
-        .collect();
-    let node_tasks = kvs(2)
-        .iter()
-        .map(|kv| tasks.decode(kv))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(decode_err)?;
+    let mut reads = Reads::new();
+    let node_read = reads.get(nodes, &name);
+    let offers_read = reads.list(offers, &format!("{name}."));
+    let tasks_read = reads.list(tasks, &format!("{name}/"));
+    let snapshot_err = |e| Error::Snapshot(name.clone(), e);
+    let snapshot = offers.client().read(reads).await.map_err(snapshot_err)?;
+    let current_node = snapshot.one(&node_read).map_err(snapshot_err)?;
+    let mut existing = snapshot.all(&offers_read).map_err(snapshot_err)?;
+    existing.retain(|o| o.spec.node == name);
+    let node_tasks = snapshot.all(&tasks_read).map_err(snapshot_err)?;
 
     let wanted = wanted_offers(
         &cluster,
@@ -219,16 +184,15 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
             .expect("offer book lock")
             .remove(&name);
     }
-    let mut compares = Vec::new();
-    let mut ops = Vec::new();
+    let mut txn = Txn::new();
     let err = |e| Error::OfferWrite(name.clone(), e);
     for offer in &existing {
         if wanted.get(&offer.spec.role) == Some(&offer.spec) {
             continue;
         }
-        compares.push(offers.unchanged(offer).map_err(err)?);
+        txn.unchanged(offers, offer);
         if !wanted.contains_key(&offer.spec.role) {
-            ops.push(TxnOp::delete(offers.etcd_key(&offer.key()), None));
+            txn.delete(offers, &offer.key());
         }
     }
     for (role, spec) in &wanted {
@@ -238,24 +202,19 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
             Some(o) => {
                 let mut updated = o.clone();
                 updated.spec = spec.clone();
-                ops.push(offers.put_op(&updated, None).map_err(err)?);
+                txn.put(offers, &updated).map_err(err)?;
             }
             None => {
-                compares.push(Compare::create_revision(
-                    offers.etcd_key(&key),
-                    CompareOp::Equal,
-                    0,
-                ));
                 let mut offer = Offer::new(&key, spec.clone());
                 pacer_runtime::api::prepare_new(&mut offer);
-                ops.push(offers.put_op(&offer, None).map_err(err)?);
+                txn.create(offers, &offer).map_err(err)?;
             }
         }
     }
-    if ops.is_empty() {
+    if txn.is_empty() {
         return Ok(Action::await_change());
     }
-    match offers.commit(compares, ops).await {
+    match offers.client().commit(txn).await {
         Ok(_) => Ok(Action::await_change()),
         Err(e) if e.is_conflict() => Ok(Action::requeue(CONFLICT_RETRY)),
         Err(e) => Err(Error::OfferWrite(name, e)),

@@ -9,7 +9,7 @@ use pacer_crd::deployment::DeploymentPhase;
 use pacer_crd::{
     App, AppStatus, Deployment, KillSelection, Offer, Resources, Task, TaskSpec, TaskState,
 };
-use pacer_runtime::{Action, Controller, now};
+use pacer_runtime::{Action, Controller, Txn, now};
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::{self, Placed};
@@ -210,8 +210,7 @@ async fn reconcile(app: Arc<App>, cluster: Arc<Cluster>) -> Result<Action, Error
                     &tasks,
                     missing,
                     |a| new_task(&app, &a.node, a.host_ports.clone()),
-                    Vec::new(),
-                    Vec::new(),
+                    Txn::new(),
                 )
                 .await
                 .map_err(|e| Error::AcceptOffers(name.clone(), e))?;
@@ -443,8 +442,8 @@ async fn forget_ended(app: &App, tasks: &[Arc<Task>], cluster: &Cluster) -> Resu
     let name = app.metadata.name.clone().unwrap_or_default();
     let err = |e| Error::TaskCleanup(name.clone(), e);
     let mut status = app.status.clone().unwrap_or_default();
-    let mut compares = vec![cluster.apps.unchanged(app).map_err(err)?];
-    let mut ops = Vec::new();
+    let mut txn = Txn::new();
+    txn.unchanged(&cluster.apps, app);
     for task in tasks.iter().filter(|t| t.state().is_terminal()) {
         let failed = matches!(
             task.state(),
@@ -453,21 +452,15 @@ async fn forget_ended(app: &App, tasks: &[Arc<Task>], cluster: &Cluster) -> Resu
         if failed && !task.spec.kill && task.spec.app_version == app.version() {
             record_failure(app, task, &mut status);
         }
-        compares.push(cluster.tasks.unchanged(task).map_err(err)?);
-        ops.push(etcd_client::TxnOp::delete(
-            cluster
-                .tasks
-                .etcd_key(&pacer_crd::Record::key(task.as_ref())),
-            None,
-        ));
+        txn.delete_unchanged(&cluster.tasks, task.as_ref());
     }
     let status_written = app.status.as_ref() != Some(&status);
     if status_written {
         let mut updated = app.clone();
         updated.status = Some(status);
-        ops.push(cluster.apps.put_op(&updated, None).map_err(err)?);
+        txn.put(&cluster.apps, &updated).map_err(err)?;
     }
-    match cluster.tasks.commit(compares, ops).await {
+    match cluster.tasks.client().commit(txn).await {
         Ok(revision) => {
             if status_written {
                 cluster.status_writes.record(&name, revision);

@@ -5,34 +5,29 @@
 
 use std::time::{Duration, Instant};
 
-use pacer_runtime::Client;
 use pacer_runtime::lease::{Lease, Terms};
+use pacer_runtime::{Backoff, Client};
 use tokio_util::sync::CancellationToken;
 
 pub use pacer_runtime::election::leader;
-use pacer_runtime::election::name as election_name;
 
 /// Campaigns as `identity`; while elected, runs every controller. Returns when `token` is
 /// cancelled (resigning by revoking the lease, so a standby takes over at once).
 pub async fn run_elected(client: &Client, identity: &str, ttl: Duration, token: CancellationToken) {
-    let new_backoff = || pacer_runtime::backoff(Duration::from_millis(200), Duration::from_secs(5));
-    let mut backoff = new_backoff();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !token.is_cancelled() {
         let lease = match Lease::grant(client, Terms::thirds(ttl), token.child_token()).await {
             Ok(lease) => lease,
             Err(e) => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                tracing::info!(error = %e, retry_in = ?delay, "cannot get a lease for the election");
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
+                let told = |delay| tracing::info!(error = %e, retry_in = ?delay, "cannot get a lease for the election");
+                if !backoff.pause(&token, told).await {
+                    return;
                 }
                 continue;
             }
         };
-        backoff = new_backoff();
-        let mut election = client.etcd().election_client();
-        let campaign = election.campaign(election_name(client), identity, lease.id);
+        backoff.reset();
+        let campaign = pacer_runtime::election::campaign(client, identity, lease.id);
         let won = tokio::select! {
             _ = token.cancelled() => None,
             _ = lease.lost() => None,

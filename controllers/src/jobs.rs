@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp};
 use pacer_crd::job::{ConcurrencyPolicy, next_run};
 use pacer_crd::meta::jiff::Timestamp;
 use pacer_crd::{
     Job, JobRun, JobRunStatus, Record, Resources, RunPhase, Task, TaskSpec, TaskState,
 };
+use pacer_runtime::Txn;
 use pacer_runtime::{Action, Controller, now, timestamp};
 use tokio_util::sync::CancellationToken;
 
@@ -137,22 +137,17 @@ async fn reconcile_job(job: Arc<Job>, cluster: Arc<Cluster>) -> Result<Action, E
     }
     let mut next = (*job).clone();
     next.status = Some(status);
-    let mut ops = Vec::new();
-    let mut compares = vec![cluster.jobs.unchanged(&job).map_err(err)?];
+    let mut txn = Txn::new();
+    txn.unchanged(&cluster.jobs, &job);
     if let Some(trigger) = start {
         let (updated, mut run) = next_run(&next, trigger);
         pacer_runtime::api::prepare_new(&mut run);
-        compares.push(Compare::create_revision(
-            cluster.runs.etcd_key(&run.key()),
-            CompareOp::Equal,
-            0,
-        ));
-        ops.push(cluster.runs.put_op(&run, None).map_err(err)?);
+        txn.create(&cluster.runs, &run).map_err(err)?;
         next = updated;
     }
     if next != *job {
-        ops.push(cluster.jobs.put_op(&next, None).map_err(err)?);
-        match cluster.jobs.commit(compares, ops).await {
+        txn.put(&cluster.jobs, &next).map_err(err)?;
+        match cluster.jobs.client().commit(txn).await {
             Ok(_) => {}
             Err(e) if e.is_conflict() => return Ok(Action::requeue(CONFLICT_RETRY)),
             Err(e) => return Err(err(e)),
@@ -359,9 +354,9 @@ async fn place_attempt(
         pacer_runtime::api::prepare_new(&mut task);
         task
     };
-    let compares = vec![cluster.runs.unchanged(run)?];
-    let ops = vec![cluster.runs.put_op(&next, None)?];
-    match accept::accept(cluster, template, &[], 1, build, compares, ops).await? {
+    let mut owner = Txn::new();
+    owner.replace(&cluster.runs, &next)?;
+    match accept::accept(cluster, template, &[], 1, build, owner).await? {
         Placed::Conflict => Ok(Action::requeue(CONFLICT_RETRY)),
         Placed::Done { plan, revision, .. } if plan.unplaced == 0 => {
             cluster.placements.record(&format!("run/{name}"), revision);

@@ -62,7 +62,7 @@ async fn framework(id: usize, client: Client, token: CancellationToken) -> (usiz
             pacer_runtime::api::prepare_new(&mut t);
             t
         };
-        match accept::accept(&cluster, &spec, &[], 1, build, vec![], vec![]).await {
+        match accept::accept(&cluster, &spec, &[], 1, build, pacer_runtime::Txn::new()).await {
             Ok(Placed::Done { plan, .. }) if plan.unplaced == 0 => placed += 1,
             Ok(Placed::Conflict) => conflicts += 1,
             Ok(Placed::Done { .. }) | Err(_) => {

@@ -2,12 +2,11 @@
 
 use std::marker::PhantomData;
 
-use etcd_client::{
-    Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
-};
+use etcd_client::{GetOptions, KeyValue};
 use pacer_crd::{HasStatus, Record};
 
 use crate::client::Client;
+use crate::txn::Txn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -125,7 +124,7 @@ impl<K: Record> Api<K> {
 
     pub async fn get(&self, key: &str) -> Result<Option<K>, Error> {
         let key = self.etcd_key(key);
-        let resp = crate::client::transient_retry(|| {
+        let resp = crate::retry::transient(|| {
             let mut etcd = self.client.kv();
             let key = key.clone();
             async move { etcd.get(key, None).await }
@@ -148,7 +147,7 @@ impl<K: Record> Api<K> {
         // on a blocking thread as soon as it is in: reading and decoding overlap.
         let page = |from: Vec<u8>, revision: i64| {
             let (end, client) = (end.clone(), self.client.clone());
-            let read = crate::client::transient_retry(move || {
+            let read = crate::retry::transient(move || {
                 let mut etcd = client.kv();
                 let mut options = GetOptions::new()
                     .with_range(end.clone())
@@ -196,7 +195,7 @@ impl<K: Record> Api<K> {
     /// How many records there are below `sub` (etcd counts them; nothing is read).
     pub async fn count(&self, sub: &str) -> Result<i64, Error> {
         let prefix = self.etcd_prefix(sub);
-        let resp = crate::client::transient_retry(|| {
+        let resp = crate::retry::transient(|| {
             let mut etcd = self.client.kv();
             let options = GetOptions::new().with_prefix().with_count_only();
             let prefix = prefix.clone();
@@ -216,18 +215,9 @@ impl<K: Record> Api<K> {
         let mut obj = obj.clone();
         prepare_new(&mut obj);
         let key = obj.key();
-        let ops = vec![self.put_op(&obj, lease)?];
-        let revision = self
-            .commit(
-                vec![Compare::create_revision(
-                    self.etcd_key(&key),
-                    CompareOp::Equal,
-                    0,
-                )],
-                ops,
-            )
-            .await;
-        match revision {
+        let mut txn = Txn::new();
+        txn.absent(self, &key).put_with_lease(self, &obj, lease)?;
+        match self.client.commit(txn).await {
             Ok(rev) => Ok(with_revision(obj, rev)),
             Err(Error::Conflict { .. }) => Err(Error::AlreadyExists {
                 kind: self.kind.clone(),
@@ -239,22 +229,16 @@ impl<K: Record> Api<K> {
 
     /// Writes `obj` if nobody changed it since it was read (compare on mod_revision).
     pub async fn replace(&self, obj: &K) -> Result<K, Error> {
-        let key = obj.key();
-        let compare = self.unchanged(obj)?;
-        match self
-            .commit(vec![compare], vec![self.put_op(obj, None)?])
-            .await
-        {
-            Ok(rev) => Ok(with_revision(obj.clone(), rev)),
-            Err(Error::Conflict { kind, .. }) => Err(Error::Conflict { kind, key }),
-            Err(e) => Err(e),
-        }
+        let mut txn = Txn::new();
+        txn.replace(self, obj)?;
+        let rev = self.client.commit(txn).await?;
+        Ok(with_revision(obj.clone(), rev))
     }
 
     /// Deletes a record; `Ok(false)` when it was already gone.
     pub async fn delete(&self, key: &str) -> Result<bool, Error> {
         let key = self.etcd_key(key);
-        let resp = crate::client::transient_retry(|| {
+        let resp = crate::retry::transient(|| {
             let mut etcd = self.client.kv();
             let key = key.clone();
             async move { etcd.delete(key, None).await }
@@ -265,58 +249,9 @@ impl<K: Record> Api<K> {
 
     /// Deletes a record only if it is still the version that was read.
     pub async fn delete_unchanged(&self, obj: &K) -> Result<(), Error> {
-        let compare = self.unchanged(obj)?;
-        let op = TxnOp::delete(self.etcd_key(&obj.key()), None);
-        self.commit(vec![compare], vec![op]).await.map(|_| ())
-    }
-
-    /// A put of `obj` at its key, for callers building their own transactions.
-    pub fn put_op(&self, obj: &K, lease: Option<i64>) -> Result<TxnOp, Error> {
-        Ok(self.sized_put_op(obj, lease)?.0)
-    }
-
-    /// `put_op` and the bytes it sends (key and value), for callers that fill transactions
-    /// up to etcd's request size.
-    pub fn sized_put_op(&self, obj: &K, lease: Option<i64>) -> Result<(TxnOp, usize), Error> {
-        let options = lease.map(|id| PutOptions::new().with_lease(id));
-        let (key, value) = (self.etcd_key(&obj.key()), self.encode(obj)?);
-        let size = key.len() + value.len();
-        Ok((TxnOp::put(key, value, options), size))
-    }
-
-    /// A compare that holds while `obj` is the version that was read.
-    pub fn unchanged(&self, obj: &K) -> Result<Compare, Error> {
-        let rev = obj
-            .meta()
-            .resource_version
-            .as_deref()
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0);
-        Ok(Compare::mod_revision(
-            self.etcd_key(&obj.key()),
-            CompareOp::Equal,
-            rev,
-        ))
-    }
-
-    /// Runs a transaction; a failed compare is a `Conflict`. Returns the revision it wrote.
-    pub async fn commit(&self, compares: Vec<Compare>, ops: Vec<TxnOp>) -> Result<i64, Error> {
-        let txn = Txn::new().when(compares).and_then(ops);
-        // A retried transaction that had been applied fails its compares: a conflict, which
-        // every caller already answers by reading again.
-        let resp = crate::client::transient_retry(|| {
-            let mut etcd = self.client.kv();
-            let txn = txn.clone();
-            async move { etcd.txn(txn).await }
-        })
-        .await?;
-        if !resp.succeeded() {
-            return Err(Error::Conflict {
-                kind: self.kind.clone(),
-                key: self.root.clone(),
-            });
-        }
-        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+        let mut txn = Txn::new();
+        txn.delete_unchanged(self, obj);
+        self.client.commit(txn).await.map(|_| ())
     }
 
     fn not_found(&self, key: &str) -> Error {
@@ -328,21 +263,18 @@ impl<K: Record> Api<K> {
 
     /// Reads a record, lets `change` edit it and writes it back with CAS, retrying on conflict.
     /// `change` returns false to leave the record as it is.
-    pub async fn modify(
-        &self,
-        key: &str,
-        mut change: impl FnMut(&mut K) -> bool,
-    ) -> Result<K, Error> {
-        loop {
+    pub async fn modify(&self, key: &str, change: impl FnMut(&mut K) -> bool) -> Result<K, Error> {
+        // Each attempt calls `change` between its awaits; the lock is never held across one.
+        let change = std::sync::Mutex::new(change);
+        crate::retry::on_conflict(|| async {
             let mut obj = self.get_existing(key).await?;
-            if !change(&mut obj) {
+            let changed = (change.lock().expect("modify lock"))(&mut obj);
+            if !changed {
                 return Ok(obj);
             }
-            match self.replace(&obj).await {
-                Err(e) if e.is_conflict() => continue,
-                other => return other,
-            }
-        }
+            self.replace(&obj).await
+        })
+        .await
     }
 }
 
@@ -356,11 +288,9 @@ where
     pub async fn update_status_of(&self, known: &K, status: K::Status) -> Result<K, Error> {
         let mut next = known.clone();
         *next.status_mut() = Some(status.clone());
-        let compare = self.unchanged(known)?;
-        match self
-            .commit(vec![compare], vec![self.put_op(&next, None)?])
-            .await
-        {
+        let mut txn = Txn::new();
+        txn.unchanged(self, known).put(self, &next)?;
+        match self.client.commit(txn).await {
             Ok(revision) => Ok(with_revision(next, revision)),
             Err(e) if e.is_conflict() => self.update_status(&known.key(), status).await,
             Err(e) => Err(e),
@@ -398,14 +328,6 @@ fn k8s_time_now() -> pacer_crd::meta::Time {
 fn with_revision<K: Record>(mut obj: K, rev: i64) -> K {
     obj.meta_mut().resource_version = Some(rev.to_string());
     obj
-}
-
-/// The single get response of a transaction op, if that is what it was.
-pub fn get_response(op: &TxnOpResponse) -> Option<&etcd_client::GetResponse> {
-    match op {
-        TxnOpResponse::Get(get) => Some(get),
-        _ => None,
-    }
 }
 
 /// Records per page of a list.

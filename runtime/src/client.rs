@@ -56,7 +56,8 @@ impl Client {
         })))
     }
 
-    /// The raw etcd client, for operations the typed API does not cover.
+    /// The raw etcd client, for operations the typed API does not cover (inside this crate,
+    /// and for tests that look at etcd itself).
     pub fn etcd(&self) -> etcd_client::Client {
         self.0.etcd.clone()
     }
@@ -85,43 +86,6 @@ impl Client {
     /// The key prefix, always ending in `/`.
     pub fn prefix(&self) -> &str {
         &self.0.prefix
-    }
-}
-
-/// Runs an etcd request again while it fails for a passing reason (the member it went to is
-/// gone, a leader election is under way), for at most about 15 s (the client notices a dead
-/// member within its 5 s keep-alive plus 5 s timeout): losing one member of a cluster must
-/// not surface as an error.
-pub async fn transient_retry<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let mut delay = std::time::Duration::from_millis(50);
-    loop {
-        match call().await {
-            Err(e) if is_transient(&e) && std::time::Instant::now() < deadline => {
-                tracing::debug!(error = %e, retry_in = ?delay, "etcd request failed, retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_millis(800));
-            }
-            result => return result,
-        }
-    }
-}
-
-fn is_transient(e: &etcd_client::Error) -> bool {
-    match e {
-        etcd_client::Error::GRpcStatus(status) => matches!(
-            status.code(),
-            tonic::Code::Unavailable
-                | tonic::Code::DeadlineExceeded
-                | tonic::Code::Unknown
-                | tonic::Code::Cancelled
-        ),
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        _ => false,
     }
 }
 

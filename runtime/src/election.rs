@@ -20,3 +20,11 @@ pub async fn leader(client: &Client) -> Option<String> {
         .and_then(|kv| kv.value_str().ok())
         .map(str::to_string)
 }
+
+/// Campaigns as `identity` with `lease`: returns once elected (or with the error that ended
+/// the campaign). Leadership lasts while the lease does.
+pub async fn campaign(client: &Client, identity: &str, lease: i64) -> Result<(), crate::Error> {
+    let mut election = client.etcd().election_client();
+    election.campaign(name(client), identity, lease).await?;
+    Ok(())
+}

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Api, Error};
+use crate::retry::Backoff;
 
 /// What a watcher reports, in revision order.
 #[derive(Debug, Clone)]
@@ -111,7 +112,7 @@ async fn run<K: Record>(
     token: CancellationToken,
 ) {
     let (api, sub) = (&watch.api, &watch.sub);
-    let mut backoff = new_backoff();
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         if token.is_cancelled() || tx.is_closed() {
             return;
@@ -132,7 +133,7 @@ async fn run<K: Record>(
                 }
                 (Err(e), _) => {
                     tracing::debug!(kind = api.kind(), error = %e, "list failed, retrying");
-                    if pause(&mut backoff, &token).await {
+                    if !backoff.pause(&token, |_| {}).await {
                         return;
                     } else {
                         continue;
@@ -153,7 +154,7 @@ async fn run<K: Record>(
             }
             Ended::Broken(e) => {
                 tracing::debug!(kind = api.kind(), error = %e, "watch broke, resuming");
-                if pause(&mut backoff, &token).await {
+                if !backoff.pause(&token, |_| {}).await {
                     return;
                 }
             }
@@ -168,7 +169,7 @@ async fn follow<K: Record>(
     tx: &Sender<K>,
     token: &CancellationToken,
     revision: &mut Option<i64>,
-    backoff: &mut ExponentialBackoffState,
+    backoff: &mut Backoff,
 ) -> Ended {
     let api = &watch.api;
     let mut options = WatchOptions::new()
@@ -202,7 +203,7 @@ async fn follow<K: Record>(
                 etcd_client::Error::WatchError(resp.cancel_reason().to_string()).into(),
             );
         }
-        *backoff = new_backoff();
+        backoff.reset();
         for event in resp.events() {
             let Some(kv) = event.kv() else { continue };
             let decoded = match event.event_type() {
@@ -263,21 +264,6 @@ impl Response {
         } else {
             last
         }
-    }
-}
-
-type ExponentialBackoffState = backon::ExponentialBackoff;
-
-fn new_backoff() -> ExponentialBackoffState {
-    crate::backoff(Duration::from_millis(100), Duration::from_secs(5))
-}
-
-/// Waits the next backoff delay; true when cancelled meanwhile.
-async fn pause(backoff: &mut ExponentialBackoffState, token: &CancellationToken) -> bool {
-    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-    tokio::select! {
-        _ = token.cancelled() => true,
-        _ = tokio::time::sleep(delay) => false,
     }
 }
 
