@@ -158,7 +158,7 @@ pub async fn accept(
         let shrunk = match (&c.offer, dropped.is_empty()) {
             (Some(_), true) => c.shrunk_offer(),
             (Some(offer), false) => {
-                let need = pacer_crd::Resources::new(spec.cpus, spec.mem, spec.disk);
+                let need = spec.resources();
                 let mut replay = Candidate::new(offer.clone(), 0);
                 for a in kept {
                     replay.place(spec, &need, &a.host_ports);

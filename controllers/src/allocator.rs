@@ -412,7 +412,7 @@ fn wants(
     smallest: &mut HashMap<String, Resources>,
     spec: &pacer_crd::AppSpec,
 ) {
-    let need = Resources::new(spec.cpus, spec.mem, spec.disk);
+    let need = spec.resources();
     smallest
         .entry(spec.role.clone())
         .and_modify(|m| *m = m.min(&need))

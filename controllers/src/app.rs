@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use pacer_crd::app::{PlacementReport, TaskFailure};
 use pacer_crd::deployment::DeploymentPhase;
-use pacer_crd::{
-    App, AppStatus, Deployment, KillSelection, Offer, Resources, Task, TaskSpec, TaskState,
-};
+use pacer_crd::{App, AppStatus, Deployment, KillSelection, Offer, Task, TaskSpec, TaskState};
 use pacer_runtime::{Action, Controller, Txn, now};
 use tokio_util::sync::CancellationToken;
 
@@ -514,7 +512,7 @@ pub fn new_task(app: &App, node: &str, host_ports: Vec<u16>) -> Task {
         app_id: app_id.clone(),
         app_version: app.version().to_string(),
         node: node.to_string(),
-        resources: Resources::new(app.spec.cpus, app.spec.mem, app.spec.disk),
+        resources: app.spec.resources(),
         host_ports,
         kill: false,
         app: app.spec.clone(),

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use pacer_crd::job::{ConcurrencyPolicy, next_run};
 use pacer_crd::meta::jiff::Timestamp;
-use pacer_crd::{
-    Job, JobRun, JobRunStatus, Record, Resources, RunPhase, Task, TaskSpec, TaskState,
-};
+use pacer_crd::{Job, JobRun, JobRunStatus, Record, RunPhase, Task, TaskSpec, TaskState};
 use pacer_runtime::Txn;
 use pacer_runtime::{Action, Controller, now, timestamp};
 use tokio_util::sync::CancellationToken;
@@ -337,7 +335,7 @@ async fn place_attempt(
             app_id: run.spec.job.clone(),
             app_version: name.clone(),
             node: a.node.clone(),
-            resources: Resources::new(template.cpus, template.mem, template.disk),
+            resources: template.resources(),
             host_ports: a.host_ports.clone(),
             kill: false,
             app: template.clone(),

@@ -52,7 +52,7 @@ async fn framework(id: usize, client: Client, token: CancellationToken) -> (usiz
                 app_id: format!("fw{id}"),
                 app_version: "v1".into(),
                 node: a.node.clone(),
-                resources: Resources::new(spec.cpus, spec.mem, spec.disk),
+                resources: spec.resources(),
                 host_ports: a.host_ports.clone(),
                 kill: false,
                 app: spec.clone(),

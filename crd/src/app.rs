@@ -541,6 +541,11 @@ pub const DEADLINE_ANNOTATION: &str = "pacer.io/deployment-deadline-seconds";
 pub const VERSION_ANNOTATION: &str = "pacer.io/version";
 
 impl AppSpec {
+    /// What one instance needs.
+    pub fn resources(&self) -> crate::Resources {
+        crate::Resources::new(self.cpus, self.mem, self.disk)
+    }
+
     /// Marathon's normalization of what defaults cannot see: an app on a bridge or container
     /// network has no port definitions (its ports are its port mappings), so the default one
     /// is dropped.

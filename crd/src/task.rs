@@ -212,7 +212,7 @@ impl Task {
             app_id: app_id.clone(),
             app_version: app.version().to_string(),
             node: node.to_string(),
-            resources: Resources::new(app.spec.cpus, app.spec.mem, app.spec.disk),
+            resources: app.spec.resources(),
             host_ports: Vec::new(),
             kill: false,
             app: app.spec.clone(),

@@ -267,7 +267,7 @@ pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan 
     let filters = filters();
     let scores = scores();
     let rank = |c: &Candidate| -> Rank { scores.each_ref().map(|s| s.score(app, c)) };
-    let need = Resources::new(app.cpus, app.mem, app.disk);
+    let need = app.resources();
     let ports_wanted = app.requested_host_ports();
     let mut result = Plan::default();
     for placed in 0..wanted {
@@ -312,7 +312,7 @@ fn plan_independent(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) 
     let rank = |c: &Candidate| -> Rank { scores.each_ref().map(|s| s.score(app, c)) };
     let rejection =
         |c: &Candidate, all: &[Candidate]| filters.iter().find_map(|f| f.check(app, c, all).err());
-    let need = Resources::new(app.cpus, app.mem, app.disk);
+    let need = app.resources();
     let ports_wanted = app.requested_host_ports();
     // Ties go to the node name: each candidate's place in name order stands in for it (no
     // copy of every name per round).

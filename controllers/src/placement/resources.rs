@@ -1,7 +1,7 @@
 //! Filter: the node has the cpus, mem and disk one instance needs, in the part of the offer
 //! the app accepts (reserved for its role, unreserved, or both).
 
-use pacer_crd::{AppSpec, Resources};
+use pacer_crd::AppSpec;
 
 use super::{Candidate, Filter, Reason, Rejection};
 
@@ -14,7 +14,7 @@ impl Filter for Fits {
         candidate: &Candidate,
         _all: &[Candidate],
     ) -> Result<(), Rejection> {
-        let need = Resources::new(app.cpus, app.mem, app.disk);
+        let need = app.resources();
         let free = candidate.usable(app);
         free.fits(&need).map_err(|message| {
             let reason = if need.cpus > free.cpus + 1e-9 {
