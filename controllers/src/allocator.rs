@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use pacer_crd::node::subtract_ports;
 use pacer_crd::offer::offer_name;
-use pacer_crd::{App, Node, Offer, OfferSpec, PortRange, Record, Resources, Role, Task};
+use pacer_crd::{App, Node, Offer, OfferSpec, PortRange, Resources, Role, Task};
 use pacer_runtime::reflector::Store;
 use pacer_runtime::{Action, Api, Controller};
 use pacer_runtime::{Reads, Txn};
@@ -22,6 +22,16 @@ pub enum Error {
     Snapshot(String, #[source] pacer_runtime::Error),
     #[error("writing the offer of node {0} failed")]
     OfferWrite(String, #[source] pacer_runtime::Error),
+}
+
+/// Per node, the (role, resources) the allocator last offered.
+pub type OfferBook = HashMap<String, Vec<(String, Resources)>>;
+
+/// The allocator's context: the shared caches, and its own last offers per node: its writes
+/// count before the offer cache shows them, so two nodes decided in a row see each other.
+pub struct Context {
+    pub cluster: Cluster,
+    offer_book: std::sync::Mutex<OfferBook>,
 }
 
 pub async fn run(cluster: Cluster, token: CancellationToken) {
@@ -54,7 +64,10 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
             nodes_with_room(&offers_for_roles)
         });
     let orphans = Controller::new(&cluster.offer_cache, token.clone());
-    let ctx = Arc::new(cluster);
+    let ctx = Arc::new(Context {
+        cluster,
+        offer_book: Default::default(),
+    });
     tokio::join!(
         nodes.run(
             reconcile_node,
@@ -142,20 +155,17 @@ pub fn node_offers(
 /// Rewrites a node's offers from one consistent read of the node, its offers and its tasks.
 /// The write compares every offer's revision: each placement shrinks an offer in the same
 /// transaction that adds its tasks, so a stale view can never grow an offer past the truth.
-async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action, Error> {
+async fn reconcile_node(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = node.metadata.name.clone().unwrap_or_default();
+    let cluster = &ctx.cluster;
     // The caches first: when they say the offers are right there is nothing to read or write
     // (a resync of thousands of nodes costs no etcd round trip); if they lag, the events that
     // bring them up to date queue this node again.
     let mut cached_offers = cluster.offer_cache.store().list_prefix(&format!("{name}."));
     cached_offers.retain(|o| o.spec.node == name);
     let cached_tasks = cluster.task_cache.store().list_prefix(&format!("{name}/"));
-    let expected = wanted_offers(&cluster, &name, Some(&node), &cached_offers, &cached_tasks);
-    let settled = cached_offers.len() == expected.len()
-        && cached_offers
-            .iter()
-            .all(|o| expected.get(&o.spec.role) == Some(&o.spec));
-    if settled {
+    let expected = wanted_offers(&ctx, &name, Some(&node), &cached_offers, &cached_tasks);
+    if offer_changes(&name, &cached_offers, &expected).is_empty() {
         return Ok(Action::await_change());
     }
     let (offers, tasks, nodes) = (&cluster.offers, &cluster.tasks, &cluster.nodes);
@@ -169,50 +179,27 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
     let mut existing = snapshot.all(&offers_read).map_err(snapshot_err)?;
     existing.retain(|o| o.spec.node == name);
     let node_tasks = snapshot.all(&tasks_read).map_err(snapshot_err)?;
-
-    let wanted = wanted_offers(
-        &cluster,
-        &name,
-        current_node.as_ref(),
-        &existing,
-        &node_tasks,
-    );
+    let wanted = wanted_offers(&ctx, &name, current_node.as_ref(), &existing, &node_tasks);
     if current_node.is_none() {
-        cluster
-            .offer_book
+        ctx.offer_book
             .lock()
             .expect("offer book lock")
             .remove(&name);
     }
-    let mut txn = Txn::new();
-    let err = |e| Error::OfferWrite(name.clone(), e);
-    for offer in &existing {
-        if wanted.get(&offer.spec.role) == Some(&offer.spec) {
-            continue;
-        }
-        txn.unchanged(offers, offer);
-        if !wanted.contains_key(&offer.spec.role) {
-            txn.delete(offers, &offer.key());
-        }
-    }
-    for (role, spec) in &wanted {
-        let key = offer_name(&name, role);
-        match existing.iter().find(|o| &o.spec.role == role) {
-            Some(o) if &o.spec == spec => continue,
-            Some(o) => {
-                let mut updated = o.clone();
-                updated.spec = spec.clone();
-                txn.put(offers, &updated).map_err(err)?;
-            }
-            None => {
-                let mut offer = Offer::new(&key, spec.clone());
-                pacer_runtime::api::prepare_new(&mut offer);
-                txn.create(offers, &offer).map_err(err)?;
-            }
-        }
-    }
-    if txn.is_empty() {
+    let changes = offer_changes(&name, &existing, &wanted);
+    if changes.is_empty() {
         return Ok(Action::await_change());
+    }
+    let err = |e| Error::OfferWrite(name.clone(), e);
+    let mut txn = Txn::new();
+    for offer in &changes.deleted {
+        txn.delete_unchanged(offers, offer);
+    }
+    for offer in &changes.updated {
+        txn.replace(offers, offer).map_err(err)?;
+    }
+    for offer in &changes.created {
+        txn.create(offers, offer).map_err(err)?;
     }
     match offers.client().commit(txn).await {
         Ok(_) => Ok(Action::await_change()),
@@ -221,14 +208,58 @@ async fn reconcile_node(node: Arc<Node>, cluster: Arc<Cluster>) -> Result<Action
     }
 }
 
+/// The writes that turn a node's `existing` offers into the `wanted` ones (by role).
+#[derive(Debug, Default, PartialEq)]
+pub struct OfferChanges {
+    /// Offers to roles no longer offered anything here.
+    pub deleted: Vec<Offer>,
+    /// Existing offers with their new terms.
+    pub updated: Vec<Offer>,
+    pub created: Vec<Offer>,
+}
+
+impl OfferChanges {
+    pub fn is_empty(&self) -> bool {
+        self.deleted.is_empty() && self.updated.is_empty() && self.created.is_empty()
+    }
+}
+
+pub fn offer_changes(
+    node: &str,
+    existing: &[impl Borrow<Offer>],
+    wanted: &BTreeMap<String, OfferSpec>,
+) -> OfferChanges {
+    let mut changes = OfferChanges::default();
+    for offer in existing.iter().map(Borrow::borrow) {
+        match wanted.get(&offer.spec.role) {
+            None => changes.deleted.push(offer.clone()),
+            Some(spec) if spec != &offer.spec => {
+                let mut updated = offer.clone();
+                updated.spec = spec.clone();
+                changes.updated.push(updated);
+            }
+            Some(_) => {}
+        }
+    }
+    for (role, spec) in wanted {
+        if !existing.iter().any(|o| &o.borrow().spec.role == role) {
+            let mut offer = Offer::new(&offer_name(node, role), spec.clone());
+            pacer_runtime::api::prepare_new(&mut offer);
+            changes.created.push(offer);
+        }
+    }
+    changes
+}
+
 /// The offers `node` should have (none when it is gone or drained), noted in the offer book.
 fn wanted_offers(
-    cluster: &Cluster,
+    ctx: &Context,
     name: &str,
     current_node: Option<&Node>,
     existing: &[impl Borrow<Offer>],
     node_tasks: &[impl Borrow<Task>],
 ) -> BTreeMap<String, OfferSpec> {
+    let cluster = &ctx.cluster;
     let Some(n) = current_node.filter(|_| !cluster.drained(name)) else {
         // A drained or gone node offers nothing.
         return BTreeMap::new();
@@ -238,7 +269,7 @@ fn wanted_offers(
         .map(|o| o.borrow())
         .find(|o| !o.spec.ports.is_empty() || o.spec.resources != o.spec.reserved)
         .map(|o| o.spec.role.clone());
-    let mut book = cluster.offer_book.lock().expect("offer book lock");
+    let mut book = ctx.offer_book.lock().expect("offer book lock");
     let keep = || holder.clone().unwrap_or_else(|| "*".into());
     let single_role = only_default_role(cluster);
     // Shares are read from every task and offer: only worth it when there is something to
@@ -296,7 +327,7 @@ fn only_default_role(cluster: &Cluster) -> bool {
 fn role_shares(
     cluster: &Cluster,
     node: &str,
-    book: &crate::OfferBook,
+    book: &OfferBook,
 ) -> BTreeMap<String, drf::RoleShare> {
     let role_specs = cluster.role_cache.store();
     let mut roles: BTreeMap<String, drf::RoleShare> = role_specs
@@ -319,7 +350,7 @@ fn role_shares(
         }
     }
     // Offers elsewhere: (role, resources) per node.
-    let mut offered: crate::OfferBook = book.clone();
+    let mut offered: OfferBook = book.clone();
     for o in cluster.offer_cache.store().list() {
         if !book.contains_key(&o.spec.node) {
             offered
@@ -381,7 +412,8 @@ fn role_shares(
 }
 
 /// Removes offers whose node is gone.
-async fn reconcile_offer(offer: Arc<Offer>, cluster: Arc<Cluster>) -> Result<Action, Error> {
+async fn reconcile_offer(offer: Arc<Offer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let cluster = &ctx.cluster;
     let node = &offer.spec.node;
     if cluster.node_cache.store().get(node).is_some() {
         return Ok(Action::await_change());

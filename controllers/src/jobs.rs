@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use pacer_crd::job::{ConcurrencyPolicy, next_run};
 use pacer_crd::meta::jiff::Timestamp;
-use pacer_crd::{Job, JobRun, JobRunStatus, Record, RunPhase, Task, TaskSpec, TaskState};
+use pacer_crd::{
+    Job, JobRun, JobRunStatus, JobStatus, Record, RunPhase, Task, TaskSpec, TaskState,
+};
 use pacer_runtime::Txn;
 use pacer_runtime::{Action, Controller, now, timestamp};
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::{self, Placed};
-use crate::{CONFLICT_RETRY, Cluster};
+use crate::accept::{Placed, Placer, Request};
+use crate::{CONFLICT_RETRY, Cluster, OwnWrites};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,7 +28,15 @@ pub enum Error {
 /// How often a run waiting for room looks at the offers again, besides offer changes.
 const PENDING_RECHECK: Duration = Duration::from_secs(5);
 
-pub async fn run(cluster: Cluster, token: CancellationToken) {
+/// The job controllers' context: the shared caches, the placer they share with the apps,
+/// and each run's last placement until the task cache has it.
+pub struct Context {
+    pub cluster: Cluster,
+    pub placer: Placer,
+    placements: OwnWrites,
+}
+
+pub async fn run(cluster: Cluster, placer: Placer, token: CancellationToken) {
     let jobs = Controller::new(&cluster.job_cache, token.clone())
         .watches(&cluster.run_cache, |r: &JobRun| vec![r.spec.job.clone()]);
     let pending = cluster.run_cache.store();
@@ -41,7 +51,11 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
                 .map(|r| r.key())
                 .collect()
         });
-    let ctx = Arc::new(cluster);
+    let ctx = Arc::new(Context {
+        cluster,
+        placer,
+        placements: OwnWrites::default(),
+    });
     tokio::join!(
         jobs.run(
             reconcile_job,
@@ -56,12 +70,8 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
     );
 }
 
-fn unix_now() -> i64 {
-    Timestamp::now().as_second()
-}
-
 fn parse_time(text: Option<&str>) -> Option<i64> {
-    text?.parse::<Timestamp>().ok().map(|t| t.as_second())
+    pacer_crd::time::parse(text).map(|t| t.as_second())
 }
 
 fn at(seconds: i64) -> String {
@@ -70,74 +80,98 @@ fn at(seconds: i64) -> String {
         .unwrap_or_else(|_| now())
 }
 
-async fn reconcile_job(job: Arc<Job>, cluster: Arc<Cluster>) -> Result<Action, Error> {
+/// What a job does next: its status, a run to start (and why), runs to replace, when to look
+/// again (its next scheduled start).
+#[derive(Debug, PartialEq)]
+pub struct JobStep {
+    pub status: JobStatus,
+    pub start: Option<&'static str>,
+    pub replace: Vec<Arc<JobRun>>,
+    pub recheck: Option<Duration>,
+}
+
+/// The next step of a job, from its runs (sorted by number) at `now`: a job without a schedule
+/// starts one run when created; a scheduled one starts at each due time by its concurrency
+/// policy (only the latest missed start counts: no flood after downtime).
+pub fn job_step(job: &Job, runs: &[Arc<JobRun>], now: i64) -> JobStep {
+    let active: Vec<Arc<JobRun>> = runs
+        .iter()
+        .filter(|r| !r.phase().is_finished())
+        .cloned()
+        .collect();
+    let mut status = job.status.clone().unwrap_or_default();
+    status.active = active.iter().map(|r| r.key()).collect();
+    status.succeeded = count(runs, RunPhase::Succeeded);
+    status.failed = count(runs, RunPhase::Failed) + count(runs, RunPhase::Killed);
+    let mut step = JobStep {
+        start: None,
+        replace: Vec::new(),
+        recheck: None,
+        status,
+    };
+    let Some(schedule) = &job.spec.schedule else {
+        if step.status.runs_started == 0 {
+            step.start = Some("create");
+        }
+        return step;
+    };
+    let created = job
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .unwrap_or(now);
+    let base = parse_time(step.status.last_schedule_time.as_deref()).unwrap_or(created);
+    if let Some(due) = schedule.next_after(base).filter(|t| *t <= now) {
+        let due = latest_due(schedule, due, now);
+        step.status.last_schedule_time = Some(at(due));
+        let late = (now - due) as f64;
+        let missed = schedule.starting_deadline_seconds.is_some_and(|d| late > d);
+        match schedule.concurrency_policy {
+            _ if missed => skip(&mut step.status, due),
+            ConcurrencyPolicy::Forbid if !active.is_empty() => skip(&mut step.status, due),
+            ConcurrencyPolicy::Replace if !active.is_empty() => {
+                step.replace = active;
+                step.start = Some("schedule");
+            }
+            _ => step.start = Some("schedule"),
+        }
+    }
+    let from = parse_time(step.status.last_schedule_time.as_deref()).unwrap_or(base);
+    if let Some(next) = schedule.next_after(from.max(now - 1)) {
+        step.status.next_run_at = Some(at(next));
+        let wait = Duration::from_secs((next - now).max(0) as u64);
+        step.recheck = Some(wait + Duration::from_millis(50));
+    }
+    step
+}
+
+/// The latest scheduled time at or before `now`, from a first due one.
+fn latest_due(schedule: &pacer_crd::job::Schedule, mut due: i64, now: i64) -> i64 {
+    for _ in 0..10_000 {
+        match schedule.next_after(due) {
+            Some(n) if n <= now => due = n,
+            _ => break,
+        }
+    }
+    due
+}
+
+async fn reconcile_job(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let cluster = &ctx.cluster;
     let name = job.key();
     let err = |e| Error::Job(name.clone(), e);
     let mut runs = cluster.run_cache.store().filter(|r| r.spec.job == name);
     runs.sort_by_key(|r| r.spec.number);
-    let active: Vec<&Arc<JobRun>> = runs.iter().filter(|r| !r.phase().is_finished()).collect();
-
-    let mut status = job.status.clone().unwrap_or_default();
-    status.active = active.iter().map(|r| r.key()).collect();
-    status.succeeded = count(&runs, RunPhase::Succeeded);
-    status.failed = count(&runs, RunPhase::Failed) + count(&runs, RunPhase::Killed);
-    let mut start: Option<&str> = None;
-    let mut requeue = None;
-    let mut replace: Vec<&Arc<JobRun>> = Vec::new();
-    match &job.spec.schedule {
-        None => {
-            if status.runs_started == 0 {
-                start = Some("create");
-            }
-        }
-        Some(schedule) => {
-            let now = unix_now();
-            let created = job
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.as_second())
-                .unwrap_or(now);
-            let base = parse_time(status.last_schedule_time.as_deref()).unwrap_or(created);
-            if let Some(mut due) = schedule.next_after(base).filter(|t| *t <= now) {
-                // Only the latest missed start counts: no flood after downtime.
-                for _ in 0..10_000 {
-                    match schedule.next_after(due) {
-                        Some(n) if n <= now => due = n,
-                        _ => break,
-                    }
-                }
-                status.last_schedule_time = Some(at(due));
-                let late = (now - due) as f64;
-                let missed = schedule.starting_deadline_seconds.is_some_and(|d| late > d);
-                let busy = !active.is_empty();
-                match schedule.concurrency_policy {
-                    _ if missed => skip(&mut status, due),
-                    ConcurrencyPolicy::Forbid if busy => skip(&mut status, due),
-                    ConcurrencyPolicy::Replace if busy => {
-                        replace = active.clone();
-                        start = Some("schedule");
-                    }
-                    _ => start = Some("schedule"),
-                }
-            }
-            let from = parse_time(status.last_schedule_time.as_deref()).unwrap_or(base);
-            if let Some(next) = schedule.next_after(from.max(now - 1)) {
-                status.next_run_at = Some(at(next));
-                requeue = Some(
-                    Duration::from_secs((next - now).max(0) as u64) + Duration::from_millis(50),
-                );
-            }
-        }
-    }
-    for run in replace {
-        kill_run(&cluster, run).await?;
+    let step = job_step(&job, &runs, Timestamp::now().as_second());
+    for run in &step.replace {
+        kill_run(cluster, run).await?;
     }
     let mut next = (*job).clone();
-    next.status = Some(status);
+    next.status = Some(step.status);
     let mut txn = Txn::new();
     txn.unchanged(&cluster.jobs, &job);
-    if let Some(trigger) = start {
+    if let Some(trigger) = step.start {
         let (updated, mut run) = next_run(&next, trigger);
         pacer_runtime::api::prepare_new(&mut run);
         txn.create(&cluster.runs, &run).map_err(err)?;
@@ -151,8 +185,9 @@ async fn reconcile_job(job: Arc<Job>, cluster: Arc<Cluster>) -> Result<Action, E
             Err(e) => return Err(err(e)),
         }
     }
-    prune(&cluster, &job, &runs).await?;
-    Ok(requeue
+    prune(cluster, &job, &runs).await?;
+    Ok(step
+        .recheck
         .map(Action::requeue)
         .unwrap_or_else(Action::await_change))
 }
@@ -194,16 +229,123 @@ async fn kill_run(cluster: &Cluster, run: &JobRun) -> Result<(), Error> {
     }
 }
 
-async fn reconcile_run(run: Arc<JobRun>, cluster: Arc<Cluster>) -> Result<Action, Error> {
+/// What a run does next.
+#[derive(Debug, PartialEq)]
+pub struct RunStep {
+    pub status: JobRunStatus,
+    /// Tasks to stop (a kill on request, an attempt past its deadline).
+    pub kill: Vec<Arc<Task>>,
+    /// Place the next attempt (its status is written with it).
+    pub place: bool,
+    pub recheck: Option<Duration>,
+}
+
+/// The next step of a running job run, from its tasks at `now`: kill on request, watch the
+/// attempt (and its deadline), or after an attempt ended: succeed, fail after the retries,
+/// wait out the retry delay, or place the next attempt.
+pub fn run_step(run: &JobRun, tasks: &[Arc<Task>], now: Timestamp) -> RunStep {
+    let mut step = RunStep {
+        status: run.status.clone().unwrap_or_default(),
+        kill: Vec::new(),
+        place: false,
+        recheck: None,
+    };
+    let live: Vec<Arc<Task>> = tasks
+        .iter()
+        .filter(|t| !t.state().is_terminal())
+        .cloned()
+        .collect();
+    let latest = step
+        .status
+        .task
+        .as_ref()
+        .and_then(|id| tasks.iter().find(|t| t.metadata.name.as_ref() == Some(id)));
+    if run.spec.kill {
+        if live.is_empty() {
+            finish(
+                &mut step.status,
+                RunPhase::Killed,
+                "killed on request".into(),
+                now,
+            );
+        }
+        step.kill = live;
+    } else if let Some(task) = latest.filter(|t| !t.state().is_terminal()) {
+        attempt_running(run, task, now, &mut step);
+    } else {
+        attempt_ended(run, latest.map(|t| t.as_ref()), now, &mut step);
+    }
+    step
+}
+
+/// An attempt runs: note where and since when, and stop it past the active deadline.
+fn attempt_running(run: &JobRun, task: &Arc<Task>, now: Timestamp, step: &mut RunStep) {
+    let status = &mut step.status;
+    let task_status = task.status.clone().unwrap_or_default();
+    status.node = Some(task.spec.node.clone());
+    if task.state() == TaskState::Running {
+        status.phase = RunPhase::Running;
+        status.started_at = status.started_at.take().or(task_status.started_at.clone());
+    }
+    let Some(deadline) = run.spec.template.active_deadline_seconds else {
+        return;
+    };
+    let Some(ran) = pacer_crd::time::seconds_since(task_status.started_at.as_deref(), now) else {
+        return;
+    };
+    let left = deadline - ran;
+    if left <= 0.0 {
+        status.message = Some(format!("attempt ran longer than {deadline}s"));
+        step.kill.push(task.clone());
+    } else {
+        step.recheck = Some(Duration::from_secs_f64(left));
+    }
+}
+
+/// No attempt runs: the last one (if any) ended; decide what follows.
+fn attempt_ended(run: &JobRun, latest: Option<&Task>, now: Timestamp, step: &mut RunStep) {
+    let spec = &run.spec.template;
+    let status = &mut step.status;
+    match latest.map(|t| (t.state(), t.status.clone().unwrap_or_default())) {
+        Some((TaskState::Finished, s)) if s.exit_code.unwrap_or(0) == 0 => {
+            status.exit_code = Some(0);
+            finish(status, RunPhase::Succeeded, "succeeded".into(), now);
+        }
+        Some((state, s)) if status.attempts > spec.max_retries => {
+            status.exit_code = s.exit_code;
+            let why = s.message.unwrap_or_else(|| state.as_str().to_string());
+            let message = format!("failed after {} attempt(s): {why}", status.attempts);
+            finish(status, RunPhase::Failed, message, now);
+        }
+        Some((_, s)) if status.retry_at.is_none() => {
+            status.exit_code = s.exit_code;
+            let delay = spec.retry_delay(status.attempts);
+            status.retry_at = Some(at(now.as_second() + delay.as_secs() as i64));
+            status.message = Some(format!(
+                "attempt {} failed ({}); retrying in {}s",
+                status.attempts,
+                s.message.unwrap_or_default(),
+                delay.as_secs()
+            ));
+            step.recheck = Some(delay);
+        }
+        _ => match pacer_crd::time::seconds_since(status.retry_at.as_deref(), now) {
+            Some(ago) if ago < 0.0 => step.recheck = Some(Duration::from_secs((-ago) as u64)),
+            _ => step.place = true,
+        },
+    }
+}
+
+async fn reconcile_run(run: Arc<JobRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let cluster = &ctx.cluster;
     let name = run.key();
     let err = |e| Error::Run(name.clone(), e);
     if run.phase().is_finished() {
         return Ok(Action::await_change());
     }
-    let barrier = format!("run/{name}");
-    if !cluster
+    if !ctx
         .placements
-        .seen(&barrier, cluster.task_cache.store().revision())
+        .seen(&name, cluster.task_cache.store().revision())
     {
         return Ok(Action::requeue(CONFLICT_RETRY));
     }
@@ -211,81 +353,16 @@ async fn reconcile_run(run: Arc<JobRun>, cluster: Arc<Cluster>) -> Result<Action
         .task_cache
         .store()
         .filter(|t| t.spec.run.as_deref() == Some(name.as_str()));
-    let live: Vec<&Arc<Task>> = tasks.iter().filter(|t| !t.state().is_terminal()).collect();
-    let mut status = run.status.clone().unwrap_or_default();
-    let latest = status
-        .task
-        .as_ref()
-        .and_then(|id| tasks.iter().find(|t| t.metadata.name.as_ref() == Some(id)));
-    let spec = &run.spec.template;
-    let mut action = Action::await_change();
-
-    if run.spec.kill {
-        for task in &live {
-            kill_task(&cluster, task).await?;
-        }
-        if live.is_empty() {
-            finish(&mut status, RunPhase::Killed, "killed on request".into());
-        }
-    } else if let Some(task) = latest.filter(|t| !t.state().is_terminal()) {
-        let task_status = task.status.clone().unwrap_or_default();
-        status.node = Some(task.spec.node.clone());
-        if task.state() == TaskState::Running {
-            status.phase = RunPhase::Running;
-            status.started_at = status.started_at.or(task_status.started_at.clone());
-        }
-        if let Some(deadline) = spec.active_deadline_seconds {
-            let started = parse_time(task_status.started_at.as_deref());
-            if let Some(started) = started {
-                let left = started as f64 + deadline - unix_now() as f64;
-                if left <= 0.0 {
-                    status.message = Some(format!("attempt ran longer than {deadline}s"));
-                    kill_task(&cluster, task).await?;
-                } else {
-                    action = Action::requeue(Duration::from_secs_f64(left));
-                }
-            }
-        }
-    } else {
-        let ended = latest.map(|t| (t.state(), t.status.clone().unwrap_or_default()));
-        match ended {
-            Some((TaskState::Finished, s)) if s.exit_code.unwrap_or(0) == 0 => {
-                status.exit_code = Some(0);
-                finish(&mut status, RunPhase::Succeeded, "succeeded".into());
-            }
-            Some((state, s)) if status.attempts > spec.max_retries => {
-                status.exit_code = s.exit_code;
-                let why = s.message.unwrap_or_else(|| state.as_str().to_string());
-                let message = format!("failed after {} attempt(s): {why}", status.attempts);
-                finish(&mut status, RunPhase::Failed, message);
-            }
-            Some((_, s)) if status.retry_at.is_none() => {
-                status.exit_code = s.exit_code;
-                let delay = spec.retry_delay(status.attempts);
-                status.retry_at = Some(at(unix_now() + delay.as_secs() as i64));
-                status.message = Some(format!(
-                    "attempt {} failed ({}); retrying in {}s",
-                    status.attempts,
-                    s.message.unwrap_or_default(),
-                    delay.as_secs()
-                ));
-                action = Action::requeue(delay);
-            }
-            _ => {
-                let wait = parse_time(status.retry_at.as_deref())
-                    .map(|t| t - unix_now())
-                    .filter(|left| *left > 0);
-                if let Some(left) = wait {
-                    action = Action::requeue(Duration::from_secs(left as u64));
-                } else {
-                    return place_attempt(&run, status, &cluster).await.map_err(err);
-                }
-            }
-        }
+    let step = run_step(&run, &tasks, Timestamp::now());
+    for task in &step.kill {
+        kill_task(cluster, task).await?;
     }
-    if Some(&status) != run.status.as_ref() {
+    if step.place {
+        return place_attempt(&ctx, &run, step.status).await.map_err(err);
+    }
+    if Some(&step.status) != run.status.as_ref() {
         let mut next = (*run).clone();
-        next.status = Some(status);
+        next.status = Some(step.status);
         match cluster.runs.replace(&next).await {
             Ok(_) => {}
             Err(e) if e.is_conflict() || e.is_not_found() => {
@@ -294,13 +371,15 @@ async fn reconcile_run(run: Arc<JobRun>, cluster: Arc<Cluster>) -> Result<Action
             Err(e) => return Err(err(e)),
         }
     }
-    Ok(action)
+    Ok(step
+        .recheck
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
-fn finish(status: &mut JobRunStatus, phase: RunPhase, message: String) {
+fn finish(status: &mut JobRunStatus, phase: RunPhase, message: String, now: Timestamp) {
     status.phase = phase;
     status.message = Some(message);
-    status.finished_at = Some(now());
+    status.finished_at = Some(timestamp(now));
     status.retry_at = None;
 }
 
@@ -314,10 +393,11 @@ async fn kill_task(cluster: &Cluster, task: &Task) -> Result<(), Error> {
 /// Places the next attempt's task, writing the run's status in the same transaction so that
 /// an attempt is never placed twice.
 async fn place_attempt(
+    ctx: &Context,
     run: &JobRun,
     mut status: JobRunStatus,
-    cluster: &Cluster,
 ) -> Result<Action, pacer_runtime::Error> {
+    let cluster = &ctx.cluster;
     let name = run.key();
     let attempt = status.attempts + 1;
     let task_id = format!("{name}.{attempt}");
@@ -354,10 +434,17 @@ async fn place_attempt(
     };
     let mut owner = Txn::new();
     owner.replace(&cluster.runs, &next)?;
-    match accept::accept(cluster, template, &[], 1, build, owner).await? {
+    let request = Request {
+        spec: template,
+        live: &[],
+        missing: 1,
+        build,
+        owner,
+    };
+    match ctx.placer.accept(cluster, request).await? {
         Placed::Conflict => Ok(Action::requeue(CONFLICT_RETRY)),
         Placed::Done { plan, revision, .. } if plan.unplaced == 0 => {
-            cluster.placements.record(&format!("run/{name}"), revision);
+            ctx.placements.record(&name, revision);
             Ok(Action::await_change())
         }
         Placed::Done { plan, .. } => {

@@ -1,5 +1,7 @@
 //! Pacer's controllers: allocator (offers, DRF), app (tasks), gc (orphans), deployment, jobs.
 
+pub use writes::{OwnWrites, WriteTimes};
+
 pub mod accept;
 pub mod allocator;
 pub mod app;
@@ -10,20 +12,18 @@ pub mod gc;
 pub mod jobs;
 pub mod nodes;
 pub mod placement;
-pub mod upgrade;
+pub mod rollout;
+pub mod writes;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use pacer_crd::{App, Deployment, Drain, Job, JobRun, Node, Offer, Resources, Role, Task};
+use pacer_crd::{App, Deployment, Drain, Job, JobRun, Node, Offer, Role, Task};
 use pacer_runtime::{Api, Client, Reflector};
 use tokio_util::sync::CancellationToken;
 
-/// Per node, the (role, resources) the allocator last offered.
-pub type OfferBook = HashMap<String, Vec<(String, Resources)>>;
-
-/// Typed APIs and shared caches every controller reads from.
+/// Typed APIs and shared caches every controller reads from; what a controller keeps for
+/// itself is in its own context.
 #[derive(Clone)]
 pub struct Cluster {
     pub apps: Api<App>,
@@ -42,19 +42,6 @@ pub struct Cluster {
     pub run_cache: Reflector<JobRun>,
     pub job_cache: Reflector<Job>,
     pub drain_cache: Reflector<Drain>,
-    /// The allocator's last offers per node (role, resources): its own writes count before
-    /// the offer cache shows them, so two nodes decided in a row see each other.
-    pub offer_book: Arc<Mutex<OfferBook>>,
-    /// Each app's last placement of tasks, until the task cache has it.
-    pub placements: OwnWrites,
-    /// Held while placing (one placement at a time); the revision of the last offers written.
-    pub placing: Arc<tokio::sync::Mutex<i64>>,
-    /// Each app's last status write by the app controller, until the app cache has it.
-    pub status_writes: OwnWrites,
-    /// When each running deployment's progress was last written.
-    pub progress_writes: WriteTimes,
-    /// When the app controller last wrote each app's status.
-    pub app_status_writes: WriteTimes,
 }
 
 impl Cluster {
@@ -85,12 +72,6 @@ impl Cluster {
             drain_cache: Reflector::start(Api::new(client), "", token.clone()),
             jobs: Api::new(client),
             runs: Api::new(client),
-            offer_book: Arc::default(),
-            placements: OwnWrites::default(),
-            placing: Arc::default(),
-            status_writes: OwnWrites::default(),
-            progress_writes: WriteTimes::default(),
-            app_status_writes: WriteTimes::default(),
             apps,
             tasks,
             nodes,
@@ -112,7 +93,6 @@ impl Cluster {
         }
     }
 
-    /// Whether `node` is drained (no new tasks; its tasks move away).
     /// Waits until every cache has its first full list.
     pub async fn synced(&self) {
         let (apps, tasks, nodes) = (
@@ -143,6 +123,7 @@ impl Cluster {
         );
     }
 
+    /// Whether `node` is drained (no new tasks; its tasks move away).
     pub fn drained(&self, node: &str) -> bool {
         self.drain_cache.store().get(node).is_some()
     }
@@ -168,78 +149,6 @@ pub async fn exists<K: pacer_crd::Record>(
     Ok(api.get(key).await?.is_some())
 }
 
-/// A controller's own writes, by key, that a cache has not shown yet. Acting on a cache that
-/// lacks them would undo or repeat them (place tasks twice, write back a stale status).
-#[derive(Clone, Default)]
-pub struct OwnWrites(Arc<Mutex<HashMap<String, i64>>>);
-
-impl OwnWrites {
-    /// Records a write of `key` at etcd `revision`.
-    pub fn record(&self, key: &str, revision: i64) {
-        if revision > 0 {
-            self.0
-                .lock()
-                .expect("own writes lock")
-                .insert(key.to_string(), revision);
-        }
-    }
-
-    /// Whether a cache at `revision` holds the last write of `key` (which is then forgotten).
-    pub fn seen(&self, key: &str, revision: i64) -> bool {
-        let mut writes = self.0.lock().expect("own writes lock");
-        let seen = writes.get(key).is_none_or(|written| revision >= *written);
-        if seen {
-            writes.remove(key);
-        }
-        seen
-    }
-}
-
-/// When a controller last wrote each record, for writes made at most once per interval.
-#[derive(Clone, Default)]
-pub struct WriteTimes(Arc<Mutex<HashMap<String, std::time::Instant>>>);
-
-impl WriteTimes {
-    /// `None` when `key` may be written now (recorded as written now), else how long until
-    /// it may. A key not seen before may be written at once, or, with `from_first_sight`, one
-    /// interval from now.
-    pub fn held_back(
-        &self,
-        key: &str,
-        every: Duration,
-        from_first_sight: bool,
-    ) -> Option<Duration> {
-        let mut times = self.0.lock().expect("write times lock");
-        let now = std::time::Instant::now();
-        let ago = match times.get(key) {
-            Some(at) => now.duration_since(*at),
-            None if from_first_sight => {
-                times.insert(key.to_string(), now);
-                Duration::ZERO
-            }
-            None => every,
-        };
-        if ago < every {
-            return Some(every - ago);
-        }
-        times.insert(key.to_string(), now);
-        None
-    }
-
-    /// Records a write of `key` made now.
-    pub fn written(&self, key: &str) {
-        let now = std::time::Instant::now();
-        self.0
-            .lock()
-            .expect("write times lock")
-            .insert(key.to_string(), now);
-    }
-
-    pub fn forget(&self, key: &str) {
-        self.0.lock().expect("write times lock").remove(key);
-    }
-}
-
 /// Runs every controller until `token` is cancelled.
 pub async fn run(client: &Client, token: CancellationToken) {
     let cluster = Cluster::watch(client, &token);
@@ -255,12 +164,14 @@ pub async fn run(client: &Client, token: CancellationToken) {
         nodes = cluster.node_cache.store().len(),
         "caches synced"
     );
+    // Apps and job runs place through one placer: one placement at a time.
+    let placer = accept::Placer::default();
     tokio::join!(
         allocator::run(cluster.clone(), token.clone()),
-        app::run(cluster.clone(), token.clone()),
+        app::run(cluster.clone(), placer.clone(), token.clone()),
         gc::run(cluster.clone(), token.clone()),
         deployment::run(cluster.clone(), token.clone()),
-        jobs::run(cluster.clone(), token.clone()),
+        jobs::run(cluster.clone(), placer, token.clone()),
         nodes::run(cluster.clone(), token.clone()),
     );
 }

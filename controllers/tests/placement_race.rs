@@ -39,6 +39,8 @@ fn node(i: usize) -> Node {
 /// the cluster's ports are all taken, retrying lost races.
 async fn framework(id: usize, client: Client, token: CancellationToken) -> (usize, usize) {
     let cluster = Cluster::watch(&client, &token);
+    // A placer of its own: each framework is a scheduler apart from the others.
+    let placer = accept::Placer::default();
     let tasks: Api<Task> = Api::new(&client);
     let spec: AppSpec = serde_json::from_value(serde_json::json!({
         "cmd": "sleep 1000", "cpus": 0.5, "mem": 16, "portDefinitions": [{"port": 0}]
@@ -62,7 +64,14 @@ async fn framework(id: usize, client: Client, token: CancellationToken) -> (usiz
             pacer_runtime::api::prepare_new(&mut t);
             t
         };
-        match accept::accept(&cluster, &spec, &[], 1, build, pacer_runtime::Txn::new()).await {
+        let request = accept::Request {
+            spec: &spec,
+            live: &[],
+            missing: 1,
+            build,
+            owner: pacer_runtime::Txn::new(),
+        };
+        match placer.accept(&cluster, request).await {
             Ok(Placed::Done { plan, .. }) if plan.unplaced == 0 => placed += 1,
             Ok(Placed::Conflict) => conflicts += 1,
             Ok(Placed::Done { .. }) | Err(_) => {

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod role;
 pub mod subscription;
 pub mod task;
+pub mod time;
 mod validate;
 
 pub use app::{App, AppSpec, AppStatus, KillSelection, NetworkMode};

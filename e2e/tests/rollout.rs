@@ -82,7 +82,7 @@ async fn rolling_upgrade_keeps_bounds(strategy: (f64, f64), ports: (u16, u16), n
     );
     wait_healthy(&c, &mut w, "web", n as usize).await;
 
-    let bounds = pacer_controllers::upgrade::Bounds::new(n as usize, strategy.0, strategy.1);
+    let bounds = pacer_controllers::rollout::Bounds::new(n as usize, strategy.0, strategy.1);
     assert!(
         c.apply("v2.yaml", &checked_app("web", n, "2", "/ok", strategy, 10))
             .status
