@@ -329,15 +329,14 @@ fn role_shares(
     node: &str,
     book: &OfferBook,
 ) -> BTreeMap<String, drf::RoleShare> {
-    let role_specs = cluster.role_cache.store();
-    let mut roles: BTreeMap<String, drf::RoleShare> = role_specs
+    let mut roles: BTreeMap<String, drf::RoleShare> = cluster
+        .role_cache
+        .store()
         .list()
         .iter()
         .map(|r| {
-            (
-                r.metadata.name.clone().unwrap_or_default(),
-                drf::RoleShare::new(Some(&r.spec)),
-            )
+            let name = r.metadata.name.clone().unwrap_or_default();
+            (name, drf::RoleShare::new(Some(&r.spec)))
         })
         .collect();
     let mut used: HashMap<String, Resources> = HashMap::new();
@@ -349,7 +348,6 @@ fn role_shares(
             *u = u.plus(&t.spec.resources);
         }
     }
-    // Offers elsewhere: (role, resources) per node.
     let mut offered: OfferBook = book.clone();
     for o in cluster.offer_cache.store().list() {
         if !book.contains_key(&o.spec.node) {
@@ -360,43 +358,10 @@ fn role_shares(
         }
     }
     offered.remove(node);
-    // An offer the tasks cache already shows as taken is not counted twice: each node's offers
-    // count only up to what its tasks leave free.
     let nodes = cluster.node_cache.store();
-    let offered: Vec<(String, Resources)> = offered
-        .into_iter()
-        .flat_map(|(name, offers)| {
-            let capacity = nodes
-                .get(&name)
-                .map(|n| n.spec.capacity)
-                .unwrap_or_default();
-            let mut free = capacity
-                .minus(&used.get(&name).copied().unwrap_or_default())
-                .clamped();
-            offers
-                .into_iter()
-                .map(|(role, r)| {
-                    let counted = r.min(&free);
-                    free = free.minus(&counted).clamped();
-                    (role, counted)
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    // Demand: a role wants more while one of its apps has instances waiting. Its smallest
-    // waiting instance tells which of its offers elsewhere are of use to it.
-    let mut smallest: HashMap<String, Resources> = HashMap::new();
-    for app in cluster.app_cache.store().list() {
-        if app.status.as_ref().is_some_and(|s| s.tasks_pending > 0) {
-            wants(&mut roles, &mut smallest, &app.spec);
-        }
-    }
-    for run in cluster.run_cache.store().list() {
-        let waiting = run.phase() == pacer_crd::RunPhase::Pending && !run.spec.kill;
-        if waiting {
-            wants(&mut roles, &mut smallest, &run.spec.template.run);
-        }
-    }
+    let capacity = |name: &str| nodes.get(name).map(|n| n.spec.capacity).unwrap_or_default();
+    let offered = counted_offers(offered, &capacity, &used);
+    let smallest = demand(cluster, &mut roles);
     // An offer counts as held while it is of use to its role: a leftover no instance fits
     // (a node's spare disk, a fraction of a cpu) does not make a role look richer.
     for (role, resources) in &offered {
@@ -409,6 +374,52 @@ fn role_shares(
         }
     }
     roles
+}
+
+/// Offers elsewhere as they count: an offer the task cache already shows as taken is not
+/// counted twice, so each node's offers count only up to what its tasks leave free.
+pub fn counted_offers(
+    offered: OfferBook,
+    capacity: &dyn Fn(&str) -> Resources,
+    used: &HashMap<String, Resources>,
+) -> Vec<(String, Resources)> {
+    offered
+        .into_iter()
+        .flat_map(|(name, offers)| {
+            let mut free = capacity(&name)
+                .minus(&used.get(&name).copied().unwrap_or_default())
+                .clamped();
+            offers
+                .into_iter()
+                .map(|(role, r)| {
+                    let counted = r.min(&free);
+                    free = free.minus(&counted).clamped();
+                    (role, counted)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Marks the roles that want more (one of their apps or job runs has instances waiting) and
+/// returns each one's smallest waiting instance: it tells which offers are of use to it.
+fn demand(
+    cluster: &Cluster,
+    roles: &mut BTreeMap<String, drf::RoleShare>,
+) -> HashMap<String, Resources> {
+    let mut smallest: HashMap<String, Resources> = HashMap::new();
+    for app in cluster.app_cache.store().list() {
+        if app.status.as_ref().is_some_and(|s| s.tasks_pending > 0) {
+            wants(roles, &mut smallest, &app.spec);
+        }
+    }
+    for run in cluster.run_cache.store().list() {
+        let waiting = run.phase() == pacer_crd::RunPhase::Pending && !run.spec.kill;
+        if waiting {
+            wants(roles, &mut smallest, &run.spec.template.run);
+        }
+    }
+    smallest
 }
 
 /// Removes offers whose node is gone.

@@ -576,4 +576,318 @@ mod tests {
         let changed = stamped(report(2), Some(&first), || "t3".into());
         assert_eq!(changed.at.as_deref(), Some("t3"));
     }
+
+    use pacer_crd::app::VERSION_ANNOTATION;
+    use pacer_crd::meta::Time;
+
+    const NOW: &str = "2026-12-01T10:00:00Z";
+
+    fn now() -> Timestamp {
+        NOW.parse().unwrap()
+    }
+
+    /// An app at `version` wanting `instances`.
+    fn web(instances: i64, version: &str) -> App {
+        let mut app = App::test("web");
+        app.spec.instances = instances;
+        app.metadata.generation = Some(1);
+        app.metadata.annotations =
+            Some([(VERSION_ANNOTATION.to_string(), version.to_string())].into());
+        app
+    }
+
+    /// A task of `app` as it is now, named `id`, created `age` seconds before NOW.
+    fn task(app: &App, id: &str, state: TaskState, age: i64) -> Arc<Task> {
+        let mut t = Task::test(app, &format!("node-{id}"), state);
+        t.metadata.name = Some(format!("web.{id}"));
+        let created = now() - Duration::from_secs(age as u64);
+        t.metadata.creation_timestamp = Some(Time(created));
+        Arc::new(t)
+    }
+
+    fn decide_for(app: &App, tasks: &[Arc<Task>], drained: &[&str]) -> Decision {
+        let drained: Vec<String> = drained.iter().map(|d| d.to_string()).collect();
+        let view = View {
+            app,
+            tasks,
+            deployments: &[],
+            drained: &|node| drained.iter().any(|d| d == node),
+            now: now(),
+        };
+        decide(&view)
+    }
+
+    fn converge(decision: Decision) -> Converge {
+        match decision {
+            Decision::Converge(step) => step,
+            other => panic!("expected a converge step, got {other:?}"),
+        }
+    }
+
+    fn ids(tasks: &[Arc<Task>]) -> Vec<&str> {
+        tasks
+            .iter()
+            .map(|t| t.metadata.name.as_deref().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_scale_up_places_what_is_missing_and_counts_what_runs() {
+        let app = web(3, "v1");
+        let tasks = [
+            task(&app, "a", TaskState::Running, 60),
+            task(&app, "b", TaskState::Staging, 1),
+        ];
+        let step = converge(decide_for(&app, &tasks, &[]));
+        assert_eq!((step.place, step.kill.len()), (1, 0));
+        let s = &step.status;
+        assert_eq!(
+            (s.tasks_running, s.tasks_staged, s.tasks_pending),
+            (1, 1, 1)
+        );
+        assert_eq!((s.tasks_healthy, s.observed_generation), (1, 1));
+        assert_eq!(step.progress, None, "a scale is no upgrade");
+    }
+
+    #[test]
+    fn a_scale_down_stops_the_surplus_by_kill_selection() {
+        let mut app = web(1, "v1");
+        let tasks = [
+            task(&app, "old", TaskState::Running, 300),
+            task(&app, "mid", TaskState::Running, 200),
+            task(&app, "new", TaskState::Running, 100),
+        ];
+        let step = converge(decide_for(&app, &tasks, &[]));
+        assert_eq!(
+            ids(&step.kill),
+            ["web.new", "web.mid"],
+            "youngest first by default"
+        );
+        assert_eq!(step.place, 0);
+        app.spec.kill_selection = pacer_crd::KillSelection::OldestFirst;
+        let step = converge(decide_for(&app, &tasks, &[]));
+        assert_eq!(ids(&step.kill), ["web.old", "web.mid"]);
+    }
+
+    #[test]
+    fn ended_tasks_are_forgotten_and_only_own_failures_count() {
+        let app = web(2, "v1");
+        let failed = task(&app, "f", TaskState::Failed, 10);
+        let mut killed = (*task(&app, "k", TaskState::Killed, 10)).clone();
+        killed.spec.kill = true;
+        let running = task(&app, "r", TaskState::Running, 10);
+        let tasks = [failed.clone(), Arc::new(killed), running];
+        let Decision::ForgetEnded { ended, status } = decide_for(&app, &tasks, &[]) else {
+            panic!("ended tasks are removed first");
+        };
+        assert_eq!(ids(&ended), ["web.f", "web.k"]);
+        let status = status.expect("a failure changes the status");
+        assert_eq!(status.consecutive_failures, 1);
+        assert_eq!(status.last_task_failure.unwrap().task_id, "web.f");
+        // backoffSeconds 1: launches wait a second from now.
+        assert_eq!(
+            status.launch_delayed_until.as_deref(),
+            Some("2026-12-01T10:00:01.000Z")
+        );
+        // A task killed on purpose is no failure: nothing to write but the deletion.
+        let mut app = app;
+        app.status = Some(AppStatus::default());
+        let mut killed = (*task(&app, "k", TaskState::Killed, 10)).clone();
+        killed.spec.kill = true;
+        let Decision::ForgetEnded { status, .. } = decide_for(&app, &[Arc::new(killed)], &[])
+        else {
+            panic!("ended tasks are removed first");
+        };
+        assert_eq!(status, None);
+    }
+
+    #[test]
+    fn failures_back_off_by_the_factor_up_to_the_maximum() {
+        let mut app = web(1, "v1");
+        app.spec.backoff_seconds = 10.0;
+        app.spec.backoff_factor = 2.0;
+        app.spec.max_launch_delay_seconds = 30.0;
+        let delays: Vec<String> = (0..3)
+            .scan(app.clone(), |app, _| {
+                let failed = [task(app, "f", TaskState::Failed, 1)];
+                let Decision::ForgetEnded { status, .. } = decide_for(app, &failed, &[]) else {
+                    return None;
+                };
+                let status = status?;
+                app.status = Some(status.clone());
+                status.launch_delayed_until
+            })
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                "2026-12-01T10:00:10.000Z",
+                "2026-12-01T10:00:20.000Z",
+                "2026-12-01T10:00:30.000Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_launch_delay_holds_new_instances_of_the_failed_version_only() {
+        let mut app = web(1, "v1");
+        let mut status = AppStatus {
+            launch_delayed_until: Some("2026-12-01T10:00:30.000Z".into()),
+            consecutive_failures: 2,
+            ..AppStatus::default()
+        };
+        status.last_task_failure = Some(TaskFailure {
+            version: "v1".into(),
+            ..TaskFailure::default()
+        });
+        app.status = Some(status);
+        let step = converge(decide_for(&app, &[], &[]));
+        assert_eq!(step.place, 0);
+        assert_eq!(step.recheck, Some(Duration::from_secs(30)));
+        assert!(
+            step.status
+                .message
+                .unwrap()
+                .contains("launch delayed until 2026-12-01T10:00:30.000Z after 2 failure(s)")
+        );
+        // A new version starts with a clean slate.
+        let mut changed = app.clone();
+        changed.metadata.annotations =
+            Some([(VERSION_ANNOTATION.to_string(), "v2".to_string())].into());
+        assert_eq!(converge(decide_for(&changed, &[], &[])).place, 1);
+    }
+
+    #[test]
+    fn an_instance_unreachable_too_long_is_replaced() {
+        let app = web(1, "v1");
+        let gone = |ago: u64| {
+            let mut t = (*task(&app, "u", TaskState::Unreachable, 1000)).clone();
+            let since = now() - Duration::from_secs(ago);
+            t.status.as_mut().unwrap().unreachable_since = Some(pacer_runtime::timestamp(since));
+            Arc::new(t)
+        };
+        // inactiveAfterSeconds is 60 by default.
+        let lost = gone(61);
+        assert_eq!(
+            decide_for(&app, &[lost.clone()], &[]),
+            Decision::Abandon(lost)
+        );
+        let step = converge(decide_for(&app, &[gone(20)], &[]));
+        assert_eq!(
+            step.recheck,
+            Some(Duration::from_secs(40)),
+            "looked at again when it is due"
+        );
+        assert_eq!(step.place, 0, "still counted while it may come back");
+    }
+
+    #[test]
+    fn an_upgrade_starts_new_instances_first_within_the_strategy() {
+        let old = web(2, "v1");
+        let tasks = [
+            task(&old, "o1", TaskState::Running, 100),
+            task(&old, "o2", TaskState::Running, 90),
+        ];
+        let mut app = web(2, "v2");
+        // minimumHealthCapacity 1, maximumOverCapacity 1 (Marathon's defaults): all new ones
+        // start at once, no old one stops before a new one is ready.
+        let step = converge(decide_for(&app, &tasks, &[]));
+        assert_eq!((step.place, step.kill.len()), (2, 0));
+        assert!(
+            step.progress
+                .unwrap()
+                .starts_with("upgrading: 0 of 2 new instances")
+        );
+        // With no room over capacity and half the health kept: one old one stops first.
+        app.spec.upgrade_strategy.minimum_health_capacity = 0.5;
+        app.spec.upgrade_strategy.maximum_over_capacity = 0.0;
+        let step = converge(decide_for(&app, &tasks, &[]));
+        assert_eq!(ids(&step.kill), ["web.o1"], "the oldest healthy one");
+        assert_eq!(step.place, 0, "no room until it is gone");
+        // A new ready instance lets the last old one go.
+        let tasks = [tasks[1].clone(), task(&app, "n1", TaskState::Running, 5)];
+        let step = converge(decide_for(&app, &tasks, &[]));
+        assert_eq!(ids(&step.kill), ["web.o2"]);
+    }
+
+    #[test]
+    fn instances_on_a_drained_node_move_like_an_upgrade() {
+        let app = web(1, "v1");
+        let here = task(&app, "a", TaskState::Running, 100);
+        let step = converge(decide_for(&app, &[here.clone()], &["node-a"]));
+        assert_eq!(
+            (step.place, step.kill.len()),
+            (1, 0),
+            "a new one elsewhere first"
+        );
+        let moved = [here, task(&app, "b", TaskState::Running, 1)];
+        let step = converge(decide_for(&app, &moved, &["node-a"]));
+        assert_eq!(ids(&step.kill), ["web.a"], "then the drained one stops");
+    }
+
+    #[test]
+    fn an_app_held_by_its_plan_neither_starts_nor_stops_instances() {
+        use pacer_crd::DeploymentSpec;
+        use pacer_crd::deployment::DeploymentAction;
+        let mut app = web(1, "v2");
+        app.spec.dependencies = vec!["/db".into()];
+        let old = web(1, "v1");
+        let tasks = [task(&old, "o", TaskState::Running, 100)];
+        let step_of = |app_id: &str| {
+            let spec = DeploymentSpec {
+                app_id: app_id.into(),
+                app_generation: 1,
+                action: DeploymentAction::RestartApplication,
+                plan: Some("p1".into()),
+            };
+            Arc::new(Deployment::new(app_id, spec))
+        };
+        let deployments = [step_of("web"), step_of("db")];
+        let view = View {
+            app: &app,
+            tasks: &tasks,
+            deployments: &deployments,
+            drained: &|_| false,
+            now: now(),
+        };
+        let step = converge(decide(&view));
+        assert_eq!((step.place, step.kill.len()), (0, 0));
+        assert!(
+            step.status
+                .message
+                .unwrap()
+                .contains("waiting for dependency /db")
+        );
+        // Its own deployment not cached yet, moments after the change: it waits for it.
+        let mut changed = app.clone();
+        changed.metadata.generation = Some(2);
+        let stamp = pacer_runtime::timestamp(now() - Duration::from_secs(1));
+        changed.metadata.annotations = Some([(VERSION_ANNOTATION.to_string(), stamp)].into());
+        let view = View {
+            app: &changed,
+            deployments: &[],
+            ..view
+        };
+        assert_eq!(decide(&view), Decision::AwaitDeployment);
+    }
+
+    #[test]
+    fn what_no_node_fits_stays_pending_with_the_reasons() {
+        let plan = Plan {
+            unplaced: 2,
+            ..Plan::default()
+        };
+        let status = after_placement(AppStatus::default(), None, &plan, 1, || NOW.into());
+        assert_eq!(status.tasks_pending, 3, "unplaced and lost to a race");
+        assert!(
+            status
+                .message
+                .unwrap()
+                .starts_with("2 instance(s) pending: no node fits")
+        );
+        let placed = after_placement(AppStatus::default(), None, &Plan::default(), 0, || {
+            NOW.into()
+        });
+        assert_eq!((placed.tasks_pending, placed.message), (0, None));
+    }
 }

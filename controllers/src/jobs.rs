@@ -390,6 +390,32 @@ async fn kill_task(cluster: &Cluster, task: &Task) -> Result<(), Error> {
         .map_err(|e| Error::Run(task.key(), e))
 }
 
+/// The task of one attempt of `run`, bound where `a` placed it.
+fn attempt_task(run: &JobRun, task_id: &str, a: &crate::placement::Assignment) -> Task {
+    let name = run.key();
+    let template = &run.spec.template.run;
+    let spec = TaskSpec {
+        app_id: run.spec.job.clone(),
+        app_version: name.clone(),
+        node: a.node.clone(),
+        resources: template.resources(),
+        host_ports: a.host_ports.clone(),
+        kill: false,
+        app: template.clone(),
+        run: Some(name.clone()),
+    };
+    let mut task = Task::new(task_id, spec);
+    task.metadata.labels = Some(
+        [
+            ("pacer.io/job".to_string(), run.spec.job.clone()),
+            ("pacer.io/run".to_string(), name),
+        ]
+        .into(),
+    );
+    pacer_runtime::api::prepare_new(&mut task);
+    task
+}
+
 /// Places the next attempt's task, writing the run's status in the same transaction so that
 /// an attempt is never placed twice.
 async fn place_attempt(
@@ -410,28 +436,7 @@ async fn place_attempt(
     status.message = Some(format!("attempt {attempt} placed"));
     let mut next = run.clone();
     next.status = Some(status);
-    let build = |a: &crate::placement::Assignment| {
-        let spec = TaskSpec {
-            app_id: run.spec.job.clone(),
-            app_version: name.clone(),
-            node: a.node.clone(),
-            resources: template.resources(),
-            host_ports: a.host_ports.clone(),
-            kill: false,
-            app: template.clone(),
-            run: Some(name.clone()),
-        };
-        let mut task = Task::new(&task_id, spec);
-        task.metadata.labels = Some(
-            [
-                ("pacer.io/job".to_string(), run.spec.job.clone()),
-                ("pacer.io/run".to_string(), name.clone()),
-            ]
-            .into(),
-        );
-        pacer_runtime::api::prepare_new(&mut task);
-        task
-    };
+    let build = |a: &crate::placement::Assignment| attempt_task(run, &task_id, a);
     let mut owner = Txn::new();
     owner.replace(&cluster.runs, &next)?;
     let request = Request {
