@@ -525,4 +525,63 @@ mod tests {
         );
         assert_eq!(web.ports, vec![PortRange { begin: 12, end: 12 }]);
     }
+
+    fn spec(role: &str, cpus: f64) -> OfferSpec {
+        OfferSpec {
+            node: "n".into(),
+            role: role.into(),
+            resources: Resources::new(cpus, 100.0, 0.0),
+            reserved: Resources::default(),
+            ports: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn offers_are_rewritten_by_role_only_where_they_differ() {
+        let existing = [
+            Offer::new(&offer_name("n", "*"), spec("*", 2.0)),
+            Offer::new(&offer_name("n", "ads"), spec("ads", 1.0)),
+            Offer::new(&offer_name("n", "ml"), spec("ml", 1.0)),
+        ];
+        let wanted = BTreeMap::from([
+            ("*".to_string(), spec("*", 2.0)),
+            ("ads".to_string(), spec("ads", 0.5)),
+            ("web".to_string(), spec("web", 1.0)),
+        ]);
+        let changes = offer_changes("n", &existing, &wanted);
+        let roles = |offers: &[Offer]| {
+            offers
+                .iter()
+                .map(|o| o.spec.role.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(roles(&changes.deleted), ["ml"]);
+        assert_eq!(roles(&changes.updated), ["ads"]);
+        assert_eq!(changes.updated[0].spec.resources.cpus, 0.5);
+        assert_eq!(roles(&changes.created), ["web"]);
+        assert_eq!(
+            changes.created[0].metadata.name.as_deref(),
+            Some(offer_name("n", "web").as_str())
+        );
+        let settled = BTreeMap::from([("*".to_string(), spec("*", 2.0))]);
+        assert!(offer_changes("n", &existing[..1], &settled).is_empty());
+    }
+
+    #[test]
+    fn offers_elsewhere_count_only_up_to_what_their_node_has_free() {
+        // n1 has 4 cpus, 3 used by tasks the cache shows: of its two offers of 2, one counts
+        // 1 and the other nothing.
+        let offered: OfferBook = HashMap::from([(
+            "n1".to_string(),
+            vec![
+                ("web".to_string(), Resources::new(2.0, 0.0, 0.0)),
+                ("ads".to_string(), Resources::new(2.0, 0.0, 0.0)),
+            ],
+        )]);
+        let used = HashMap::from([("n1".to_string(), Resources::new(3.0, 0.0, 0.0))]);
+        let capacity = |_: &str| Resources::new(4.0, 0.0, 0.0);
+        let counted = counted_offers(offered, &capacity, &used);
+        let cpus: Vec<(String, f64)> = counted.into_iter().map(|(r, x)| (r, x.cpus)).collect();
+        assert_eq!(cpus, [("web".to_string(), 1.0), ("ads".to_string(), 0.0)]);
+    }
 }

@@ -47,22 +47,40 @@ pub async fn run(cluster: Cluster, token: CancellationToken) {
         .await;
 }
 
-async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Error> {
-    if owner_exists(&task, &cluster).await? {
-        return Ok(Action::await_change());
+/// What becomes of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// Its owner exists: not garbage.
+    Keep,
+    /// Ask its agent to stop it.
+    Kill,
+    /// Asked to stop; wait until it has.
+    Wait,
+    /// Ended: remove its record.
+    Delete,
+}
+
+/// The fate of a task whose owner (app or job run) exists or not.
+pub fn cleanup(task: &Task, owner_exists: bool) -> Cleanup {
+    match (owner_exists, task.state().is_terminal(), task.spec.kill) {
+        (true, _, _) => Cleanup::Keep,
+        (false, true, _) => Cleanup::Delete,
+        (false, false, false) => Cleanup::Kill,
+        (false, false, true) => Cleanup::Wait,
     }
-    let name = task.key();
-    let result = if task.state().is_terminal() {
-        cluster.tasks.delete_unchanged(&task).await
-    } else if !task.spec.kill {
-        cluster.kill_task(&task).await
-    } else {
-        Ok(())
+}
+
+async fn reconcile(task: Arc<Task>, cluster: Arc<Cluster>) -> Result<Action, Error> {
+    let exists = owner_exists(&task, &cluster).await?;
+    let result = match cleanup(&task, exists) {
+        Cleanup::Keep | Cleanup::Wait => Ok(()),
+        Cleanup::Delete => cluster.tasks.delete_unchanged(&task).await,
+        Cleanup::Kill => cluster.kill_task(&task).await,
     };
     match result {
         Ok(()) => Ok(Action::await_change()),
         Err(e) if e.is_conflict() || e.is_not_found() => Ok(Action::requeue(crate::CONFLICT_RETRY)),
-        Err(e) => Err(Error::TaskCleanup(name, e)),
+        Err(e) => Err(Error::TaskCleanup(task.key(), e)),
     }
 }
 
@@ -76,5 +94,29 @@ async fn owner_exists(task: &Task, cluster: &Cluster) -> Result<bool, Error> {
         None => crate::exists(&cluster.app_cache, &cluster.apps, &task.spec.app_id)
             .await
             .map_err(|e| Error::AppLookup(task.spec.app_id.clone(), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_crd::TaskState;
+
+    #[test]
+    fn an_orphan_is_stopped_then_removed_and_an_owned_task_kept() {
+        let app = App::test("web");
+        let running = Task::test(&app, "n1", TaskState::Running);
+        assert_eq!(cleanup(&running, true), Cleanup::Keep);
+        assert_eq!(cleanup(&running, false), Cleanup::Kill);
+        let mut stopping = running.clone();
+        stopping.spec.kill = true;
+        assert_eq!(
+            cleanup(&stopping, false),
+            Cleanup::Wait,
+            "killed once, not again"
+        );
+        let ended = Task::test(&app, "n1", TaskState::Killed);
+        assert_eq!(cleanup(&ended, false), Cleanup::Delete);
+        assert_eq!(cleanup(&ended, true), Cleanup::Keep, "its app removes it");
     }
 }

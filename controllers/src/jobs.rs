@@ -470,3 +470,187 @@ async fn place_attempt(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_crd::meta::Time;
+
+    const NOW: &str = "2026-12-01T10:00:30Z";
+
+    fn now() -> Timestamp {
+        NOW.parse().unwrap()
+    }
+
+    fn job(extra: serde_json::Value) -> Job {
+        let mut spec = serde_json::json!({"run": {"cmd": "true"}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let mut job = Job::new("backup", serde_json::from_value(spec).unwrap());
+        let created: Timestamp = "2026-12-01T09:00:00Z".parse().unwrap();
+        job.metadata.creation_timestamp = Some(Time(created));
+        job
+    }
+
+    fn active_run(job: &Job) -> Arc<JobRun> {
+        let (_, run) = next_run(job, "schedule");
+        Arc::new(run)
+    }
+
+    fn every_minute(policy: &str) -> Job {
+        let mut job = job(serde_json::json!({
+            "schedule": {"cron": "* * * * *", "concurrencyPolicy": policy}
+        }));
+        let status = job.status.get_or_insert_with(Default::default);
+        status.last_schedule_time = Some("2026-12-01T09:59:00.000Z".into());
+        job
+    }
+
+    #[test]
+    fn a_job_without_a_schedule_runs_once() {
+        let once = job(serde_json::json!({}));
+        let step = job_step(&once, &[], now().as_second());
+        assert_eq!((step.start, step.recheck), (Some("create"), None));
+        let (started, _) = next_run(&once, "create");
+        assert_eq!(job_step(&started, &[], now().as_second()).start, None);
+    }
+
+    #[test]
+    fn a_due_start_follows_the_concurrency_policy() {
+        let at = now().as_second();
+        // Due at 10:00:00, the next at 10:01:00 (30.05 s away).
+        let step = job_step(&every_minute("ALLOW"), &[], at);
+        assert_eq!(step.start, Some("schedule"));
+        assert_eq!(
+            step.status.last_schedule_time.as_deref(),
+            Some("2026-12-01T10:00:00.000Z")
+        );
+        assert_eq!(
+            step.status.next_run_at.as_deref(),
+            Some("2026-12-01T10:01:00.000Z")
+        );
+        assert_eq!(step.recheck, Some(Duration::from_millis(30_050)));
+        let forbid = every_minute("FORBID");
+        let busy = [active_run(&forbid)];
+        let step = job_step(&forbid, &busy, at);
+        assert_eq!(
+            (step.start, step.status.skipped),
+            (None, 1),
+            "skipped while one runs"
+        );
+        let replace = every_minute("REPLACE");
+        let busy = [active_run(&replace)];
+        let step = job_step(&replace, &busy, at);
+        assert_eq!(step.start, Some("schedule"));
+        assert_eq!(step.replace, busy.to_vec(), "the running one is replaced");
+    }
+
+    #[test]
+    fn after_downtime_only_the_latest_missed_start_counts_within_its_deadline() {
+        let mut late = every_minute("ALLOW");
+        late.status.as_mut().unwrap().last_schedule_time = Some("2026-12-01T08:00:00.000Z".into());
+        let step = job_step(&late, &[], now().as_second());
+        assert_eq!(
+            step.status.last_schedule_time.as_deref(),
+            Some("2026-12-01T10:00:00.000Z")
+        );
+        assert_eq!(step.start, Some("schedule"), "one start, not 120");
+        late.spec
+            .schedule
+            .as_mut()
+            .unwrap()
+            .starting_deadline_seconds = Some(10.0);
+        let step = job_step(&late, &[], now().as_second());
+        assert_eq!(
+            (step.start, step.status.skipped),
+            (None, 1),
+            "30 s late is past 10 s"
+        );
+    }
+
+    fn attempt(run: &JobRun, state: TaskState, exit_code: Option<i64>) -> Arc<Task> {
+        let app = pacer_crd::App::test("backup");
+        let mut task = Task::test(&app, "n1", state);
+        task.metadata.name = run.status.as_ref().and_then(|s| s.task.clone());
+        task.spec.run = Some(run.key());
+        let status = task.status.as_mut().unwrap();
+        status.exit_code = exit_code;
+        status.started_at = Some("2026-12-01T10:00:00.000Z".into());
+        Arc::new(task)
+    }
+
+    fn run_with(extra: serde_json::Value, attempts: u32) -> JobRun {
+        let (_, mut run) = next_run(&job(extra), "create");
+        let status = run.status.get_or_insert_with(Default::default);
+        status.attempts = attempts;
+        status.task = Some(format!("backup-1.{attempts}"));
+        run
+    }
+
+    #[test]
+    fn a_run_succeeds_or_retries_with_backoff_then_fails() {
+        let run = run_with(serde_json::json!({"maxRetries": 1, "backoffSeconds": 5}), 1);
+        let ok = run_step(&run, &[attempt(&run, TaskState::Finished, Some(0))], now());
+        assert_eq!(ok.status.phase, RunPhase::Succeeded);
+        let failed = [attempt(&run, TaskState::Failed, Some(3))];
+        let retry = run_step(&run, &failed, now());
+        assert_eq!(
+            retry.status.retry_at.as_deref(),
+            Some("2026-12-01T10:00:35.000Z")
+        );
+        assert_eq!(
+            (retry.recheck, retry.place),
+            (Some(Duration::from_secs(5)), false)
+        );
+        // Waiting out the delay, then the next attempt.
+        let mut waiting = run.clone();
+        waiting.status = Some(retry.status.clone());
+        let early = run_step(&waiting, &failed, now());
+        assert_eq!(
+            (early.recheck, early.place),
+            (Some(Duration::from_secs(5)), false)
+        );
+        let due = run_step(&waiting, &failed, now() + Duration::from_secs(5));
+        assert!(due.place);
+        // Past maxRetries: failed, with the last exit code.
+        let last = run_with(serde_json::json!({"maxRetries": 1}), 2);
+        let step = run_step(&last, &[attempt(&last, TaskState::Failed, Some(3))], now());
+        assert_eq!(
+            (step.status.phase, step.status.exit_code),
+            (RunPhase::Failed, Some(3))
+        );
+    }
+
+    #[test]
+    fn an_attempt_past_its_deadline_is_killed_and_a_killed_run_ends_when_its_task_has() {
+        let run = run_with(serde_json::json!({"activeDeadlineSeconds": 60}), 1);
+        let running = [attempt(&run, TaskState::Running, None)];
+        let step = run_step(&run, &running, now());
+        assert_eq!(step.status.phase, RunPhase::Running);
+        assert_eq!(
+            (step.recheck, step.kill.len()),
+            (Some(Duration::from_secs(30)), 0)
+        );
+        let step = run_step(&run, &running, now() + Duration::from_secs(30));
+        assert_eq!(step.kill, running.to_vec());
+        assert_eq!(
+            step.status.message.as_deref(),
+            Some("attempt ran longer than 60s")
+        );
+        let mut stop = run.clone();
+        stop.spec.kill = true;
+        assert_eq!(run_step(&stop, &running, now()).kill, running.to_vec());
+        let ended = [attempt(&run, TaskState::Killed, None)];
+        assert_eq!(
+            run_step(&stop, &ended, now()).status.phase,
+            RunPhase::Killed
+        );
+    }
+
+    #[test]
+    fn the_first_attempt_is_placed_at_once() {
+        let (_, fresh) = next_run(&job(serde_json::json!({})), "create");
+        assert!(run_step(&fresh, &[], now()).place);
+    }
+}

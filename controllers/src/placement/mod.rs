@@ -81,7 +81,6 @@ impl Candidate {
         })
     }
 
-    /// Takes one instance's resources: from the reservation first, then the rest.
     /// Puts one instance here: free host ports picked, resources and ports taken.
     fn assign(&mut self, app: &AppSpec, need: &Resources, ports_wanted: &[u16]) -> Assignment {
         let host_ports = pacer_crd::node::pick_ports(&self.ports, ports_wanted).unwrap_or_default();
@@ -99,6 +98,7 @@ impl Candidate {
         self.app_tasks += 1;
     }
 
+    /// Takes one instance's resources: from the reservation first, then the rest.
     fn take(&mut self, app: &AppSpec, need: &Resources) {
         let (reserved, _) = accepts(app);
         let from_reserved = if reserved {
@@ -262,8 +262,14 @@ fn filters() -> Vec<Box<dyn Filter + Send + Sync>> {
 /// Places `wanted` instances of `app` on `candidates`, spreading over nodes.
 pub fn plan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan {
     if app.constraints.is_empty() {
-        return plan_independent(app, wanted, candidates);
+        plan_independent(app, wanted, candidates)
+    } else {
+        plan_scan(app, wanted, candidates)
     }
+}
+
+/// Every instance placed by a scan of every node: constraints look at where the others went.
+fn plan_scan(app: &AppSpec, wanted: usize, candidates: &mut [Candidate]) -> Plan {
     let filters = filters();
     let scores = scores();
     let rank = |c: &Candidate| -> Rank { scores.each_ref().map(|s| s.score(app, c)) };
@@ -483,6 +489,75 @@ mod tests {
         assert_eq!(report.rejected["UnfulfilledRole"], 1);
     }
 
+    fn with_constraints(v: serde_json::Value) -> AppSpec {
+        app(json!({"cmd": "x", "cpus": 1, "mem": 10, "constraints": v}))
+    }
+
+    /// Nodes a..e, racks r1 (a, b) and r2 (c, d), e without a rack.
+    fn racks() -> Vec<Candidate> {
+        ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| {
+                let mut c = offer(n, 8.0, 1000.0, (1, 99));
+                c.attributes.insert("hostname".into(), n.to_string());
+                let rack = match *n {
+                    "a" | "b" => Some("r1"),
+                    "c" | "d" => Some("r2"),
+                    _ => None,
+                };
+                if let Some(rack) = rack {
+                    c.attributes.insert("rack".into(), rack.into());
+                }
+                c
+            })
+            .collect()
+    }
+
+    fn nodes_of(p: &Plan) -> Vec<&str> {
+        p.assignments.iter().map(|a| a.node.as_str()).collect()
+    }
+
+    #[test]
+    fn unique_places_one_per_value_and_says_why_the_rest_waits() {
+        let spec = with_constraints(json!([["hostname", "UNIQUE"]]));
+        let mut c = racks();
+        c[1].app_tasks = 1;
+        let p = plan(&spec, 6, &mut c);
+        assert_eq!(nodes_of(&p), ["a", "c", "d", "e"], "b has one already");
+        assert_eq!(p.unplaced, 2);
+        assert_eq!(p.reasons.len(), 5);
+        assert!(
+            p.reasons
+                .values()
+                .all(|r| r.reason == Reason::UnfulfilledConstraint)
+        );
+        assert_eq!(p.report().unwrap().rejected["UnfulfilledConstraint"], 5);
+    }
+
+    #[test]
+    fn cluster_and_like_pin_and_group_by_balances_as_instances_go() {
+        let pinned = with_constraints(json!([["rack", "CLUSTER", "r2"]]));
+        assert_eq!(
+            nodes_of(&plan(&pinned, 4, &mut racks())),
+            ["c", "d", "c", "d"]
+        );
+        let like = with_constraints(json!([["rack", "LIKE", "r1"]]));
+        assert_eq!(nodes_of(&plan(&like, 3, &mut racks())), ["a", "b", "a"]);
+        // Over the two racks: each instance goes to the rack with fewer so far.
+        let grouped = with_constraints(json!([["rack", "GROUP_BY", "2"]]));
+        let mut c = racks();
+        c[0].app_tasks = 2;
+        let p = plan(&grouped, 4, &mut c);
+        let r2 = nodes_of(&p)
+            .iter()
+            .filter(|n| ["c", "d"].contains(n))
+            .count();
+        assert_eq!(r2, 3, "r1 had two: three of four go to r2 to even them out");
+        let capped = with_constraints(json!([["rack", "MAX_PER", "1"]]));
+        let p = plan(&capped, 3, &mut racks());
+        assert_eq!((nodes_of(&p), p.unplaced), (vec!["a", "c"], 1));
+    }
+
     #[test]
     fn score_plugins_spread_then_prefer_free_nodes() {
         let spec = app(json!({"cmd": "x", "cpus": 1, "mem": 10}));
@@ -499,5 +574,67 @@ mod tests {
         // a has none of the app: first; then both have one and b has more free cpus; then a
         // has fewer again.
         assert_eq!(nodes, vec!["a", "b", "a"]);
+    }
+
+    mod agree {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn fleet() -> impl Strategy<Value = Vec<Candidate>> {
+            let node = (0u8..16, 0u8..10, 0u16..4, 0usize..3, 0u8..6);
+            proptest::collection::vec(node, 0..24).prop_map(|nodes| {
+                nodes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (halves, tenths, ports, here, kind))| {
+                        let name = format!("n{:02}", (i * 7) % 31);
+                        let cpus = f64::from(halves) / 2.0;
+                        let mem = f64::from(tenths) * 100.0;
+                        let mut c = match kind {
+                            // A node offered to another role only.
+                            0 => Candidate::elsewhere(&name, vec!["ads".into()], here),
+                            _ => offer(&name, cpus, mem, (31000, 31000 + ports)),
+                        };
+                        c.app_tasks = here;
+                        c.attributes.insert("zone".into(), format!("z{}", kind % 3));
+                        c
+                    })
+                    .collect()
+            })
+        }
+
+        fn app_of(cpus: u8, mem: u8, ports: usize, zone: Option<u8>) -> AppSpec {
+            let defs: Vec<_> = (0..ports).map(|_| json!({"port": 0})).collect();
+            let mut v = json!({"cmd": "x", "cpus": f64::from(cpus) / 4.0,
+                               "mem": f64::from(mem) * 50.0, "portDefinitions": defs,
+                               "requirePorts": false});
+            if let Some(z) = zone {
+                // A constraint on the node alone: it rejects the same nodes whatever is placed.
+                v["constraints"] = json!([["zone", "UNLIKE", format!("z{z}")]]);
+            }
+            serde_json::from_value(v).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+            #[test]
+            fn the_scan_and_the_ranked_path_make_the_same_choices(
+                fleet in fleet(),
+                (cpus, mem, ports) in (1u8..12, 0u8..8, 0usize..3),
+                zone in proptest::option::of(0u8..3),
+                wanted in 0usize..40,
+            ) {
+                let spec = app_of(cpus, mem, ports, zone);
+                let (mut scanned, mut ranked) = (fleet.clone(), fleet);
+                let a = plan_scan(&spec, wanted, &mut scanned);
+                let b = plan_independent(&spec, wanted, &mut ranked);
+                prop_assert_eq!(&a.assignments, &b.assignments);
+                prop_assert_eq!(a.unplaced, b.unplaced);
+                prop_assert_eq!(&a.reasons, &b.reasons);
+                let left = |c: &[Candidate]| c.iter().map(|c| (c.unreserved, c.ports.clone())).collect::<Vec<_>>();
+                prop_assert_eq!(left(&scanned), left(&ranked));
+            }
+        }
     }
 }
