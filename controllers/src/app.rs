@@ -769,7 +769,7 @@ mod tests {
         // inactiveAfterSeconds is 60 by default.
         let lost = gone(61);
         assert_eq!(
-            decide_for(&app, &[lost.clone()], &[]),
+            decide_for(&app, std::slice::from_ref(&lost), &[]),
             Decision::Abandon(lost)
         );
         let step = converge(decide_for(&app, &[gone(20)], &[]));
@@ -814,7 +814,7 @@ mod tests {
     fn instances_on_a_drained_node_move_like_an_upgrade() {
         let app = web(1, "v1");
         let here = task(&app, "a", TaskState::Running, 100);
-        let step = converge(decide_for(&app, &[here.clone()], &["node-a"]));
+        let step = converge(decide_for(&app, std::slice::from_ref(&here), &["node-a"]));
         assert_eq!(
             (step.place, step.kill.len()),
             (1, 0),

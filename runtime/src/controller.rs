@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::queue::WorkQueue;
+use crate::queue::{REPEATED_FAILURES, WorkQueue, failure_backoff};
 use crate::reflector::{Reflector, Store};
 use crate::watcher::Event;
 
@@ -155,6 +155,7 @@ impl<K: Record> Controller<K> {
                 self.queue.done(&key);
                 continue;
             };
+            let kind = kind.clone();
             let (queue, ctx, reconcile, error_policy) = (
                 self.queue.clone(),
                 ctx.clone(),
@@ -170,18 +171,27 @@ impl<K: Record> Controller<K> {
                     // future it is part of (4-6% of the server's CPU when placing).
                     match Box::pin(reconcile(obj.clone(), ctx.clone())).await {
                         Ok(action) => {
-                            queue.forget(&key);
+                            if queue.forget(&key) >= REPEATED_FAILURES {
+                                tracing::info!(%kind, %key, "reconcile succeeds again");
+                            }
                             if let Some(delay) = action.requeue_after {
                                 queue.add_after(&key, delay);
                             }
                         }
-                        Err(error) => match error_policy(obj, &error, ctx).requeue_after {
-                            Some(delay) => queue.add_after(&key, delay),
-                            None => {
-                                let delay = queue.retry_later(&key);
-                                tracing::debug!(%error, retry_in = ?delay, "reconcile failed");
+                        Err(error) => {
+                            let failures = queue.failed(&key);
+                            let delay = error_policy(obj, &error, ctx)
+                                .requeue_after
+                                .unwrap_or_else(|| failure_backoff(failures));
+                            queue.add_after(&key, delay);
+                            // Each failure at debug; one that keeps coming back once, where an
+                            // operator sees it.
+                            if failures == REPEATED_FAILURES {
+                                tracing::warn!(%kind, %key, %error, failures, retry_in = ?delay, "reconcile keeps failing");
+                            } else {
+                                tracing::debug!(%error, failures, retry_in = ?delay, "reconcile failed");
                             }
-                        },
+                        }
                     }
                     queue.done(&key);
                     drop(permit);

@@ -82,22 +82,18 @@ impl WorkQueue {
         }
     }
 
-    /// Requeues a failed key with exponential backoff and jitter, longer for each failure in a row.
-    pub fn retry_later(&self, key: &str) -> Duration {
-        let failures = {
-            let mut s = self.state.lock().expect("queue lock");
-            let n = s.failures.entry(key.to_string()).or_default();
-            *n += 1;
-            *n
-        };
-        let delay = failure_backoff(failures);
-        self.add_after(key, delay);
-        delay
+    /// Counts a failure of `key`: how many in a row now.
+    pub fn failed(&self, key: &str) -> usize {
+        let mut s = self.state.lock().expect("queue lock");
+        let n = s.failures.entry(key.to_string()).or_default();
+        *n += 1;
+        *n
     }
 
-    /// Forgets the failures of `key` after it succeeded.
-    pub fn forget(&self, key: &str) {
-        self.state.lock().expect("queue lock").failures.remove(key);
+    /// Forgets the failures of `key` after it succeeded; returns how many there were in a row.
+    pub fn forget(&self, key: &str) -> usize {
+        let mut s = self.state.lock().expect("queue lock");
+        s.failures.remove(key).unwrap_or(0)
     }
 
     pub fn len(&self) -> usize {
@@ -109,6 +105,9 @@ impl WorkQueue {
     }
 }
 
+/// Failures in a row of one key after which it is said at warn level (once).
+pub const REPEATED_FAILURES: usize = 5;
+
 /// The delay before retry number `failures` (1 = first retry): 50 ms doubling up to 30 s.
 pub fn failure_backoff(failures: usize) -> Duration {
     crate::backoff(Duration::from_millis(50), Duration::from_secs(30))
@@ -119,6 +118,19 @@ pub fn failure_backoff(failures: usize) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn failures_in_a_row_are_counted_until_a_success() {
+        let q = WorkQueue::new();
+        assert_eq!((q.failed("a"), q.failed("a"), q.failed("b")), (1, 2, 1));
+        assert_eq!(
+            q.forget("a"),
+            2,
+            "a success tells how many failures it ends"
+        );
+        assert_eq!(q.forget("a"), 0);
+        assert_eq!(q.failed("a"), 1, "counted afresh");
+    }
 
     #[tokio::test]
     async fn deduplicates_queued_keys() {

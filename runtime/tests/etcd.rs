@@ -366,3 +366,69 @@ async fn watches_share_one_stream_and_each_sees_only_its_own_keys() {
         assert_eq!(next_key(&mut w).await, format!("/mux/{i}/b"));
     }
 }
+
+/// Warnings logged by the code under test whose message is `message`, counted by a layer of
+/// the test's own (this test binary runs this test alone: nextest gives each its process).
+#[derive(Clone, Default)]
+struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if *event.metadata().level() != tracing::Level::WARN {
+            return;
+        }
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        let mut fields = Fields(String::new());
+        event.record(&mut fields);
+        self.0.lock().unwrap().push(fields.0);
+    }
+}
+
+#[tokio::test]
+async fn a_reconcile_that_keeps_failing_is_said_once_with_its_key() {
+    use tracing_subscriber::prelude::*;
+    let warnings = Warnings::default();
+    tracing_subscriber::registry()
+        .with(warnings.clone())
+        .try_init()
+        .expect("the only subscriber of this process");
+    let h = harness().await;
+    let apps: Api<App> = Api::new(&h.client);
+    let token = CancellationToken::new();
+    let reflector = Reflector::start(apps.clone(), "", token.clone());
+    let attempts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reconcile = |_: Arc<App>, attempts: Arc<std::sync::atomic::AtomicUsize>| async move {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Err::<Action, _>("the step fails")
+    };
+    // The policy of the job controllers: look again after a while (here at once).
+    let policy = |_, _: &&str, _| Action::requeue(Duration::from_millis(5));
+    let run = tokio::spawn(Controller::new(&reflector, token.clone()).run(
+        reconcile,
+        policy,
+        attempts.clone(),
+    ));
+    apps.create(&App::test("web")).await.unwrap();
+    let tried = |n| {
+        let attempts = attempts.clone();
+        async move { attempts.load(std::sync::atomic::Ordering::SeqCst) >= n }
+    };
+    eventually(Duration::from_secs(10), "20 failed reconciles", || {
+        tried(20)
+    })
+    .await;
+    let said = warnings.0.lock().unwrap().clone();
+    assert_eq!(said.len(), 1, "once, not per failure: {said:?}");
+    assert!(
+        said[0].contains("key=web") && said[0].contains("the step fails"),
+        "{}",
+        said[0]
+    );
+    token.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
+}
