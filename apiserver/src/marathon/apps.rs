@@ -388,8 +388,8 @@ pub async fn update_many(
         desired.push(desired_app(&s, &name, existing, item, true).await?);
     }
     // One plan, as a group write: dependencies first, a cycle refused.
-    let plan = super::misc::plan_of(&snapshot, &desired)?;
-    super::misc::in_plan_order(&mut desired, plan);
+    let plan = super::groups::plan_of(&snapshot, &desired)?;
+    super::groups::in_plan_order(&mut desired, plan);
     Ok(Json(apply_all(&s, desired).await?).into_response())
 }
 
