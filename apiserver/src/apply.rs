@@ -113,16 +113,7 @@ async fn apply_once(state: &ApiState, request: &Request<'_>) -> Result<ApplyResu
     let name = request.desired.metadata.name.clone().unwrap_or_default();
     let current = state.apps.get(&name).await?;
     let claims = service_ports::claims(state).await?;
-    let mut desired = request.desired.clone();
-    // A kill with scale lowers the count the app has now, whatever else changed since
-    // (and never brings back an app deleted meanwhile).
-    if !request.kill.is_empty() {
-        let now = current.as_ref().ok_or_else(|| {
-            ApiError::NotFound(format!("App '{}' does not exist", path_of(&name)))
-        })?;
-        desired = now.clone();
-        desired.spec.instances = (now.spec.instances - request.kill.len() as i64).max(0);
-    }
+    let mut desired = wanted(request, current.as_ref())?;
     let ports = service_ports::assign(
         state,
         &name,
@@ -135,36 +126,71 @@ async fn apply_once(state: &ApiState, request: &Request<'_>) -> Result<ApplyResu
             "App '{name}' already exists"
         )));
     }
-    let (mut next, result, action) = match &current {
-        None => (
-            new_app(&desired),
-            Applied::Created,
-            DeploymentAction::StartApplication,
-        ),
-        Some(existing) => match updated(existing, &desired) {
-            Some((app, action)) => (app, Applied::Configured, action),
-            None => {
-                // Nothing changes; already at 0 instances, a kill with scale is the kills alone.
-                let kills = kill_marks(state, request.kill).await?;
-                if !kills.is_empty() {
-                    state.tasks.client().commit(kills).await?;
-                }
-                return Ok(ApplyResult {
-                    result: Applied::Unchanged,
-                    object: existing.clone(),
-                    deployment: None,
-                });
-            }
-        },
+    let (next, result, action) = match change(current.as_ref(), &desired, request.kill) {
+        Change::Unchanged(existing) => return kill_only(state, request.kill, existing).await,
+        Change::Write(next, result, action) => (next, result, action),
     };
     let mut txn = Txn::new();
     match &current {
         Some(existing) => txn.unchanged(&state.apps, existing),
         None => txn.absent(&state.apps, &name),
     };
-    if !request.kill.is_empty() {
-        let names: Vec<&str> = request
-            .kill
+    let mut deployment = new_deployment(&next, action);
+    deployment.spec.plan = request.plan.map(str::to_string);
+    write_version(state, &mut txn, &next, &deployment)?;
+    txn.append(ports);
+    txn.append(kill_marks(state, request.kill).await?);
+    let rev = state.apps.client().commit(txn).await?;
+    prune_versions(state, &name).await;
+    let mut object = next;
+    object.metadata.resource_version = Some(rev.to_string());
+    Ok(ApplyResult {
+        result,
+        object,
+        deployment: deployment.metadata.name,
+    })
+}
+
+/// The app a request asks for, given the app as read: a kill with scale lowers the count the
+/// app has now, whatever else changed since (and never brings back an app deleted meanwhile).
+fn wanted(request: &Request<'_>, current: Option<&App>) -> Result<App, ApiError> {
+    if request.kill.is_empty() {
+        return Ok(request.desired.clone());
+    }
+    let now = current.ok_or_else(|| {
+        let name = request.desired.metadata.name.as_deref().unwrap_or_default();
+        ApiError::NotFound(format!("App '{}' does not exist", path_of(name)))
+    })?;
+    let mut desired = now.clone();
+    desired.spec.instances = (now.spec.instances - request.kill.len() as i64).max(0);
+    Ok(desired)
+}
+
+/// What a write of an app comes to, decided from the app as read.
+#[derive(Debug)]
+enum Change {
+    /// Nothing to write: the app as it is stored.
+    Unchanged(App),
+    /// The app to write, what the apply did and the deployment that rolls it out.
+    Write(App, Applied, DeploymentAction),
+}
+
+/// The change from `current` to `desired`; the tasks `kill` names (a kill with scale) are
+/// named on the app too, so that the app controller counts them as stopping at once.
+fn change(current: Option<&App>, desired: &App, kill: &[String]) -> Change {
+    let (mut next, result, action) = match current {
+        None => (
+            new_app(desired),
+            Applied::Created,
+            DeploymentAction::StartApplication,
+        ),
+        Some(existing) => match updated(existing, desired) {
+            Some((app, action)) => (app, Applied::Configured, action),
+            None => return Change::Unchanged(existing.clone()),
+        },
+    };
+    if !kill.is_empty() {
+        let names: Vec<&str> = kill
             .iter()
             .map(|key| key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name))
             .collect();
@@ -174,18 +200,23 @@ async fn apply_once(state: &ApiState, request: &Request<'_>) -> Result<ApplyResu
             .get_or_insert_with(Default::default);
         annotations.insert(KILLING_ANNOTATION.into(), names.join(","));
     }
-    let mut deployment = new_deployment(&next, action);
-    deployment.spec.plan = request.plan.map(str::to_string);
-    write_version(state, &mut txn, &next, &deployment)?;
-    txn.append(ports);
-    txn.append(kill_marks(state, request.kill).await?);
-    let rev = state.apps.client().commit(txn).await?;
-    prune_versions(state, &name).await;
-    next.metadata.resource_version = Some(rev.to_string());
+    Change::Write(next, result, action)
+}
+
+/// An app that does not change: already at 0 instances, a kill with scale is the kills alone.
+async fn kill_only(
+    state: &ApiState,
+    kill: &[String],
+    existing: App,
+) -> Result<ApplyResult, ApiError> {
+    let kills = kill_marks(state, kill).await?;
+    if !kills.is_empty() {
+        state.tasks.client().commit(kills).await?;
+    }
     Ok(ApplyResult {
-        result,
-        object: next,
-        deployment: deployment.metadata.name,
+        result: Applied::Unchanged,
+        object: existing,
+        deployment: None,
     })
 }
 
@@ -380,4 +411,109 @@ pub async fn restart(state: &ApiState, name: &str) -> Result<ApplyResult, ApiErr
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(name: &str, instances: i64) -> App {
+        let mut app = App::test(name);
+        app.spec.instances = instances;
+        app.metadata.generation = Some(3);
+        app.metadata.annotations =
+            Some([(VERSION_ANNOTATION.to_string(), "v1".to_string())].into());
+        app
+    }
+
+    fn request<'a>(desired: &'a App, kill: &'a [String]) -> Request<'a> {
+        Request {
+            desired,
+            create_only: false,
+            plan: None,
+            kill,
+        }
+    }
+
+    #[test]
+    fn a_kill_with_scale_lowers_the_count_the_app_has_now() {
+        let asked = stored("web", 9);
+        let kill = ["node-1/web.1".to_string(), "node-1/web.2".to_string()];
+        let wanted_now = wanted(&request(&asked, &kill), Some(&stored("web", 3))).unwrap();
+        assert_eq!(wanted_now.spec.instances, 1);
+        let wanted_now = wanted(&request(&asked, &kill), Some(&stored("web", 1))).unwrap();
+        assert_eq!(wanted_now.spec.instances, 0, "never below 0");
+        let gone = wanted(&request(&asked, &kill), None).unwrap_err();
+        assert!(matches!(gone, ApiError::NotFound(m) if m == "App '/web' does not exist"));
+        let plain = wanted(&request(&asked, &[]), Some(&stored("web", 3))).unwrap();
+        assert_eq!(plain.spec.instances, 9, "without kills the request stands");
+    }
+
+    #[test]
+    fn a_change_is_a_start_a_scale_a_restart_or_nothing() {
+        let current = stored("web", 2);
+        let mut restarted = current.clone();
+        restarted.spec.cmd = Some("sleep 5".into());
+        for (current, desired, expected) in [
+            (
+                None,
+                stored("web", 2),
+                Some((Applied::Created, DeploymentAction::StartApplication)),
+            ),
+            (
+                Some(&current),
+                stored("web", 5),
+                Some((Applied::Configured, DeploymentAction::ScaleApplication)),
+            ),
+            (
+                Some(&current),
+                restarted,
+                Some((Applied::Configured, DeploymentAction::RestartApplication)),
+            ),
+            (Some(&current), stored("web", 2), None),
+        ] {
+            let outcome = match change(current, &desired, &[]) {
+                Change::Write(next, applied, action) => {
+                    assert_eq!(next.spec, desired.spec);
+                    Some((applied, action))
+                }
+                Change::Unchanged(kept) => {
+                    assert_eq!(Some(&kept), current);
+                    None
+                }
+            };
+            assert_eq!(
+                outcome,
+                expected,
+                "{:?} -> {:?}",
+                current.map(|c| &c.spec),
+                desired.spec
+            );
+        }
+    }
+
+    #[test]
+    fn a_scale_is_the_next_generation_and_keeps_the_version() {
+        let Change::Write(next, _, _) = change(Some(&stored("web", 2)), &stored("web", 5), &[])
+        else {
+            panic!("a scale writes the app");
+        };
+        assert_eq!(next.metadata.generation, Some(4));
+        assert_eq!(next.metadata.annotations.unwrap()[VERSION_ANNOTATION], "v1");
+    }
+
+    #[test]
+    fn the_tasks_a_kill_with_scale_names_are_on_the_app_it_writes() {
+        let kill = ["node-1/web.1".to_string(), "node-2/web.7".to_string()];
+        let Change::Write(next, _, action) =
+            change(Some(&stored("web", 3)), &stored("web", 1), &kill)
+        else {
+            panic!("a kill with scale writes the app");
+        };
+        assert_eq!(action, DeploymentAction::ScaleApplication);
+        assert_eq!(
+            next.metadata.annotations.unwrap()[KILLING_ANNOTATION],
+            "web.1,web.7"
+        );
+    }
 }

@@ -9,7 +9,6 @@ mod records;
 mod service_ports;
 
 use axum::Router;
-use axum::routing::get;
 use pacer_crd::{
     App, AppVersion, Deployment, Drain, EventSubscription, Job, JobRun, Node, Offer, Role, Task,
 };
@@ -86,7 +85,6 @@ pub fn router(state: ApiState) -> Router {
             native::routes().merge(records::routes()),
         )
         .merge(marathon::routes())
-        .route("/ping", get(|| async { "pong" }))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -15,7 +15,7 @@ use pacer_runtime::Txn;
 use serde_json::{Value, json};
 
 use crate::native::{ListQuery, get_one, list};
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, Applied};
 
 pub fn routes() -> Router<ApiState> {
     Router::new()
@@ -90,8 +90,38 @@ pub(crate) fn wrong_kind(manifest: &Manifest, expected: &str) -> ApiError {
     )]))
 }
 
+/// What applying `desired` over `current` (the stored record, if any) comes to: a new record,
+/// the stored one as it is, or the stored one with `desired`'s spec and labels (status kept).
+fn decide<K, S>(
+    current: Option<K>,
+    desired: &K,
+    spec_of: impl Fn(&K) -> S,
+    set_spec: impl Fn(&mut K, S),
+) -> (Applied, K)
+where
+    K: Record,
+    S: PartialEq,
+{
+    let Some(current) = current else {
+        let mut new = desired.clone();
+        pacer_runtime::api::prepare_new(&mut new);
+        return (Applied::Created, new);
+    };
+    let labels = desired.meta().labels.clone();
+    if spec_of(&current) == spec_of(desired) && current.meta().labels == labels {
+        return (Applied::Unchanged, current);
+    }
+    let mut next = current.clone();
+    set_spec(&mut next, spec_of(desired));
+    next.meta_mut().labels = labels;
+    next.meta_mut().generation = Some(current.meta().generation.unwrap_or(1) + 1);
+    (Applied::Configured, next)
+}
+
 /// Creates the record or replaces its spec and labels (status kept); unchanged ones are not
-/// written. Retries when someone else wrote in between.
+/// written. A write that loses a race (another client created or changed the record first,
+/// or a retried create had in fact landed) is decided again on a fresh read, so racing
+/// applies of one manifest all succeed.
 async fn apply_record<K, S>(
     api: &Api<K>,
     desired: K,
@@ -100,41 +130,32 @@ async fn apply_record<K, S>(
 ) -> Result<Response, ApiError>
 where
     K: Record,
-    S: PartialEq + Clone,
+    S: PartialEq,
 {
     let name = desired.key();
-    loop {
-        let Some(current) = api.get(&name).await? else {
-            let mut new = desired.clone();
-            pacer_runtime::api::prepare_new(&mut new);
-            match api.create(&new).await {
-                Ok(created) => {
-                    return Ok((
-                        StatusCode::CREATED,
-                        Json(json!({"result": "created", "object": created})),
-                    )
-                        .into_response());
-                }
-                Err(e) if e.is_conflict() => continue,
-                Err(e) => return Err(e.into()),
+    let (applied, object) = pacer_runtime::retry::on_conflict(|| async {
+        let current = api.get(&name).await?;
+        match decide(current, &desired, &spec_of, &set_spec) {
+            (Applied::Created, mut new) => {
+                // A transaction rather than `Api::create`, whose lost race is `AlreadyExists`:
+                // here it is a conflict, read again like any other.
+                let mut txn = Txn::new();
+                txn.create(api, &new)?;
+                let revision = api.client().commit(txn).await?;
+                new.meta_mut().resource_version = Some(revision.to_string());
+                Ok((Applied::Created, new))
             }
-        };
-        let labels = desired.meta().labels.clone();
-        if spec_of(&current) == spec_of(&desired) && current.meta().labels == labels {
-            return Ok(Json(json!({"result": "unchanged", "object": current})).into_response());
+            (Applied::Configured, next) => Ok((Applied::Configured, api.replace(&next).await?)),
+            unchanged => Ok::<_, ApiError>(unchanged),
         }
-        let mut next = current.clone();
-        set_spec(&mut next, spec_of(&desired));
-        next.meta_mut().labels = labels;
-        next.meta_mut().generation = Some(current.meta().generation.unwrap_or(1) + 1);
-        match api.replace(&next).await {
-            Ok(written) => {
-                return Ok(Json(json!({"result": "configured", "object": written})).into_response());
-            }
-            Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    })
+    .await?;
+    let status = if applied == Applied::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({"result": applied, "object": object}))).into_response())
 }
 
 async fn apply_role(
@@ -269,4 +290,67 @@ async fn undrain(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     delete_simple(s.drains, name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pacer_crd::RoleSpec;
+
+    fn role(weight: f64) -> Role {
+        Role::new(
+            "analytics",
+            RoleSpec {
+                weight,
+                ..RoleSpec::default()
+            },
+        )
+    }
+
+    fn decide_role(current: Option<Role>, desired: &Role) -> (Applied, Role) {
+        decide(
+            current,
+            desired,
+            |r: &Role| r.spec.clone(),
+            |r, spec| r.spec = spec,
+        )
+    }
+
+    #[test]
+    fn a_new_record_is_created_at_generation_one() {
+        let (applied, new) = decide_role(None, &role(2.0));
+        assert_eq!(applied, Applied::Created);
+        assert_eq!(new.metadata.generation, Some(1));
+        assert!(new.metadata.uid.is_some());
+    }
+
+    #[test]
+    fn the_same_spec_and_labels_leave_the_stored_record_as_it_is() {
+        let mut stored = role(2.0);
+        stored.metadata.resource_version = Some("7".into());
+        let (applied, kept) = decide_role(Some(stored.clone()), &role(2.0));
+        assert_eq!((applied, kept), (Applied::Unchanged, stored));
+    }
+
+    #[test]
+    fn a_new_spec_or_labels_configure_the_next_generation_of_the_stored_record() {
+        let mut stored = role(1.0);
+        stored.metadata.resource_version = Some("7".into());
+        stored.metadata.generation = Some(3);
+        let (applied, next) = decide_role(Some(stored.clone()), &role(2.0));
+        assert_eq!(applied, Applied::Configured);
+        assert_eq!(next.spec.weight, 2.0);
+        assert_eq!(next.metadata.generation, Some(4));
+        assert_eq!(
+            next.metadata.resource_version.as_deref(),
+            Some("7"),
+            "written over the version read"
+        );
+
+        let mut labelled = role(1.0);
+        labelled.metadata.labels = Some([("team".to_string(), "data".to_string())].into());
+        let (applied, next) = decide_role(Some(stored), &labelled);
+        assert_eq!(applied, Applied::Configured);
+        assert_eq!(next.metadata.labels, labelled.metadata.labels);
+    }
 }

@@ -184,3 +184,45 @@ async fn watch_streams_existing_records_then_changes() {
         (Some("DELETED"), Some("a"))
     );
 }
+
+/// Clients applying one new record at once (or a create retried after it had in fact
+/// landed) all succeed: one creates it, the others find it as they want it.
+#[tokio::test]
+async fn concurrent_applies_of_a_new_record_create_it_once_and_leave_it_unchanged() {
+    let s = server().await;
+    let manifests = [
+        (
+            "/roles/analytics",
+            json!({"apiVersion": "pacer.io/v1", "kind": "Role", "metadata": {"name": "analytics"}, "spec": {"weight": 2.0}}),
+        ),
+        (
+            "/jobs/report",
+            json!({"apiVersion": "pacer.io/v1", "kind": "Job", "metadata": {"name": "report"}, "spec": {"run": {"cmd": "true"}}}),
+        ),
+    ];
+    for (path, manifest) in &manifests {
+        let answers = futures::future::join_all((0..8).map(|_| s.put(path, manifest))).await;
+        let mut outcomes: Vec<(u16, String)> = answers
+            .iter()
+            .map(|(code, body)| {
+                (
+                    *code,
+                    body["result"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        outcomes.sort();
+        let mut expected = vec![(200, "unchanged".to_string()); 7];
+        expected.push((201, "created".to_string()));
+        assert_eq!(outcomes, expected, "{path}: {answers:?}");
+        let (code, stored) = s.get(path).await;
+        assert_eq!(code, 200);
+        assert_eq!(stored["metadata"]["generation"], 1, "{path}: written once");
+        for (_, body) in &answers {
+            assert_eq!(
+                body["object"]["metadata"]["uid"], stored["metadata"]["uid"],
+                "{path}: every answer names the stored record"
+            );
+        }
+    }
+}

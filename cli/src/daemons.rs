@@ -232,8 +232,8 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// Apiserver and controllers on one client until `token` is cancelled.
-/// The API and, while this replica is elected, the controllers.
+/// The API and, while this replica is elected, the controllers, on one client until `token`
+/// is cancelled.
 async fn control_plane(
     client: Client,
     listen: SocketAddr,

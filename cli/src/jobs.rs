@@ -1,16 +1,16 @@
-//! Batch work from the CLI: `pacer run` (mesos-execute), job and run tables, and `pacer explain`.
+//! Batch work from the CLI: `pacer run` (mesos-execute), job and run tables.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use comfy_table::Table;
-use pacer_crd::{App, AppId, Job, JobRun, RunPhase};
+use pacer_crd::{Job, JobRun, JobRunStatus, RunPhase};
 use reqwest::Method;
 use serde_json::json;
 
 use crate::client::ApiClient;
-use crate::show::{age, table, what_runs};
+use crate::show::{age, table};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -46,33 +46,7 @@ pub async fn run(api: &ApiClient, args: RunArgs) -> anyhow::Result<i32> {
         format!("run-{}", &id[..8])
     });
     pacer_crd::manifest::check_job_name(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
-    let mut run_spec = json!({
-        "args": args.command, "cpus": args.cpus, "mem": args.mem, "role": args.role,
-    });
-    if let Some(image) = &args.image {
-        run_spec["container"] = json!({"type": "DOCKER", "docker": {"image": image}});
-    }
-    let manifest = json!({
-        "apiVersion": pacer_crd::API_VERSION, "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {"run": run_spec, "maxRetries": args.max_retries},
-    });
-    let applied = api
-        .call(Method::PUT, &format!("/jobs/{name}"), Some(&manifest))
-        .await
-        .with_context(|| format!("creating job {name}"))?;
-    // A new job starts its first run by itself; an existing one is asked for another.
-    let run_name = if applied["result"] == "created" {
-        pacer_crd::job::run_name(&name, 1)
-    } else {
-        let run = api
-            .call(Method::POST, &format!("/jobs/{name}/runs"), None)
-            .await?;
-        run["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let run_name = submit(api, &name, &job_manifest(&args, &name)).await?;
     eprintln!("run {run_name} of job {name} submitted");
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut last = String::new();
@@ -88,40 +62,95 @@ pub async fn run(api: &ApiClient, args: RunArgs) -> anyhow::Result<i32> {
             Err(_) => None,
         };
         if let Some(run) = run {
-            let status = run.status.clone().unwrap_or_default();
-            let line = format!(
-                "{} attempt {}{}{}",
-                status.phase.as_str(),
-                status.attempts,
-                status
-                    .node
-                    .as_ref()
-                    .map(|n| format!(" on {n}"))
-                    .unwrap_or_default(),
-                status
-                    .message
-                    .as_ref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            );
+            let status = run.status.unwrap_or_default();
+            let line = progress(&status);
             if line != last {
                 eprintln!("{line}");
                 last = line;
             }
             if status.phase.is_finished() {
-                if let Some(task) = &status.task {
-                    let path = format!("/tasks/{task}/logs?tail=1000");
-                    if let Ok(text) = api.call_text(Method::GET, &path, None).await {
-                        print!("{text}");
-                    }
-                }
-                return Ok(match status.phase {
-                    RunPhase::Succeeded => 0,
-                    _ => status.exit_code.map(|c| c as i32).unwrap_or(1).max(1),
-                });
+                return Ok(finish(api, &status).await);
             }
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The job `pacer run` applies: the command as its run, `--max-retries` attempts after a
+/// failed one.
+fn job_manifest(args: &RunArgs, name: &str) -> serde_json::Value {
+    let mut run_spec = json!({
+        "args": args.command, "cpus": args.cpus, "mem": args.mem, "role": args.role,
+    });
+    if let Some(image) = &args.image {
+        run_spec["container"] = json!({"type": "DOCKER", "docker": {"image": image}});
+    }
+    json!({
+        "apiVersion": pacer_crd::API_VERSION, "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"run": run_spec, "maxRetries": args.max_retries},
+    })
+}
+
+/// Applies the job and returns the name of the run that will carry the command.
+async fn submit(
+    api: &ApiClient,
+    name: &str,
+    manifest: &serde_json::Value,
+) -> anyhow::Result<String> {
+    let applied = api
+        .call(Method::PUT, &format!("/jobs/{name}"), Some(manifest))
+        .await
+        .with_context(|| format!("creating job {name}"))?;
+    // A new job starts its first run by itself; an existing one is asked for another.
+    if applied["result"] == "created" {
+        return Ok(pacer_crd::job::run_name(name, 1));
+    }
+    let run = api
+        .call(Method::POST, &format!("/jobs/{name}/runs"), None)
+        .await?;
+    Ok(run["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// A run's state in one line: `Running attempt 1 on node-1: ...`.
+fn progress(status: &JobRunStatus) -> String {
+    format!(
+        "{} attempt {}{}{}",
+        status.phase.as_str(),
+        status.attempts,
+        status
+            .node
+            .as_ref()
+            .map(|n| format!(" on {n}"))
+            .unwrap_or_default(),
+        status
+            .message
+            .as_ref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
+    )
+}
+
+/// Prints a finished run's output and returns the code `pacer run` exits with.
+async fn finish(api: &ApiClient, status: &JobRunStatus) -> i32 {
+    if let Some(task) = &status.task {
+        let path = format!("/tasks/{task}/logs?tail=1000");
+        if let Ok(text) = api.call_text(Method::GET, &path, None).await {
+            print!("{text}");
+        }
+    }
+    exit_code(status)
+}
+
+/// 0 for a run that succeeded; otherwise its task's own code, at least 1 (a killed task, or
+/// one that exited 0 and still counts as failed, must not look like a success).
+fn exit_code(status: &JobRunStatus) -> i32 {
+    match status.phase {
+        RunPhase::Succeeded => 0,
+        _ => status.exit_code.map(|c| c as i32).unwrap_or(1).max(1),
     }
 }
 
@@ -179,61 +208,44 @@ pub fn runs_table(runs: &[JobRun]) -> Table {
     t
 }
 
-#[derive(Args)]
-pub struct ExplainArgs {
-    /// `app`
-    kind: String,
-    /// App id: `/prod/web` or `prod_web`.
-    id: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Why an app's instances wait: per node, the reason its offer did not fit, in plain words.
-pub async fn explain(api: &ApiClient, args: ExplainArgs) -> anyhow::Result<()> {
-    if !matches!(args.kind.as_str(), "app" | "apps") {
-        bail!("explain knows apps: pacer explain app ID");
+    fn status(phase: RunPhase, exit_code: Option<i64>) -> JobRunStatus {
+        JobRunStatus {
+            phase,
+            exit_code,
+            ..JobRunStatus::default()
+        }
     }
-    let name = AppId::parse(&args.id)
-        .map(|i| i.name())
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let app: App = serde_json::from_value(api.get(&format!("/apps/{name}")).await?)?;
-    let s = app.status.clone().unwrap_or_default();
-    let path = pacer_crd::id::path_of(&name);
-    println!(
-        "App {path} (role {}, {}): cpus {}, mem {} MiB, disk {} MiB per instance",
-        app.spec.role,
-        what_runs(&app.spec),
-        app.spec.cpus,
-        app.spec.mem,
-        app.spec.disk
-    );
-    println!(
-        "{} wanted, {} running, {} pending",
-        app.spec.instances, s.tasks_running, s.tasks_pending
-    );
-    if s.tasks_pending == 0 {
-        println!("Nothing is waiting.");
-        return Ok(());
+
+    #[test]
+    fn only_a_run_that_succeeded_exits_zero() {
+        for (phase, code, expected) in [
+            (RunPhase::Succeeded, Some(0), 0),
+            (RunPhase::Failed, Some(3), 3),
+            (RunPhase::Failed, Some(0), 1),
+            (RunPhase::Killed, None, 1),
+        ] {
+            assert_eq!(
+                exit_code(&status(phase, code)),
+                expected,
+                "{phase:?} {code:?}"
+            );
+        }
     }
-    if let Some(message) = &s.message {
-        println!("Waiting: {message}");
+
+    #[test]
+    fn progress_names_the_node_and_the_message_when_there_are_some() {
+        let mut running = status(RunPhase::Running, None);
+        running.attempts = 2;
+        assert_eq!(progress(&running), "Running attempt 2");
+        running.node = Some("node-1".into());
+        running.message = Some("pulling image".into());
+        assert_eq!(
+            progress(&running),
+            "Running attempt 2 on node-1: pulling image"
+        );
     }
-    let Some(report) = &s.placement else {
-        return Ok(());
-    };
-    let counts: Vec<String> = report
-        .rejected
-        .iter()
-        .map(|(reason, n)| format!("{reason} on {n}"))
-        .collect();
-    println!(
-        "{} node(s) looked at: {}",
-        report.nodes_considered,
-        counts.join(", ")
-    );
-    let mut t = table(&["NODE", "REASON", "DETAIL"]);
-    for n in &report.nodes {
-        t.add_row(vec![n.node.clone(), n.reason.clone(), n.message.clone()]);
-    }
-    println!("{t}");
-    Ok(())
 }

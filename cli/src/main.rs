@@ -2,6 +2,7 @@
 
 mod client;
 mod daemons;
+mod explain;
 mod jobs;
 mod manifests;
 mod nodes;
@@ -58,7 +59,7 @@ enum Command {
     /// Run a command once on the cluster and exit with its exit code (mesos-execute).
     Run(jobs::RunArgs),
     /// Why an app's instances are not placed: per node, the reason.
-    Explain(jobs::ExplainArgs),
+    Explain(explain::ExplainArgs),
     /// Drain a node (move its tasks away, take no new ones) or let it take tasks again.
     Node(nodes::NodeArgs),
 }
@@ -87,7 +88,7 @@ async fn main() {
         Command::Rollout(args) => rollout::rollout(&api, args).await,
         Command::Restart(args) => rollout::restart(&api, args).await,
         Command::ResetDelay(args) => rollout::reset_delay(&api, args).await,
-        Command::Explain(args) => jobs::explain(&api, args).await,
+        Command::Explain(args) => explain::explain(&api, args).await,
         Command::Node(args) => nodes::node(&api, args).await,
         Command::Run(args) => match jobs::run(&api, args).await {
             Ok(code) => std::process::exit(code),

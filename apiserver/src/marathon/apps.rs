@@ -156,61 +156,11 @@ pub async fn get(
     let snapshot = Snapshot::read(&s).await?;
     let params = Params::parse(q.as_deref());
     let out = match target(&path) {
-        Target::App(id) => {
-            let name = name_of(id)?;
-            let app = snapshot.app(&name).ok_or_else(|| not_found(&name))?;
-            // A single app always carries its tasks, as in Marathon.
-            let embed = [params.embeds(), vec!["tasks"]].concat();
-            json!({"app": snapshot.app_embedded(app, &embed)})
-        }
-        Target::Group(group) => {
-            let prefix = format!("{}_", name_of(group)?);
-            let embed = params.embeds();
-            let apps: Vec<Value> = snapshot
-                .apps
-                .iter()
-                .filter(|a| a.key().starts_with(&prefix))
-                .map(|a| snapshot.app_embedded(a, &embed))
-                .collect();
-            json!({"apps": apps})
-        }
-        Target::Tasks(id) => {
-            let name = name_of(id)?;
-            snapshot.app(&name).ok_or_else(|| not_found(&name))?;
-            let tasks: Vec<Value> = snapshot
-                .tasks_of(&name)
-                .filter(|t| !t.state().is_terminal())
-                .map(task_to_marathon)
-                .collect();
-            json!({"tasks": tasks})
-        }
-        Target::Versions(id) => {
-            let name = name_of(id)?;
-            snapshot.app(&name).ok_or_else(|| not_found(&name))?;
-            let mut versions: Vec<String> = s
-                .versions
-                .list(&format!("{name}/"))
-                .await?
-                .items
-                .into_iter()
-                .map(|v| v.spec.version)
-                .collect();
-            versions.reverse();
-            json!({"versions": versions})
-        }
-        Target::Version(id, version) => {
-            let name = name_of(id)?;
-            let spec = stored_version(&s, &name, version).await?;
-            let mut app = App::new(&name, spec);
-            app.metadata.annotations = Some(
-                [(
-                    pacer_crd::app::VERSION_ANNOTATION.to_string(),
-                    version.to_string(),
-                )]
-                .into(),
-            );
-            pacer_crd::marathon::app_to_marathon(&app, &Default::default())
-        }
+        Target::App(id) => app_json(&snapshot, id, &params)?,
+        Target::Group(group) => group_apps_json(&snapshot, group, &params)?,
+        Target::Tasks(id) => tasks_json(&snapshot, id)?,
+        Target::Versions(id) => versions_json(&s, &snapshot, id).await?,
+        Target::Version(id, version) => version_json(&s, id, version).await?,
         Target::Task(..) | Target::Restart(_) => {
             return Err(MarathonError::NotFound(format!(
                 "no GET on /v2/apps/{path}"
@@ -218,6 +168,74 @@ pub async fn get(
         }
     };
     Ok(Json(out).into_response())
+}
+
+/// `GET /v2/apps/{id}`.
+fn app_json(snapshot: &Snapshot, id: &str, params: &Params) -> Result<Value> {
+    let name = name_of(id)?;
+    let app = snapshot.app(&name).ok_or_else(|| not_found(&name))?;
+    // A single app always carries its tasks, as in Marathon.
+    let embed = [params.embeds(), vec!["tasks"]].concat();
+    Ok(json!({"app": snapshot.app_embedded(app, &embed)}))
+}
+
+/// `GET /v2/apps/{group}/*`: the apps under a group.
+fn group_apps_json(snapshot: &Snapshot, group: &str, params: &Params) -> Result<Value> {
+    let prefix = format!("{}_", name_of(group)?);
+    let embed = params.embeds();
+    let apps: Vec<Value> = snapshot
+        .apps
+        .iter()
+        .filter(|a| a.key().starts_with(&prefix))
+        .map(|a| snapshot.app_embedded(a, &embed))
+        .collect();
+    Ok(json!({"apps": apps}))
+}
+
+/// `GET /v2/apps/{id}/tasks`: its live tasks.
+fn tasks_json(snapshot: &Snapshot, id: &str) -> Result<Value> {
+    let name = name_of(id)?;
+    snapshot.app(&name).ok_or_else(|| not_found(&name))?;
+    let tasks: Vec<Value> = snapshot
+        .tasks_of(&name)
+        .filter(|t| !t.state().is_terminal())
+        .map(task_to_marathon)
+        .collect();
+    Ok(json!({"tasks": tasks}))
+}
+
+/// `GET /v2/apps/{id}/versions`: newest first.
+async fn versions_json(s: &ApiState, snapshot: &Snapshot, id: &str) -> Result<Value> {
+    let name = name_of(id)?;
+    snapshot.app(&name).ok_or_else(|| not_found(&name))?;
+    let mut versions: Vec<String> = s
+        .versions
+        .list(&format!("{name}/"))
+        .await?
+        .items
+        .into_iter()
+        .map(|v| v.spec.version)
+        .collect();
+    versions.reverse();
+    Ok(json!({"versions": versions}))
+}
+
+/// `GET /v2/apps/{id}/versions/{version}`: the app as it was then.
+async fn version_json(s: &ApiState, id: &str, version: &str) -> Result<Value> {
+    let name = name_of(id)?;
+    let spec = stored_version(s, &name, version).await?;
+    let mut app = App::new(&name, spec);
+    app.metadata.annotations = Some(
+        [(
+            pacer_crd::app::VERSION_ANNOTATION.to_string(),
+            version.to_string(),
+        )]
+        .into(),
+    );
+    Ok(pacer_crd::marathon::app_to_marathon(
+        &app,
+        &Default::default(),
+    ))
 }
 
 async fn stored_version(s: &ApiState, name: &str, version: &str) -> Result<AppSpec> {
@@ -388,8 +406,8 @@ pub async fn update_many(
         desired.push(desired_app(&s, &name, existing, item, true).await?);
     }
     // One plan, as a group write: dependencies first, a cycle refused.
-    let plan = super::misc::plan_of(&snapshot, &desired)?;
-    super::misc::in_plan_order(&mut desired, plan);
+    let plan = super::groups::plan_of(&snapshot, &desired)?;
+    super::groups::in_plan_order(&mut desired, plan);
     Ok(Json(apply_all(&s, desired).await?).into_response())
 }
 

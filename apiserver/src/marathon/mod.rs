@@ -1,11 +1,16 @@
 //! Marathon's v2 REST API, wire-compatible, on the same records the native API writes.
 
 mod apps;
+mod deployments;
 mod error;
 mod events;
-mod misc;
+mod groups;
+mod info;
+mod metrics;
 mod query;
+mod queue;
 pub mod subscriptions;
+mod tasks;
 mod view;
 
 use axum::Router;
@@ -32,21 +37,24 @@ pub fn routes() -> Router<ApiState> {
                 .delete(apps::delete)
                 .post(apps::restart),
         )
-        .route("/v2/tasks", get(misc::tasks))
-        .route("/v2/tasks/delete", post(misc::delete_tasks))
-        .route("/v2/deployments", get(misc::deployments))
-        .route("/v2/deployments/{id}", delete(misc::cancel_deployment))
-        .route("/v2/groups", get(misc::groups).post(misc::create_group))
+        .route("/v2/tasks", get(tasks::tasks))
+        .route("/v2/tasks/delete", post(tasks::delete_tasks))
+        .route("/v2/deployments", get(deployments::deployments))
+        .route(
+            "/v2/deployments/{id}",
+            delete(deployments::cancel_deployment),
+        )
+        .route("/v2/groups", get(groups::groups).post(groups::create_group))
         .route(
             "/v2/groups/{*path}",
-            get(misc::group)
-                .put(misc::put_group)
-                .delete(misc::delete_group),
+            get(groups::group)
+                .put(groups::put_group)
+                .delete(groups::delete_group),
         )
-        .route("/v2/queue", get(misc::queue))
-        .route("/v2/queue/{*path}", delete(misc::reset_delay))
-        .route("/v2/info", get(misc::info))
-        .route("/v2/leader", get(misc::leader_info))
+        .route("/v2/queue", get(queue::queue))
+        .route("/v2/queue/{*path}", delete(queue::reset_delay))
+        .route("/v2/info", get(info::info))
+        .route("/v2/leader", get(info::leader_info))
         .route("/v2/events", get(events::stream))
         .route(
             "/v2/eventSubscriptions",
@@ -54,5 +62,6 @@ pub fn routes() -> Router<ApiState> {
                 .post(subscriptions::subscribe)
                 .delete(subscriptions::unsubscribe),
         )
-        .route("/metrics", get(misc::metrics))
+        .route("/metrics", get(metrics::metrics))
+        .route("/ping", get(info::ping))
 }

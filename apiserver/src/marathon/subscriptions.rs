@@ -11,8 +11,8 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use pacer_crd::{EventSubscription, EventSubscriptionSpec};
-use pacer_runtime::now;
 use pacer_runtime::watcher::{self, Event as Change};
+use pacer_runtime::{Backoff, now};
 use reqwest::Url;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -218,23 +218,85 @@ async fn dispatch(s: ApiState, token: CancellationToken) {
     let mut subscriptions =
         watcher::watch_without_previous(s.subscriptions.clone(), "", token.clone());
     let (dead_tx, mut dead) = mpsc::channel::<String>(16);
-    let http = reqwest::Client::builder()
-        .timeout(POST_TIMEOUT)
-        // A redirect could lead anywhere: only the allowed URL itself is called.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
-    let mut subscribers: HashMap<String, Subscriber> = HashMap::new();
-    // A worker for a subscription, if its URL is still allowed (the rules may have changed
-    // since it subscribed): one that is not is unsubscribed.
-    let start = |sub: &EventSubscription, new: bool| -> Option<Subscriber> {
+    let mut fanout = Fanout::new(s, dead_tx, token.clone());
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            Some(change) = subscriptions.recv() => fanout.follow(change),
+            Some(name) = dead.recv() => fanout.unsubscribe(&name, "its deliveries keep failing"),
+            event = events.recv() => {
+                let Some(event) = event else { return };
+                for name in queue_event(&mut fanout.subscribers, &event) {
+                    fanout.unsubscribe(&name, "it fell a whole queue behind");
+                }
+            }
+        }
+    }
+}
+
+/// The subscribers of one term as the elected replica, each with its worker.
+struct Fanout {
+    s: ApiState,
+    http: reqwest::Client,
+    /// Where a worker names its subscriber when its deliveries keep failing.
+    dead: mpsc::Sender<String>,
+    /// Cancelled when the term ends: workers stop, even between retries.
+    token: CancellationToken,
+    subscribers: HashMap<String, Subscriber>,
+}
+
+impl Fanout {
+    fn new(s: ApiState, dead: mpsc::Sender<String>, token: CancellationToken) -> Fanout {
+        let http = reqwest::Client::builder()
+            .timeout(POST_TIMEOUT)
+            // A redirect could lead anywhere: only the allowed URL itself is called.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Fanout {
+            s,
+            http,
+            dead,
+            token,
+            subscribers: HashMap::new(),
+        }
+    }
+
+    /// Starts and stops workers as the subscription records come and go.
+    fn follow(&mut self, change: Change<EventSubscription>) {
+        match change {
+            Change::Restarted(all) => {
+                self.subscribers
+                    .retain(|name, _| all.iter().any(|a| a.metadata.name.as_deref() == Some(name)));
+                for sub in &all {
+                    self.start(sub, false);
+                }
+            }
+            Change::Applied(sub) => self.start(&sub, true),
+            Change::Deleted(sub) => {
+                self.subscribers
+                    .remove(sub.metadata.name.as_deref().unwrap_or_default());
+            }
+            Change::Removed { key, .. } => {
+                self.subscribers.remove(&key);
+            }
+        }
+    }
+
+    /// A worker for a subscription that has none, if its URL is still allowed (the rules may
+    /// have changed since it subscribed): one that is not is unsubscribed. A `new` one is
+    /// greeted with its own `subscribe_event` first.
+    fn start(&mut self, sub: &EventSubscription, new: bool) {
         let name = sub.metadata.name.clone().unwrap_or_default();
+        if self.subscribers.contains_key(&name) {
+            return;
+        }
         let url = sub.spec.callback_url.clone();
-        let allowed =
-            Url::parse(&url).is_ok_and(|u| s.event_callbacks.iter().any(|rule| rule.allows(&u)));
+        let allowed = Url::parse(&url)
+            .is_ok_and(|u| self.s.event_callbacks.iter().any(|rule| rule.allows(&u)));
         if !allowed {
-            unsubscribe_later(&s, &name, &url, "its URL is no longer allowed");
-            return None;
+            unsubscribe_later(&self.s, &name, &url, "its URL is no longer allowed");
+            return;
         }
         let (queue, rx) = mpsc::channel(QUEUE);
         if new {
@@ -244,67 +306,47 @@ async fn dispatch(s: ApiState, token: CancellationToken) {
             );
             let _ = queue.try_send(greeting);
         }
-        let worker = post_events(http.clone(), url.clone(), rx, name, dead_tx.clone());
-        tokio::spawn(worker);
-        Some(Subscriber {
+        let worker = Worker {
+            http: self.http.clone(),
+            url: url.clone(),
+            name: name.clone(),
+            dead: self.dead.clone(),
+            token: self.token.clone(),
+        };
+        tokio::spawn(worker.post_events(rx));
+        let subscriber = Subscriber {
             url,
             queue,
             greeted: new,
-        })
-    };
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            Some(change) = subscriptions.recv() => match change {
-                Change::Restarted(all) => {
-                    subscribers.retain(|name, _| all.iter().any(|a| a.metadata.name.as_deref() == Some(name)));
-                    for sub in &all {
-                        let name = sub.metadata.name.clone().unwrap_or_default();
-                        if !subscribers.contains_key(&name)
-                            && let Some(worker) = start(sub, false)
-                        {
-                            subscribers.insert(name, worker);
-                        }
-                    }
-                }
-                Change::Applied(sub) => {
-                    let name = sub.metadata.name.clone().unwrap_or_default();
-                    if !subscribers.contains_key(&name)
-                        && let Some(worker) = start(&sub, true)
-                    {
-                        subscribers.insert(name, worker);
-                    }
-                }
-                Change::Deleted(sub) => { subscribers.remove(sub.metadata.name.as_deref().unwrap_or_default()); }
-                Change::Removed { key, .. } => { subscribers.remove(&key); }
-            },
-            Some(name) = dead.recv() => {
-                if let Some(gone) = subscribers.remove(&name) {
-                    unsubscribe_later(&s, &name, &gone.url, "its deliveries keep failing");
-                }
-            }
-            event = events.recv() => {
-                let Some(event) = event else { return };
-                let greeting = (event["eventType"] == "subscribe_event")
-                    .then(|| event["callbackUrl"].as_str().unwrap_or_default().to_string());
-                let mut behind = Vec::new();
-                for (name, worker) in subscribers.iter_mut() {
-                    if worker.greeted && greeting.as_deref() == Some(worker.url.as_str()) {
-                        worker.greeted = false;
-                        continue;
-                    }
-                    if worker.queue.try_send(event.clone()).is_err() {
-                        behind.push(name.clone());
-                    }
-                }
-                for name in behind {
-                    if let Some(gone) = subscribers.remove(&name) {
-                        unsubscribe_later(&s, &name, &gone.url, "it fell a whole queue behind");
-                    }
-                }
-            }
+        };
+        self.subscribers.insert(name, subscriber);
+    }
+
+    /// Stops a subscriber's worker and deletes its record.
+    fn unsubscribe(&mut self, name: &str, why: &str) {
+        if let Some(gone) = self.subscribers.remove(name) {
+            unsubscribe_later(&self.s, name, &gone.url, why);
         }
     }
+}
+
+/// Queues `event` for every subscriber (but a `subscribe_event` not for the one it greets,
+/// already greeted when its worker started); returns those whose queue is full.
+fn queue_event(subscribers: &mut HashMap<String, Subscriber>, event: &Value) -> Vec<String> {
+    let greeting = (event["eventType"] == "subscribe_event")
+        .then(|| event["callbackUrl"].as_str().unwrap_or_default());
+    let mut behind = Vec::new();
+    for (name, subscriber) in subscribers.iter_mut() {
+        if subscriber.greeted && greeting == Some(subscriber.url.as_str()) {
+            subscriber.greeted = false;
+            continue;
+        }
+        if subscriber.queue.try_send(event.clone()).is_err() {
+            behind.push(name.clone());
+        }
+    }
+    behind.sort();
+    behind
 }
 
 /// Unsubscribes a subscriber (its record goes; every stream sees `unsubscribe_event`), on a
@@ -319,41 +361,57 @@ fn unsubscribe_later(s: &ApiState, name: &str, url: &str, why: &str) {
     });
 }
 
-/// POSTs a subscriber's events in order until its queue is dropped (unsubscribed, or the
-/// replica no longer leads); says when it keeps failing.
-async fn post_events(
+/// What POSTs one subscriber's events.
+struct Worker {
     http: reqwest::Client,
     url: String,
-    mut queue: mpsc::Receiver<Value>,
+    /// The subscription's record name, to say it is dead.
     name: String,
     dead: mpsc::Sender<String>,
-) {
-    let mut failures = 0;
-    while let Some(event) = queue.recv().await {
-        if post_with_retries(&http, &url, &event).await {
-            failures = 0;
-            continue;
-        }
-        failures += 1;
-        if failures >= MAX_FAILURES {
-            let _ = dead.send(name).await;
-            return;
-        }
-    }
+    token: CancellationToken,
 }
 
-async fn post_with_retries(http: &reqwest::Client, url: &str, event: &Value) -> bool {
-    let mut delays = pacer_runtime::backoff(Duration::from_millis(100), Duration::from_secs(1));
-    for attempt in 0..TRIES {
-        let sent = http.post(url).json(event).send().await;
-        if sent.is_ok_and(|r| r.status().is_success()) {
-            return true;
-        }
-        if attempt + 1 < TRIES {
-            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(1))).await;
+impl Worker {
+    /// POSTs the events in order until the queue is dropped (unsubscribed, or the replica no
+    /// longer leads) or the term ends; says when it keeps failing.
+    async fn post_events(self, mut queue: mpsc::Receiver<Value>) {
+        let mut failures = 0;
+        while let Some(event) = queue.recv().await {
+            if self.post_with_retries(&event).await {
+                failures = 0;
+                continue;
+            }
+            if self.token.is_cancelled() {
+                return;
+            }
+            failures += 1;
+            if failures >= MAX_FAILURES {
+                let _ = self.dead.send(self.name).await;
+                return;
+            }
         }
     }
-    false
+
+    /// One event, tried [`TRIES`] times with backoff; false when all failed or the term ended.
+    async fn post_with_retries(&self, event: &Value) -> bool {
+        let mut delays = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        for attempt in 1..=TRIES {
+            let sent = self.http.post(&self.url).json(event).send().await;
+            if sent.is_ok_and(|r| r.status().is_success()) {
+                return true;
+            }
+            let again = attempt < TRIES
+                && delays
+                    .pause(&self.token, |delay| {
+                        tracing::debug!(callback = %self.url, retry_in = ?delay, "event delivery failed");
+                    })
+                    .await;
+            if !again {
+                return false;
+            }
+        }
+        false
+    }
 }
 
 #[cfg(test)]
@@ -364,6 +422,48 @@ mod tests {
         CallbackRule::parse(rule)
             .unwrap()
             .allows(&Url::parse(url).unwrap())
+    }
+
+    fn subscriber(url: &str, room: usize, greeted: bool) -> (Subscriber, mpsc::Receiver<Value>) {
+        let (queue, rx) = mpsc::channel(room);
+        let subscriber = Subscriber {
+            url: url.into(),
+            queue,
+            greeted,
+        };
+        (subscriber, rx)
+    }
+
+    #[test]
+    fn an_event_is_queued_for_every_subscriber_and_full_queues_are_named() {
+        let (fast, mut fast_rx) = subscriber("http://a/", 8, false);
+        let (slow, _slow_rx) = subscriber("http://b/", 1, false);
+        let mut subscribers = HashMap::from([("a".to_string(), fast), ("b".to_string(), slow)]);
+        let event = json!({"eventType": "status_update_event"});
+        assert!(queue_event(&mut subscribers, &event).is_empty());
+        assert_eq!(queue_event(&mut subscribers, &event), vec!["b".to_string()]);
+        assert_eq!(fast_rx.try_recv().unwrap(), event);
+        assert_eq!(fast_rx.try_recv().unwrap(), event);
+    }
+
+    #[test]
+    fn a_new_subscriber_skips_the_stream_copy_of_its_own_greeting_once() {
+        let (greeted, mut greeted_rx) = subscriber("http://a/", 8, true);
+        let (other, mut other_rx) = subscriber("http://b/", 8, false);
+        let mut subscribers = HashMap::from([("a".to_string(), greeted), ("b".to_string(), other)]);
+        let greeting = json!({"eventType": "subscribe_event", "callbackUrl": "http://a/"});
+        queue_event(&mut subscribers, &greeting);
+        assert!(
+            greeted_rx.try_recv().is_err(),
+            "its own greeting came first, from its start"
+        );
+        assert_eq!(other_rx.try_recv().unwrap(), greeting);
+        queue_event(&mut subscribers, &greeting);
+        assert_eq!(
+            greeted_rx.try_recv().unwrap(),
+            greeting,
+            "skipped once only"
+        );
     }
 
     #[test]
