@@ -24,9 +24,9 @@ pub async fn queue(State(s): State<ApiState>) -> Result<Json<Value>> {
             if status.tasks_pending == 0 && delayed.is_none() {
                 return None;
             }
-            let left = delayed.as_deref().and_then(|d| d.parse::<pacer_crd::meta::jiff::Timestamp>().ok())
-                .map(|until| until.duration_since(pacer_crd::meta::jiff::Timestamp::now()).as_secs().max(0))
-                .unwrap_or(0);
+            let now = pacer_crd::time::Timestamp::now();
+            let ago = pacer_crd::time::seconds_since(delayed.as_deref(), now).unwrap_or(0.0);
+            let left = (-ago).max(0.0) as i64;
             Some(json!({
                 "count": status.tasks_pending,
                 "delay": {"timeLeftSeconds": left, "overdue": left == 0},
