@@ -10,7 +10,7 @@ use pacer_runtime::now;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{Handle, Runtime};
+use crate::driver::{Driver, Handle};
 
 /// What the checks tell the runner.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub enum Update {
 pub async fn run(
     task: Task,
     handle: Handle,
-    runtime: Arc<dyn Runtime>,
+    driver: Arc<dyn Driver>,
     updates: mpsc::Sender<Update>,
     stop: CancellationToken,
 ) {
@@ -53,7 +53,7 @@ pub async fn run(
         }
         let Some(check) = checks.get(i) else { return };
         next[i] = Instant::now() + secs(check.interval_seconds);
-        let outcome = probe(check, &task, &handle, runtime.as_ref(), &http).await;
+        let outcome = probe(check, &task, &handle, driver.as_ref(), &http).await;
         let in_grace = started.elapsed() < secs(check.grace_period_seconds)
             && results[i].first_success.is_none();
         let before = (results[i].alive, results[i].consecutive_failures);
@@ -127,7 +127,7 @@ async fn probe(
     check: &HealthCheck,
     task: &Task,
     handle: &Handle,
-    runtime: &dyn Runtime,
+    driver: &dyn Driver,
     http: &reqwest::Client,
 ) -> Probe {
     let timeout = secs(check.timeout_seconds.max(1));
@@ -138,7 +138,7 @@ async fn probe(
                 .as_ref()
                 .map(|c| c.value.clone())
                 .unwrap_or_default();
-            match tokio::time::timeout(timeout, runtime.exec(handle, task, &command)).await {
+            match tokio::time::timeout(timeout, driver.exec(handle, task, &command)).await {
                 Ok(Ok(0)) => Ok(Probe::Healthy),
                 Ok(Ok(code)) => Err(format!("command exited with {code}")),
                 Ok(Err(e)) => Err(e.to_string()),

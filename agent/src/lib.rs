@@ -2,12 +2,12 @@
 //! reports their status.
 
 pub mod capacity;
+pub mod driver;
 mod health;
 mod http;
 mod readiness;
 mod register;
 mod runner;
-pub mod runtime;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,8 +20,8 @@ use pacer_runtime::watcher::{self, Event};
 use pacer_runtime::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use crate::driver::Drivers;
 use crate::runner::Runner;
-use crate::runtime::Runtimes;
 
 /// Everything an agent needs to know about its machine.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ pub async fn run(
     client: Client,
     token: CancellationToken,
 ) -> Result<(), Error> {
-    let runtimes = Runtimes::connect(&config.work_dir)
+    let drivers = Drivers::connect(&config.work_dir)
         .await
         .map_err(Error::Docker)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -78,7 +78,7 @@ pub async fn run(
             .local_addr()
             .map_err(|e| Error::Listen(config.listen, e))?
     );
-    if let Runtimes::Real { docker, process } = &runtimes {
+    if let Drivers::Real { docker, process } = &drivers {
         let tasks: Api<Task> = Api::new(&client);
         docker
             .remove_unwanted(&config.node_name, &tasks, Duration::ZERO)
@@ -102,7 +102,7 @@ pub async fn run(
     run_node(
         config,
         client,
-        runtimes,
+        drivers,
         Some((listener, address)),
         writes,
         token,
@@ -113,7 +113,7 @@ pub async fn run(
 
 /// Every 30 s, removes this node's containers no task wants that are older than a minute.
 async fn sweep(
-    docker: Arc<runtime::Docker>,
+    docker: Arc<driver::Docker>,
     node: String,
     tasks: Api<Task>,
     token: CancellationToken,
@@ -130,7 +130,7 @@ async fn sweep(
 
 /// Runs `count` simulated nodes in this process (`pacer agent --simulate N`): each registers
 /// its own Node on its own lease and watches its own tasks, as a real agent does, with the fake
-/// runtime. Nodes are named `<node_name>-0001`, ... and get the capacity of `config`.
+/// driver. Nodes are named `<node_name>-0001`, ... and get the capacity of `config`.
 pub async fn simulate(
     config: AgentConfig,
     count: usize,
@@ -139,7 +139,7 @@ pub async fn simulate(
     client: Client,
     token: CancellationToken,
 ) {
-    let fake = Arc::new(runtime::Fake::new(start_delay, fail_ratio));
+    let fake = Arc::new(driver::Fake::new(start_delay, fail_ratio));
     // One limit for the process, as for a real agent: the nodes share its connection.
     let writes = runner::status_writes();
     let nodes = (1..=count).map(|i| {
@@ -150,7 +150,7 @@ pub async fn simulate(
         run_node(
             node,
             client.clone(),
-            Runtimes::Simulated(fake.clone()),
+            Drivers::Simulated(fake.clone()),
             None,
             writes.clone(),
             token.clone(),
@@ -164,7 +164,7 @@ pub async fn simulate(
 async fn run_node(
     config: AgentConfig,
     client: Client,
-    runtimes: Runtimes,
+    drivers: Drivers,
     http: Option<(tokio::net::TcpListener, String)>,
     writes: Arc<tokio::sync::Semaphore>,
     token: CancellationToken,
@@ -196,7 +196,7 @@ async fn run_node(
     );
     let ctx = runner::Ctx {
         tasks,
-        runtimes,
+        drivers,
         hostname: config.hostname.clone(),
         writes,
     };
@@ -258,7 +258,7 @@ fn ensure(
         return;
     }
     if task.state().is_terminal() {
-        if crate::runtime::Docker::handle_of(task).is_some() {
+        if crate::driver::Docker::handle_of(task).is_some() {
             ended.insert(name, task.clone());
         }
         return;

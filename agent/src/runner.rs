@@ -8,14 +8,14 @@ use pacer_runtime::{Api, now};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::driver::{Docker, Driver, Drivers, Handle};
 use crate::health::Update;
-use crate::runtime::{Docker, Handle, Runtime, Runtimes};
 
 /// What a runner needs from its agent.
 #[derive(Clone)]
 pub struct Ctx {
     pub tasks: Api<Task>,
-    pub runtimes: Runtimes,
+    pub drivers: Drivers,
     pub hostname: String,
     /// Status writes in flight, for the whole process (`status_writes`).
     pub writes: Arc<tokio::sync::Semaphore>,
@@ -40,7 +40,7 @@ pub struct Runner {
     /// node was unreachable for a while).
     resync: Arc<tokio::sync::Notify>,
     pub handle: Arc<Mutex<Option<Handle>>>,
-    pub runtime: Arc<dyn Runtime>,
+    pub driver: Arc<dyn Driver>,
 }
 
 impl Runner {
@@ -50,21 +50,21 @@ impl Runner {
             deleted: CancellationToken::new(),
             resync: Arc::default(),
             handle: Arc::default(),
-            runtime: ctx.runtimes.for_task(&task),
+            driver: ctx.drivers.for_task(&task),
         };
         if task.spec.kill {
             runner.kill.cancel();
         }
-        let (kill, deleted, handle, runtime) = (
+        let (kill, deleted, handle, driver) = (
             runner.kill.clone(),
             runner.deleted.clone(),
             runner.handle.clone(),
-            runner.runtime.clone(),
+            runner.driver.clone(),
         );
         let resync = runner.resync.clone();
         let span = tracing::info_span!("task", node = %task.spec.node, task = %task.metadata.name.as_deref().unwrap_or_default());
         tokio::spawn(tracing::Instrument::instrument(
-            run(task, ctx, runtime, handle, kill, deleted, resync),
+            run(task, ctx, driver, handle, kill, deleted, resync),
             span,
         ));
         runner
@@ -91,14 +91,14 @@ pub fn remove_leftover(task: &Task, ctx: &Ctx) {
     let Some(handle) = Docker::handle_of(task) else {
         return;
     };
-    let runtime = ctx.runtimes.for_task(task);
-    tokio::spawn(async move { runtime.remove(&handle).await });
+    let driver = ctx.drivers.for_task(task);
+    tokio::spawn(async move { driver.remove(&handle).await });
 }
 
 async fn run(
     task: Task,
     ctx: Ctx,
-    runtime: Arc<dyn Runtime>,
+    driver: Arc<dyn Driver>,
     slot: Arc<Mutex<Option<Handle>>>,
     kill: CancellationToken,
     deleted: CancellationToken,
@@ -112,7 +112,7 @@ async fn run(
         writes: ctx.writes.clone(),
     };
     let grace = Duration::from_secs_f64(task.spec.app.task_kill_grace_period_seconds.max(0.0));
-    let adopted = runtime.adopt(&task).await;
+    let adopted = driver.adopt(&task).await;
     let handle = match adopted {
         Some(handle) => {
             tracing::info!(id = %handle.id, pid = ?handle.pid, "re-attached to the running task");
@@ -144,7 +144,7 @@ async fn run(
             }
             // A quick start goes straight to TASK_RUNNING (one write fewer per task); a slow
             // one (an image being pulled) shows TASK_STAGING meanwhile.
-            match shown_if_slow(runtime.start(&task, &ctx.hostname), &mut report).await {
+            match shown_if_slow(driver.start(&task, &ctx.hostname), &mut report).await {
                 Ok(handle) => handle,
                 Err(e) => {
                     tracing::info!(error = %e, "task failed to start");
@@ -169,7 +169,7 @@ async fn run(
         tokio::spawn(crate::health::run(
             task.clone(),
             handle.clone(),
-            runtime.clone(),
+            driver.clone(),
             updates.clone(),
             stop_checks.clone(),
         ));
@@ -181,7 +181,7 @@ async fn run(
             stop_checks.clone(),
         ));
     }
-    let wait = runtime.wait(&handle);
+    let wait = driver.wait(&handle);
     tokio::pin!(wait);
     loop {
         tokio::select! {
@@ -192,7 +192,7 @@ async fn run(
                 break;
             }
             _ = kill.cancelled() => {
-                stop(&mut report, runtime.as_ref(), &handle, grace, "killed on request").await;
+                stop(&mut report, driver.as_ref(), &handle, grace, "killed on request").await;
                 break;
             }
             Some(update) = health.recv() => match update {
@@ -206,7 +206,7 @@ async fn run(
                 }
                 Update::Kill(reason) => {
                     tracing::info!(%reason, "killing an unhealthy task");
-                    stop(&mut report, runtime.as_ref(), &handle, grace, &format!("killed: {reason}")).await;
+                    stop(&mut report, driver.as_ref(), &handle, grace, &format!("killed: {reason}")).await;
                     break;
                 }
             },
@@ -216,8 +216,8 @@ async fn run(
     }
     stop_checks.cancel();
     deleted.cancelled().await;
-    let _ = runtime.stop(&handle, grace).await;
-    if let Err(e) = runtime.remove(&handle).await {
+    let _ = driver.stop(&handle, grace).await;
+    if let Err(e) = driver.remove(&handle).await {
         tracing::info!(error = %e, "removing the task's container failed");
     }
 }
@@ -225,15 +225,15 @@ async fn run(
 /// Stops a running task: TASK_KILLING, then TASK_KILLED with `message` once it has exited.
 async fn stop(
     report: &mut Reporter,
-    runtime: &dyn Runtime,
+    driver: &dyn Driver,
     handle: &Handle,
     grace: Duration,
     message: &str,
 ) {
     report.status.state = TaskState::Killing;
     let stopping = async {
-        let _ = runtime.stop(handle, grace).await;
-        runtime.wait(handle).await.ok()
+        let _ = driver.stop(handle, grace).await;
+        driver.wait(handle).await.ok()
     };
     // As with TASK_STAGING: TASK_KILLING is written only if the stop takes a while.
     let code = shown_if_slow(stopping, report).await;

@@ -1,4 +1,4 @@
-//! The docker runtime: containers through the local engine (bollard), labelled with task, app and node.
+//! The docker driver: containers through the local engine (bollard), labelled with task, app and node.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use pacer_crd::Task;
 use pacer_crd::app::{NetworkMode, VolumeMode};
 use pacer_runtime::Api;
 
-use super::{Handle, Runtime, RuntimeError, task_env};
+use super::{Driver, DriverError, Handle, task_env};
 
 pub const LABEL_TASK: &str = "pacer.io/task";
 pub const LABEL_APP: &str = "pacer.io/app";
@@ -76,7 +76,7 @@ impl Docker {
         }
     }
 
-    async fn ensure_image(&self, image: &str, force_pull: bool) -> Result<(), RuntimeError> {
+    async fn ensure_image(&self, image: &str, force_pull: bool) -> Result<(), DriverError> {
         let present = self.client.inspect_image(image).await.is_ok();
         if present && !force_pull {
             return Ok(());
@@ -94,11 +94,11 @@ impl Docker {
             Ok(Ok(())) => Ok(()),
             // A failed forced pull still runs a local copy, as Docker itself would.
             _ if present => Ok(()),
-            Ok(Err(e)) => Err(RuntimeError::ImageMissing {
+            Ok(Err(e)) => Err(DriverError::ImageMissing {
                 image: image.into(),
                 reason: format!("not found locally and the pull failed: {e}"),
             }),
-            Err(_) => Err(RuntimeError::ImageMissing {
+            Err(_) => Err(DriverError::ImageMissing {
                 image: image.into(),
                 reason: format!("not found locally and the pull took over {PULL_TIMEOUT:?}"),
             }),
@@ -114,7 +114,7 @@ impl Docker {
 }
 
 /// The create request for a task: image, command, env, labels, limits, ports, volumes.
-fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, RuntimeError> {
+fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, DriverError> {
     let app = &task.spec.app;
     let container = app.container.clone().unwrap_or_default();
     let docker = container.docker.clone().unwrap_or_default();
@@ -186,7 +186,7 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, RuntimeEr
             "hostname" => body.hostname = Some(p.value.clone()),
             "workdir" | "w" => body.working_dir = Some(p.value.clone()),
             "user" | "u" => body.user = Some(p.value.clone()),
-            other => return Err(RuntimeError::Parameter(other.into())),
+            other => return Err(DriverError::Parameter(other.into())),
         }
     }
     body.labels = Some(labels);
@@ -205,7 +205,7 @@ fn is_not_found(e: &DockerError) -> bool {
 }
 
 #[async_trait]
-impl Runtime for Docker {
+impl Driver for Docker {
     async fn adopt(&self, task: &Task) -> Option<Handle> {
         let info = self
             .client
@@ -233,7 +233,7 @@ impl Runtime for Docker {
         })
     }
 
-    async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError> {
+    async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError> {
         let image = task.spec.app.image().unwrap_or_default().to_string();
         let force = task
             .spec
@@ -258,14 +258,14 @@ impl Runtime for Docker {
             .client
             .create_container(Some(options), body)
             .await
-            .map_err(RuntimeError::ContainerCreate)?;
+            .map_err(DriverError::ContainerCreate)?;
         let handle = Handle {
             id: created.id,
             pid: None,
         };
         if let Err(e) = self.client.start_container(&handle.id, None).await {
             let _ = self.remove(&handle).await;
-            return Err(RuntimeError::ContainerStart(e));
+            return Err(DriverError::ContainerStart(e));
         }
         let pid = self
             .client
@@ -279,20 +279,20 @@ impl Runtime for Docker {
         })
     }
 
-    async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError> {
+    async fn wait(&self, handle: &Handle) -> Result<i64, DriverError> {
         loop {
             let next = self.client.wait_container(&handle.id, None).next().await;
             match next {
                 Some(Ok(resp)) => return Ok(resp.status_code),
                 Some(Err(DockerError::DockerContainerWaitError { code, .. })) => return Ok(code),
-                Some(Err(e)) if is_not_found(&e) => return Err(RuntimeError::Docker(e)),
+                Some(Err(e)) if is_not_found(&e) => return Err(DriverError::Docker(e)),
                 // The engine's request timeout ends long waits: ask again unless it has exited.
                 _ => {
                     let info = self
                         .client
                         .inspect_container(&handle.id, None)
                         .await
-                        .map_err(RuntimeError::Docker)?;
+                        .map_err(DriverError::Docker)?;
                     let state = info.state.unwrap_or_default();
                     if state.running != Some(true) {
                         return Ok(state.exit_code.unwrap_or(-1));
@@ -302,7 +302,7 @@ impl Runtime for Docker {
         }
     }
 
-    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError> {
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), DriverError> {
         let options = StopContainerOptionsBuilder::new()
             .t(grace.as_secs().max(1) as i32)
             .build();
@@ -312,11 +312,11 @@ impl Runtime for Docker {
                 status_code: 304 | 404,
                 ..
             }) => Ok(()),
-            Err(e) => Err(RuntimeError::Docker(e)),
+            Err(e) => Err(DriverError::Docker(e)),
         }
     }
 
-    async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError> {
+    async fn remove(&self, handle: &Handle) -> Result<(), DriverError> {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -331,16 +331,11 @@ impl Runtime for Docker {
             Err(DockerError::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
-            Err(e) => Err(RuntimeError::Docker(e)),
+            Err(e) => Err(DriverError::Docker(e)),
         }
     }
 
-    async fn exec(
-        &self,
-        handle: &Handle,
-        _task: &Task,
-        command: &str,
-    ) -> Result<i64, RuntimeError> {
+    async fn exec(&self, handle: &Handle, _task: &Task, command: &str) -> Result<i64, DriverError> {
         let options = bollard::exec::CreateExecOptions {
             cmd: Some(vec![
                 "/bin/sh".to_string(),
@@ -355,12 +350,12 @@ impl Runtime for Docker {
             .client
             .create_exec(&handle.id, options)
             .await
-            .map_err(RuntimeError::Docker)?;
+            .map_err(DriverError::Docker)?;
         if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
             .client
             .start_exec(&exec.id, None)
             .await
-            .map_err(RuntimeError::Docker)?
+            .map_err(DriverError::Docker)?
         {
             while output.next().await.is_some() {}
         }
@@ -368,11 +363,11 @@ impl Runtime for Docker {
             .client
             .inspect_exec(&exec.id)
             .await
-            .map_err(RuntimeError::Docker)?;
+            .map_err(DriverError::Docker)?;
         Ok(inspect.exit_code.unwrap_or(-1))
     }
 
-    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError> {
+    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, DriverError> {
         let options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
@@ -381,7 +376,7 @@ impl Runtime for Docker {
         let mut stream = self.client.logs(&handle.id, Some(options));
         let mut out = String::new();
         while let Some(chunk) = stream.next().await {
-            out.push_str(&chunk.map_err(RuntimeError::Docker)?.to_string());
+            out.push_str(&chunk.map_err(DriverError::Docker)?.to_string());
         }
         Ok(out)
     }

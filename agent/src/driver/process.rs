@@ -1,4 +1,4 @@
-//! The process runtime: `sh -c cmd` in a sandbox folder, in its own process group (Mesos' command executor).
+//! The process driver: `sh -c cmd` in a sandbox folder, in its own process group (Mesos' command executor).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use pacer_crd::Task;
 use tokio::sync::watch;
 
-use super::{Handle, Runtime, RuntimeError, task_env};
+use super::{Driver, DriverError, Handle, task_env};
 
 pub struct Process {
     sandboxes: PathBuf,
@@ -70,7 +70,7 @@ fn signal_group(pid: Option<u32>, signal: Signal) {
 }
 
 /// The last `tail` lines of a file, or nothing if it does not exist.
-fn tail_of(path: &Path, tail: usize) -> Result<String, RuntimeError> {
+fn tail_of(path: &Path, tail: usize) -> Result<String, DriverError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
@@ -78,7 +78,7 @@ fn tail_of(path: &Path, tail: usize) -> Result<String, RuntimeError> {
             Ok(lines[start..].iter().map(|l| format!("{l}\n")).collect())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(RuntimeError::Logs(e)),
+        Err(e) => Err(DriverError::Logs(e)),
     }
 }
 
@@ -109,7 +109,7 @@ fn read_exit(dir: &Path) -> Option<i64> {
 }
 
 #[async_trait]
-impl Runtime for Process {
+impl Driver for Process {
     /// Re-attaches to a process an earlier agent started, from the sandbox's checkpoint: same
     /// pid and start time means the same process. One that ended meanwhile reports the exit
     /// code its wrapper wrote.
@@ -135,18 +135,18 @@ impl Runtime for Process {
         Some(Handle { id, pid: Some(pid) })
     }
 
-    async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError> {
+    async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError> {
         let id = task.metadata.name.clone().unwrap_or_default();
         let dir = self.sandbox(&id);
-        std::fs::create_dir_all(&dir).map_err(RuntimeError::Spawn)?;
-        let stdout = std::fs::File::create(dir.join("stdout")).map_err(RuntimeError::Spawn)?;
-        let stderr = std::fs::File::create(dir.join("stderr")).map_err(RuntimeError::Spawn)?;
+        std::fs::create_dir_all(&dir).map_err(DriverError::Spawn)?;
+        let stdout = std::fs::File::create(dir.join("stdout")).map_err(DriverError::Spawn)?;
+        let stderr = std::fs::File::create(dir.join("stderr")).map_err(DriverError::Spawn)?;
         let app = &task.spec.app;
         let argv: Vec<String> = match (&app.cmd, &app.args) {
             (Some(cmd), _) => vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
             (None, Some(args)) if !args.is_empty() => args.clone(),
             _ => {
-                return Err(RuntimeError::Spawn(std::io::Error::other(
+                return Err(DriverError::Spawn(std::io::Error::other(
                     "the app has neither cmd nor args",
                 )));
             }
@@ -169,11 +169,11 @@ impl Runtime for Process {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
-        let mut child = command.spawn().map_err(RuntimeError::Spawn)?;
+        let mut child = command.spawn().map_err(DriverError::Spawn)?;
         let pid = child.id();
         if let Some(started) = pid.and_then(start_time) {
             let checkpoint = format!("{} {started}\n", pid.unwrap_or_default());
-            std::fs::write(dir.join(PID_FILE), checkpoint).map_err(RuntimeError::Spawn)?;
+            std::fs::write(dir.join(PID_FILE), checkpoint).map_err(DriverError::Spawn)?;
         }
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
@@ -193,10 +193,10 @@ impl Runtime for Process {
         Ok(Handle { id, pid })
     }
 
-    async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError> {
+    async fn wait(&self, handle: &Handle) -> Result<i64, DriverError> {
         let mut rx = self
             .exit_of(&handle.id)
-            .ok_or_else(|| RuntimeError::Unknown(handle.id.clone()))?;
+            .ok_or_else(|| DriverError::Unknown(handle.id.clone()))?;
         let code = rx
             .wait_for(Option::is_some)
             .await
@@ -205,7 +205,7 @@ impl Runtime for Process {
         Ok(code)
     }
 
-    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError> {
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), DriverError> {
         let Some(mut rx) = self.exit_of(&handle.id) else {
             return Ok(());
         };
@@ -220,14 +220,14 @@ impl Runtime for Process {
         Ok(())
     }
 
-    async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError> {
+    async fn remove(&self, handle: &Handle) -> Result<(), DriverError> {
         signal_group(handle.pid, Signal::SIGKILL);
         self.exits.lock().expect("exits lock").remove(&handle.id);
         let _ = std::fs::remove_dir_all(self.sandbox(&handle.id));
         Ok(())
     }
 
-    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, RuntimeError> {
+    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, DriverError> {
         let status = tokio::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(command)
@@ -239,11 +239,11 @@ impl Runtime for Process {
             .kill_on_drop(true)
             .status()
             .await
-            .map_err(RuntimeError::Spawn)?;
+            .map_err(DriverError::Spawn)?;
         Ok(status.code().map(i64::from).unwrap_or(-1))
     }
 
-    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError> {
+    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, DriverError> {
         let dir = self.sandbox(&handle.id);
         Ok(tail_of(&dir.join("stdout"), tail)? + &tail_of(&dir.join("stderr"), tail)?)
     }

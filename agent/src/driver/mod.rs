@@ -1,4 +1,4 @@
-//! How tasks run: the `Runtime` trait and its docker and process implementations.
+//! Task drivers (Nomad's word): the `Driver` trait and its docker, process and fake implementations.
 
 mod docker;
 mod fake;
@@ -24,7 +24,7 @@ pub struct Handle {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub enum DriverError {
     #[error("image '{image}' is not available on this node: {reason}")]
     ImageMissing { image: String, reason: String },
     #[error("docker parameter '{0}' is not supported")]
@@ -39,7 +39,7 @@ pub enum RuntimeError {
     Spawn(#[source] std::io::Error),
     #[error("simulated start failure (--simulate-fail-ratio)")]
     Simulated,
-    #[error("task {0} is not known to this runtime")]
+    #[error("task {0} is not known to this driver")]
     Unknown(String),
     #[error("reading logs failed: {0}")]
     Logs(#[source] std::io::Error),
@@ -48,24 +48,24 @@ pub enum RuntimeError {
 /// Runs tasks of one kind. Implementations touch only what they started (labelled containers,
 /// their own process groups).
 #[async_trait]
-pub trait Runtime: Send + Sync {
+pub trait Driver: Send + Sync {
     /// Re-attaches to the task if it already runs (after an agent restart).
     async fn adopt(&self, task: &Task) -> Option<Handle>;
-    async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError>;
+    async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError>;
     /// Waits for the task to end; its exit code.
-    async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError>;
+    async fn wait(&self, handle: &Handle) -> Result<i64, DriverError>;
     /// SIGTERM, then SIGKILL after `grace`.
-    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError>;
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), DriverError>;
     /// Frees what the task left behind (container, sandbox).
-    async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError>;
-    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError>;
+    async fn remove(&self, handle: &Handle) -> Result<(), DriverError>;
+    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, DriverError>;
     /// Runs `command` with `sh -c` inside the task (COMMAND health checks); its exit code.
-    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, RuntimeError>;
+    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, DriverError>;
 }
 
-/// The runtimes of one agent: real ones, or a fake one for simulated nodes.
+/// The drivers of one agent: real ones, or a fake one for simulated nodes.
 #[derive(Clone)]
-pub enum Runtimes {
+pub enum Drivers {
     Real {
         docker: Arc<Docker>,
         process: Arc<Process>,
@@ -73,20 +73,20 @@ pub enum Runtimes {
     Simulated(Arc<Fake>),
 }
 
-impl Runtimes {
-    pub async fn connect(work_dir: &Path) -> Result<Runtimes, bollard::errors::Error> {
-        Ok(Runtimes::Real {
+impl Drivers {
+    pub async fn connect(work_dir: &Path) -> Result<Drivers, bollard::errors::Error> {
+        Ok(Drivers::Real {
             docker: Arc::new(Docker::connect().await?),
             process: Arc::new(Process::new(work_dir)),
         })
     }
 
     /// Docker for tasks with an image, a plain process otherwise (Marathon's command tasks).
-    pub fn for_task(&self, task: &Task) -> Arc<dyn Runtime> {
+    pub fn for_task(&self, task: &Task) -> Arc<dyn Driver> {
         match self {
-            Runtimes::Real { process, .. } if task.spec.app.is_process() => process.clone(),
-            Runtimes::Real { docker, .. } => docker.clone(),
-            Runtimes::Simulated(fake) => fake.clone(),
+            Drivers::Real { process, .. } if task.spec.app.is_process() => process.clone(),
+            Drivers::Real { docker, .. } => docker.clone(),
+            Drivers::Simulated(fake) => fake.clone(),
         }
     }
 }
