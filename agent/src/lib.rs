@@ -6,6 +6,7 @@ pub mod driver;
 mod health;
 mod http;
 mod readiness;
+mod recovery;
 mod register;
 mod runner;
 
@@ -21,6 +22,7 @@ use pacer_runtime::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::Drivers;
+use crate::recovery::Ended;
 use crate::runner::Runner;
 
 /// Everything an agent needs to know about its machine.
@@ -78,26 +80,8 @@ pub async fn run(
             .local_addr()
             .map_err(|e| Error::Listen(config.listen, e))?
     );
-    if let Drivers::Real { docker, process } = &drivers {
-        let tasks: Api<Task> = Api::new(&client);
-        docker
-            .remove_unwanted(&config.node_name, &tasks, Duration::ZERO)
-            .await;
-        tokio::spawn(sweep(
-            docker.clone(),
-            config.node_name.clone(),
-            tasks.clone(),
-            token.clone(),
-        ));
-        if let Ok(list) = tasks.list(&format!("{}/", config.node_name)).await {
-            let wanted: Vec<String> = list
-                .items
-                .iter()
-                .filter_map(|t| t.metadata.name.clone())
-                .collect();
-            process.remove_unwanted(&wanted);
-        }
-    }
+    let tasks: Api<Task> = Api::new(&client);
+    recovery::clean_up(&drivers, &config.node_name, &tasks, &token).await;
     let writes = runner::status_writes();
     run_node(
         config,
@@ -109,23 +93,6 @@ pub async fn run(
     )
     .await;
     Ok(())
-}
-
-/// Every 30 s, removes this node's containers no task wants that are older than a minute.
-async fn sweep(
-    docker: Arc<driver::Docker>,
-    node: String,
-    tasks: Api<Task>,
-    token: CancellationToken,
-) {
-    const EVERY: Duration = Duration::from_secs(30);
-    const GRACE: Duration = Duration::from_secs(60);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(EVERY) => docker.remove_unwanted(&node, &tasks, GRACE).await,
-        }
-    }
 }
 
 /// Runs `count` simulated nodes in this process (`pacer agent --simulate N`): each registers
@@ -210,10 +177,6 @@ async fn run_node(
     let _ = registration.await;
 }
 
-/// Ended tasks found without a runner (after a restart) whose container or sandbox is to be
-/// removed when their record is.
-type Ended = HashMap<String, Task>;
-
 fn apply(event: Event<Task>, runners: &Runners, ended: &mut Ended, ctx: &runner::Ctx) {
     let mut runners = runners.lock().expect("runners lock");
     let name = match event {
@@ -236,8 +199,8 @@ fn apply(event: Event<Task>, runners: &Runners, ended: &mut Ended, ctx: &runner:
     };
     if let Some(runner) = runners.remove(&name) {
         runner.deleted();
-    } else if let Some(task) = ended.remove(&name) {
-        runner::remove_leftover(&task, ctx);
+    } else {
+        ended.deleted(&name, &ctx.drivers);
     }
 }
 
@@ -258,9 +221,7 @@ fn ensure(
         return;
     }
     if task.state().is_terminal() {
-        if crate::driver::Docker::handle_of(task).is_some() {
-            ended.insert(name, task.clone());
-        }
+        ended.note(task);
         return;
     }
     runners.insert(name, Runner::spawn(task.clone(), ctx.clone()));

@@ -8,7 +8,7 @@ use pacer_runtime::{Api, now};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::driver::{Docker, Driver, Drivers, Handle};
+use crate::driver::{Driver, Drivers, Handle};
 use crate::health::Update;
 
 /// What a runner needs from its agent.
@@ -86,15 +86,6 @@ impl Runner {
     }
 }
 
-/// Removes the container or sandbox of an ended task whose runner is gone.
-pub fn remove_leftover(task: &Task, ctx: &Ctx) {
-    let Some(handle) = Docker::handle_of(task) else {
-        return;
-    };
-    let driver = ctx.drivers.for_task(task);
-    tokio::spawn(async move { driver.remove(&handle).await });
-}
-
 async fn run(
     task: Task,
     ctx: Ctx,
@@ -112,20 +103,11 @@ async fn run(
         writes: ctx.writes.clone(),
     };
     let grace = Duration::from_secs_f64(task.spec.app.task_kill_grace_period_seconds.max(0.0));
-    let adopted = driver.adopt(&task).await;
-    let handle = match adopted {
+    let reattached = crate::recovery::reattach(driver.as_ref(), &task).await;
+    let handle = match reattached {
         Some(handle) => {
-            tracing::info!(id = %handle.id, pid = ?handle.pid, "re-attached to the running task");
-            // It may have been started by an agent stopped before it could say so.
-            report.status.recovered_at = Some(now());
-            report.status.unreachable_since = None;
-            report.status.state = TaskState::Running;
-            report.status.container_id = Some(handle.id.clone());
-            report.status.pid = handle.pid.or(report.status.pid);
-            report.status.host = Some(ctx.hostname.clone());
-            if report.status.started_at.is_none() {
-                report.status.started_at = Some(now());
-            }
+            let status = std::mem::take(&mut report.status);
+            report.status = crate::recovery::resumed(status, &handle, &ctx.hostname, &now());
             report.send().await;
             handle
         }

@@ -13,9 +13,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use pacer_crd::Task;
 use pacer_crd::app::{NetworkMode, VolumeMode};
-use pacer_runtime::Api;
 
-use super::{Driver, DriverError, Handle, task_env};
+use super::{Driver, DriverError, Found, Handle, task_env};
 
 pub const LABEL_TASK: &str = "pacer.io/task";
 pub const LABEL_APP: &str = "pacer.io/app";
@@ -28,6 +27,16 @@ pub struct Docker {
     client: bollard::Docker,
 }
 
+/// A container this driver labelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    /// The task it was created for (its label).
+    pub task: String,
+    /// When it was created, in seconds since the epoch.
+    pub created: Option<i64>,
+}
+
 impl Docker {
     pub async fn connect() -> Result<Docker, DockerError> {
         let client = bollard::Docker::connect_with_local_defaults()?
@@ -36,44 +45,29 @@ impl Docker {
         Ok(Docker { client })
     }
 
-    /// Removes this node's labelled containers that no task record wants (left by an earlier
-    /// run, or created by a start that was still in flight when a task was deleted) and that
-    /// are older than `grace`. A failed lookup keeps the container.
-    pub async fn remove_unwanted(&self, node: &str, tasks: &Api<Task>, grace: std::time::Duration) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default();
+    /// This node's labelled containers, running or not.
+    pub async fn containers(&self, node: &str) -> Result<Vec<Container>, DriverError> {
         let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_NODE}={node}")])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
             .build();
-        let Ok(containers) = self.client.list_containers(Some(options)).await else {
-            return;
-        };
-        for c in containers {
-            let young = c
-                .created
-                .is_some_and(|created| now - created < grace.as_secs() as i64);
-            if young {
-                continue;
-            }
-            let task = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_TASK))
-                .cloned()
-                .unwrap_or_default();
-            let wanted = matches!(
-                tasks.get(&pacer_crd::task::task_key(node, &task)).await,
-                Ok(Some(_)) | Err(_)
-            );
-            if let (false, Some(id)) = (wanted, c.id) {
-                tracing::info!(container = %id, task = %task, "removing a container no task wants");
-                let _ = self.remove(&Handle { id, pid: None }).await;
-            }
-        }
+        let listed = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(DriverError::Docker)?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|c| {
+                let task = c.labels.as_ref().and_then(|l| l.get(LABEL_TASK)).cloned();
+                Some(Container {
+                    id: c.id?,
+                    task: task.unwrap_or_default(),
+                    created: c.created,
+                })
+            })
+            .collect())
     }
 
     async fn ensure_image(&self, image: &str, force_pull: bool) -> Result<(), DriverError> {
@@ -206,7 +200,7 @@ fn is_not_found(e: &DockerError) -> bool {
 
 #[async_trait]
 impl Driver for Docker {
-    async fn adopt(&self, task: &Task) -> Option<Handle> {
+    async fn recover(&self, task: &Task) -> Option<Found> {
         let info = self
             .client
             .inspect_container(&Self::container_name(task), None)
@@ -214,23 +208,21 @@ impl Driver for Docker {
             .ok()?;
         let state = info.state?;
         let id = info.id?;
-        // Created but never started (the agent stopped in between): start afresh. One that ran
-        // and exited meanwhile is adopted: waiting on it gives its exit code at once.
+        // The engine's zero time: a container created but never started.
         if state
             .started_at
             .as_deref()
             .is_none_or(|t| t.starts_with("0001-"))
         {
-            let _ = self.remove(&Handle { id, pid: None }).await;
-            return None;
+            return Some(Found::NeverStarted(Handle { id, pid: None }));
         }
-        Some(Handle {
+        Some(Found::Started(Handle {
             id,
             pid: state
                 .pid
                 .filter(|p| *p > 0)
                 .and_then(|p| u32::try_from(p).ok()),
-        })
+        }))
     }
 
     async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError> {
@@ -379,16 +371,5 @@ impl Driver for Docker {
             out.push_str(&chunk.map_err(DriverError::Docker)?.to_string());
         }
         Ok(out)
-    }
-}
-
-impl Docker {
-    /// The container of a task record, if the record names one.
-    pub fn handle_of(task: &Task) -> Option<Handle> {
-        let status = task.status.as_ref()?;
-        Some(Handle {
-            id: status.container_id.clone()?,
-            pid: status.pid,
-        })
     }
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use pacer_crd::Task;
 use tokio::sync::watch;
 
-use super::{Driver, DriverError, Handle};
+use super::{Driver, DriverError, Found, Handle};
 
 #[derive(Default)]
 pub struct Fake {
@@ -46,13 +46,13 @@ fn exit_code(task: &Task) -> Option<i64> {
 
 #[async_trait]
 impl Driver for Fake {
-    async fn adopt(&self, task: &Task) -> Option<Handle> {
+    async fn recover(&self, task: &Task) -> Option<Found> {
         let id = format!("fake-{}", task.metadata.name.as_deref().unwrap_or_default());
         self.running
             .lock()
             .expect("fake lock")
             .contains_key(&id)
-            .then_some(Handle { id, pid: None })
+            .then_some(Found::Started(Handle { id, pid: None }))
     }
 
     async fn start(&self, task: &Task, _host: &str) -> Result<Handle, DriverError> {

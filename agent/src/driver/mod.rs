@@ -12,15 +12,35 @@ use async_trait::async_trait;
 use pacer_crd::Task;
 use pacer_crd::id::path_of;
 
-pub use docker::Docker;
+pub use docker::{Container, Docker};
 pub use fake::Fake;
-pub use process::Process;
+pub use process::{Process, Sandbox};
 
 /// A started task: a container id or a process id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handle {
     pub id: String,
     pub pid: Option<u32>,
+}
+
+impl Handle {
+    /// The container or process the task's record names, whichever driver started it.
+    pub fn of(task: &Task) -> Option<Handle> {
+        let status = task.status.as_ref()?;
+        Some(Handle {
+            id: status.container_id.clone()?,
+            pid: status.pid,
+        })
+    }
+}
+
+/// What a driver finds of a task an earlier agent started (`Driver::recover`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// It was started; it may have exited since (waiting on it then gives its exit code).
+    Started(Handle),
+    /// It was created but never started: the agent stopped in between.
+    NeverStarted(Handle),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +69,9 @@ pub enum DriverError {
 /// their own process groups).
 #[async_trait]
 pub trait Driver: Send + Sync {
-    /// Re-attaches to the task if it already runs (after an agent restart).
-    async fn adopt(&self, task: &Task) -> Option<Handle>;
+    /// What is left of the task if an earlier agent started it; what to do with it is
+    /// `recovery`'s business.
+    async fn recover(&self, task: &Task) -> Option<Found>;
     async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError>;
     /// Waits for the task to end; its exit code.
     async fn wait(&self, handle: &Handle) -> Result<i64, DriverError>;
@@ -156,6 +177,28 @@ mod tests {
     use pacer_crd::{App, Resources, TaskSpec};
 
     use super::*;
+
+    #[test]
+    fn a_task_record_names_its_container_or_process() {
+        let mut task = Task::test(&App::test("web"), "n1", pacer_crd::TaskState::Running);
+        assert_eq!(Handle::of(&task), None);
+        let status = task.status.as_mut().expect("a status");
+        status.pid = Some(42);
+        assert_eq!(
+            Handle::of(&task),
+            None,
+            "a pid alone names nothing to remove"
+        );
+        let status = task.status.as_mut().expect("a status");
+        status.container_id = Some("web.1".into());
+        let handle = Handle {
+            id: "web.1".into(),
+            pid: Some(42),
+        };
+        assert_eq!(Handle::of(&task), Some(handle));
+        task.status = None;
+        assert_eq!(Handle::of(&task), None);
+    }
 
     #[test]
     fn env_carries_ports_and_ids() {
