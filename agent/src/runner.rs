@@ -1,15 +1,18 @@
-//! One runner per task: start it, report its status, stop it when asked, clean up when deleted.
+//! One runner per task: start it, report its status, stop it when asked, clean up when
+//! deleted. `decide` says what to do next from what was observed; `TaskRun` does it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pacer_crd::{Task, TaskState, TaskStatus};
-use pacer_runtime::{Api, now};
+use futures::future::BoxFuture;
+use pacer_crd::{HealthResult, ReadinessResult, Task, TaskState, TaskStatus};
+use pacer_runtime::{Api, Backoff, now};
 use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::{Driver, Drivers, Handle};
 use crate::health::Update;
+use crate::recovery;
 
 /// What a runner needs from its agent.
 #[derive(Clone)]
@@ -32,7 +35,8 @@ pub fn status_writes() -> Arc<tokio::sync::Semaphore> {
     Arc::new(tokio::sync::Semaphore::new(STATUS_WRITES))
 }
 
-/// The agent's handle on a running runner.
+/// The agent's handle on a running runner; the runner holds a copy.
+#[derive(Clone)]
 pub struct Runner {
     kill: CancellationToken,
     deleted: CancellationToken,
@@ -55,18 +59,9 @@ impl Runner {
         if task.spec.kill {
             runner.kill.cancel();
         }
-        let (kill, deleted, handle, driver) = (
-            runner.kill.clone(),
-            runner.deleted.clone(),
-            runner.handle.clone(),
-            runner.driver.clone(),
-        );
-        let resync = runner.resync.clone();
         let span = tracing::info_span!("task", node = %task.spec.node, task = %task.metadata.name.as_deref().unwrap_or_default());
-        tokio::spawn(tracing::Instrument::instrument(
-            run(task, ctx, driver, handle, kill, deleted, resync),
-            span,
-        ));
+        let run = TaskRun::new(task, &ctx, runner.clone());
+        tokio::spawn(tracing::Instrument::instrument(run.run(), span));
         runner
     }
 
@@ -86,140 +81,350 @@ impl Runner {
     }
 }
 
-async fn run(
-    task: Task,
-    ctx: Ctx,
-    driver: Arc<dyn Driver>,
-    slot: Arc<Mutex<Option<Handle>>>,
-    kill: CancellationToken,
-    deleted: CancellationToken,
-    resync: Arc<tokio::sync::Notify>,
-) {
-    let mut report = Reporter {
-        known: task.clone(),
-        tasks: ctx.tasks.clone(),
-        status: task.status.clone().unwrap_or_default(),
-        deleted: deleted.clone(),
-        writes: ctx.writes.clone(),
+/// What the runner learned last: the outcome of its previous step, a request or an event.
+#[derive(Debug)]
+pub enum Observed {
+    /// The first look: the task as re-attached to if an earlier agent started it, and whether
+    /// it was asked to stop (killed or deleted) already.
+    Found {
+        handle: Option<Handle>,
+        stop_asked: bool,
+    },
+    /// The start's outcome (its error as the task's message).
+    Started(Result<Handle, String>),
+    /// The task ended by itself; its exit code if the driver could tell.
+    Exited(Option<i64>),
+    KillAsked,
+    /// A health check failed too often.
+    Unhealthy(String),
+    Health(Vec<HealthResult>),
+    Readiness(Vec<ReadinessResult>),
+    Resync,
+    /// A kill is done: the task's exit code if known, and why it was killed.
+    Stopped {
+        code: Option<i64>,
+        message: String,
+    },
+    Deleted,
+}
+
+/// What the runner does next.
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    /// Start the task; `staging` is written only if the start takes a while (a quick start
+    /// goes straight to TASK_RUNNING: one write fewer per task).
+    Start { staging: TaskStatus },
+    /// The task runs as `handle`: write `status`, start its checks, watch it.
+    Run { handle: Handle, status: TaskStatus },
+    /// Write `status` and go on watching.
+    Report(TaskStatus),
+    /// Stop the task: `killing` is written only if the stop takes a while, then TASK_KILLED
+    /// with `message`.
+    Kill {
+        killing: TaskStatus,
+        message: String,
+    },
+    /// Write the final `status`; what the task left goes when its record does.
+    End(TaskStatus),
+    /// The record is gone: stop the task and remove what it left.
+    GiveUp,
+}
+
+/// What a decision needs besides the observation.
+pub struct Known<'a> {
+    /// The status as last reported.
+    pub status: &'a TaskStatus,
+    /// Where the node's task ports are reachable.
+    pub host: &'a str,
+    /// The time to write into the status.
+    pub now: &'a str,
+}
+
+/// What to do next with a task, given what was `observed`.
+pub fn decide(known: &Known, observed: Observed) -> Decision {
+    let mut status = known.status.clone();
+    let end = |status, state, code, message: &str| {
+        Decision::End(ended(status, state, code, message, known.now))
     };
-    let grace = Duration::from_secs_f64(task.spec.app.task_kill_grace_period_seconds.max(0.0));
-    let reattached = crate::recovery::reattach(driver.as_ref(), &task).await;
-    let handle = match reattached {
-        Some(handle) => {
-            let status = std::mem::take(&mut report.status);
-            report.status = crate::recovery::resumed(status, &handle, &ctx.hostname, &now());
-            report.send().await;
-            handle
+    match observed {
+        Observed::Found {
+            handle: Some(handle),
+            ..
+        } => Decision::Run {
+            status: recovery::resumed(status, &handle, known.host, known.now),
+            handle,
+        },
+        Observed::Found {
+            handle: None,
+            stop_asked,
+        } => first_start(known, stop_asked),
+        Observed::Started(Ok(handle)) => {
+            status.state = TaskState::Running;
+            status.container_id = Some(handle.id.clone());
+            status.pid = handle.pid;
+            status.started_at = Some(known.now.to_string());
+            Decision::Run { handle, status }
         }
-        None => {
-            report.status = TaskStatus {
-                state: TaskState::Staging,
-                host: Some(ctx.hostname.clone()),
-                staged_at: Some(now()),
-                ..Default::default()
+        Observed::Started(Err(message)) => end(status, TaskState::Failed, None, &message),
+        Observed::Exited(code) => {
+            let code = code.unwrap_or(-1);
+            let state = match code {
+                0 => TaskState::Finished,
+                _ => TaskState::Failed,
             };
-            if kill.is_cancelled() || deleted.is_cancelled() {
-                report
-                    .end(TaskState::Killed, None, "killed before it started")
-                    .await;
-                return;
-            }
-            // A quick start goes straight to TASK_RUNNING (one write fewer per task); a slow
-            // one (an image being pulled) shows TASK_STAGING meanwhile.
-            match shown_if_slow(driver.start(&task, &ctx.hostname), &mut report).await {
-                Ok(handle) => handle,
-                Err(e) => {
-                    tracing::info!(error = %e, "task failed to start");
-                    report.end(TaskState::Failed, None, &e.to_string()).await;
-                    deleted.cancelled().await;
-                    return;
-                }
-            }
+            end(
+                status,
+                state,
+                Some(code),
+                &format!("exited with code {code}"),
+            )
         }
-    };
-    *slot.lock().await = Some(handle.clone());
-    if report.status.state != TaskState::Running {
-        report.status.state = TaskState::Running;
-        report.status.container_id = Some(handle.id.clone());
-        report.status.pid = handle.pid;
-        report.status.started_at = Some(now());
-        report.send().await;
-    }
-    let (updates, mut health) = mpsc::channel(16);
-    let stop_checks = CancellationToken::new();
-    if !task.spec.app.health_checks.is_empty() {
-        tokio::spawn(crate::health::run(
-            task.clone(),
-            handle.clone(),
-            driver.clone(),
-            updates.clone(),
-            stop_checks.clone(),
-        ));
-    }
-    if !task.spec.app.readiness_checks.is_empty() {
-        tokio::spawn(crate::readiness::run(
-            task.clone(),
-            updates.clone(),
-            stop_checks.clone(),
-        ));
-    }
-    let wait = driver.wait(&handle);
-    tokio::pin!(wait);
-    loop {
-        tokio::select! {
-            code = &mut wait => {
-                let code = code.unwrap_or(-1);
-                let state = if code == 0 { TaskState::Finished } else { TaskState::Failed };
-                report.end(state, Some(code), &format!("exited with code {code}")).await;
-                break;
-            }
-            _ = kill.cancelled() => {
-                stop(&mut report, driver.as_ref(), &handle, grace, "killed on request").await;
-                break;
-            }
-            Some(update) = health.recv() => match update {
-                Update::Results(results) => {
-                    report.status.health = results;
-                    report.send().await;
-                }
-                Update::Readiness(results) => {
-                    report.status.readiness = results;
-                    report.send().await;
-                }
-                Update::Kill(reason) => {
-                    tracing::info!(%reason, "killing an unhealthy task");
-                    stop(&mut report, driver.as_ref(), &handle, grace, &format!("killed: {reason}")).await;
-                    break;
-                }
-            },
-            _ = resync.notified() => report.send().await,
-            _ = deleted.cancelled() => break,
+        Observed::KillAsked => kill(status, "killed on request".into()),
+        Observed::Unhealthy(reason) => kill(status, format!("killed: {reason}")),
+        Observed::Stopped { code, message } => end(status, TaskState::Killed, code, &message),
+        Observed::Health(results) => {
+            status.health = results;
+            Decision::Report(status)
         }
-    }
-    stop_checks.cancel();
-    deleted.cancelled().await;
-    let _ = driver.stop(&handle, grace).await;
-    if let Err(e) = driver.remove(&handle).await {
-        tracing::info!(error = %e, "removing the task's container failed");
+        Observed::Readiness(results) => {
+            status.readiness = results;
+            Decision::Report(status)
+        }
+        Observed::Resync => Decision::Report(status),
+        Observed::Deleted => Decision::GiveUp,
     }
 }
 
-/// Stops a running task: TASK_KILLING, then TASK_KILLED with `message` once it has exited.
-async fn stop(
-    report: &mut Reporter,
-    driver: &dyn Driver,
-    handle: &Handle,
-    grace: Duration,
-    message: &str,
-) {
-    report.status.state = TaskState::Killing;
-    let stopping = async {
-        let _ = driver.stop(handle, grace).await;
-        driver.wait(handle).await.ok()
+/// Nothing was found to re-attach to: a fresh status, and a start unless a stop was asked.
+fn first_start(known: &Known, stop_asked: bool) -> Decision {
+    let staging = TaskStatus {
+        state: TaskState::Staging,
+        host: Some(known.host.to_string()),
+        staged_at: Some(known.now.to_string()),
+        ..Default::default()
     };
-    // As with TASK_STAGING: TASK_KILLING is written only if the stop takes a while.
-    let code = shown_if_slow(stopping, report).await;
-    report.end(TaskState::Killed, code, message).await;
+    if stop_asked {
+        let message = "killed before it started";
+        Decision::End(ended(staging, TaskState::Killed, None, message, known.now))
+    } else {
+        Decision::Start { staging }
+    }
+}
+
+fn kill(mut status: TaskStatus, message: String) -> Decision {
+    status.state = TaskState::Killing;
+    Decision::Kill {
+        killing: status,
+        message,
+    }
+}
+
+/// `status` ended at `now` in `state`.
+fn ended(
+    mut status: TaskStatus,
+    state: TaskState,
+    exit_code: Option<i64>,
+    message: &str,
+    now: &str,
+) -> TaskStatus {
+    status.state = state;
+    status.exit_code = exit_code;
+    status.message = Some(message.to_string());
+    status.finished_at = Some(now.to_string());
+    status
+}
+
+/// One task's life on this node: what its runner was given and what it started.
+struct TaskRun {
+    task: Task,
+    host: String,
+    runner: Runner,
+    report: Reporter,
+    /// Set once the task runs.
+    running: Option<Running>,
+}
+
+/// A running task: its handle, its exit to come, what its checks say.
+struct Running {
+    handle: Handle,
+    exit: BoxFuture<'static, Option<i64>>,
+    updates: mpsc::Receiver<Update>,
+    stop_checks: CancellationToken,
+}
+
+impl TaskRun {
+    fn new(task: Task, ctx: &Ctx, runner: Runner) -> TaskRun {
+        let report = Reporter {
+            known: task.clone(),
+            tasks: ctx.tasks.clone(),
+            status: task.status.clone().unwrap_or_default(),
+            deleted: runner.deleted.clone(),
+            writes: ctx.writes.clone(),
+        };
+        TaskRun {
+            task,
+            host: ctx.hostname.clone(),
+            runner,
+            report,
+            running: None,
+        }
+    }
+
+    /// Observes, decides, acts, until the task's record is gone.
+    async fn run(mut self) {
+        let handle = recovery::reattach(self.runner.driver.as_ref(), &self.task).await;
+        let stop_asked = self.runner.kill.is_cancelled() || self.runner.deleted.is_cancelled();
+        let mut observed = Observed::Found { handle, stop_asked };
+        loop {
+            let now = now();
+            let known = Known {
+                status: &self.report.status,
+                host: &self.host,
+                now: &now,
+            };
+            match self.act(decide(&known, observed)).await {
+                Some(next) => observed = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Carries `decision` out; what was observed next, or None when the runner is done.
+    async fn act(&mut self, decision: Decision) -> Option<Observed> {
+        match decision {
+            Decision::Start { staging } => Some(Observed::Started(self.start(staging).await)),
+            Decision::Run { handle, status } => {
+                *self.runner.handle.lock().await = Some(handle.clone());
+                self.report(status).await;
+                self.running = Some(self.watch(handle));
+                Some(self.observe().await)
+            }
+            Decision::Report(status) => {
+                self.report(status).await;
+                Some(self.observe().await)
+            }
+            Decision::Kill { killing, message } => {
+                self.report.status = killing;
+                let code = self.stop().await;
+                Some(Observed::Stopped { code, message })
+            }
+            Decision::End(status) => {
+                self.report(status).await;
+                self.clean_up().await;
+                None
+            }
+            Decision::GiveUp => {
+                self.clean_up().await;
+                None
+            }
+        }
+    }
+
+    async fn report(&mut self, status: TaskStatus) {
+        self.report.status = status;
+        self.report.send().await;
+    }
+
+    async fn start(&mut self, staging: TaskStatus) -> Result<Handle, String> {
+        self.report.status = staging;
+        let starting = self.runner.driver.start(&self.task, &self.host);
+        shown_if_slow(starting, &mut self.report)
+            .await
+            .map_err(|e| {
+                tracing::info!(error = %e, "task failed to start");
+                e.to_string()
+            })
+    }
+
+    /// Starts the task's checks and the wait for its end.
+    fn watch(&self, handle: Handle) -> Running {
+        let (updates, received) = mpsc::channel(16);
+        let stop_checks = CancellationToken::new();
+        let app = &self.task.spec.app;
+        if !app.health_checks.is_empty() {
+            tokio::spawn(crate::health::run(
+                self.task.clone(),
+                handle.clone(),
+                self.runner.driver.clone(),
+                updates.clone(),
+                stop_checks.clone(),
+            ));
+        }
+        if !app.readiness_checks.is_empty() {
+            tokio::spawn(crate::readiness::run(
+                self.task.clone(),
+                updates,
+                stop_checks.clone(),
+            ));
+        }
+        let (driver, waited) = (self.runner.driver.clone(), handle.clone());
+        Running {
+            handle,
+            exit: Box::pin(async move { driver.wait(&waited).await.ok() }),
+            updates: received,
+            stop_checks,
+        }
+    }
+
+    /// The next thing that happens to the running task.
+    async fn observe(&mut self) -> Observed {
+        let Runner {
+            kill,
+            deleted,
+            resync,
+            ..
+        } = &self.runner;
+        let Some(running) = self.running.as_mut() else {
+            deleted.cancelled().await;
+            return Observed::Deleted;
+        };
+        tokio::select! {
+            code = &mut running.exit => Observed::Exited(code),
+            _ = kill.cancelled() => Observed::KillAsked,
+            Some(update) = running.updates.recv() => match update {
+                Update::Results(results) => Observed::Health(results),
+                Update::Readiness(results) => Observed::Readiness(results),
+                Update::Kill(reason) => {
+                    tracing::info!(%reason, "killing an unhealthy task");
+                    Observed::Unhealthy(reason)
+                }
+            },
+            _ = resync.notified() => Observed::Resync,
+            _ = deleted.cancelled() => Observed::Deleted,
+        }
+    }
+
+    /// Stops the running task (SIGTERM, SIGKILL after the app's grace period); its exit code.
+    async fn stop(&mut self) -> Option<i64> {
+        let handle = self.running.as_ref()?.handle.clone();
+        let (driver, grace) = (self.runner.driver.clone(), self.grace());
+        let stopping = async move {
+            let _ = driver.stop(&handle, grace).await;
+            driver.wait(&handle).await.ok()
+        };
+        shown_if_slow(stopping, &mut self.report).await
+    }
+
+    /// Waits for the record to go, then stops the task and removes what it left.
+    async fn clean_up(&mut self) {
+        if let Some(running) = &self.running {
+            running.stop_checks.cancel();
+        }
+        self.runner.deleted.cancelled().await;
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        let driver = &self.runner.driver;
+        let _ = driver.stop(&running.handle, self.grace()).await;
+        if let Err(e) = driver.remove(&running.handle).await {
+            tracing::info!(error = %e, "removing the task's container failed");
+        }
+    }
+
+    fn grace(&self) -> Duration {
+        let seconds = self.task.spec.app.task_kill_grace_period_seconds;
+        Duration::from_secs_f64(seconds.max(0.0))
+    }
 }
 
 /// How long a passing state (TASK_STAGING, TASK_KILLING) must last before it is written.
@@ -250,17 +455,8 @@ struct Reporter {
 }
 
 impl Reporter {
-    async fn end(&mut self, state: TaskState, exit_code: Option<i64>, message: &str) {
-        self.status.state = state;
-        self.status.exit_code = exit_code;
-        self.status.message = Some(message.to_string());
-        self.status.finished_at = Some(now());
-        self.send().await;
-    }
-
     async fn send(&mut self) {
-        let mut backoff =
-            pacer_runtime::backoff(Duration::from_millis(100), Duration::from_secs(5));
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let written = async {
                 let _permit = self.writes.acquire().await;
@@ -279,14 +475,338 @@ impl Reporter {
                 }
                 Err(e) if e.is_not_found() => return,
                 Err(e) => {
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::info!(error = %e, retry_in = ?delay, "writing task status failed");
-                    tokio::select! {
-                        _ = self.deleted.cancelled() => return,
-                        _ = tokio::time::sleep(delay) => {}
+                    let told = |delay| tracing::info!(error = %e, retry_in = ?delay, "writing task status failed");
+                    if !backoff.pause(&self.deleted, told).await {
+                        return;
                     }
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pacer_crd::App;
+
+    use super::*;
+
+    fn known(status: &TaskStatus) -> Known<'_> {
+        Known {
+            status,
+            host: "h1",
+            now: "t9",
+        }
+    }
+
+    fn handle(id: &str, pid: Option<u32>) -> Handle {
+        Handle { id: id.into(), pid }
+    }
+
+    /// The status of a task of `web` on n1 in `state`, as its record has it.
+    fn status(state: TaskState) -> TaskStatus {
+        let task = Task::test(&App::test("web"), "n1", state);
+        task.status.unwrap_or_default()
+    }
+
+    fn running() -> TaskStatus {
+        TaskStatus {
+            container_id: Some("c1".into()),
+            host: Some("h1".into()),
+            started_at: Some("t1".into()),
+            ..status(TaskState::Running)
+        }
+    }
+
+    #[test]
+    fn a_task_found_running_is_reported_recovered_and_watched() {
+        let before = status(TaskState::Unreachable);
+        let found = Observed::Found {
+            handle: Some(handle("c1", Some(7))),
+            stop_asked: true,
+        };
+        let Decision::Run { handle: h, status } = decide(&known(&before), found) else {
+            panic!("not watched");
+        };
+        assert_eq!(h, handle("c1", Some(7)));
+        assert_eq!(status.state, TaskState::Running);
+        assert_eq!(status.recovered_at.as_deref(), Some("t9"));
+        assert_eq!(status.container_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn a_task_not_found_starts_from_a_fresh_staging_status() {
+        let before = TaskStatus {
+            exit_code: Some(1),
+            message: Some("an earlier attempt".into()),
+            ..running()
+        };
+        let found = Observed::Found {
+            handle: None,
+            stop_asked: false,
+        };
+        let staging = TaskStatus {
+            state: TaskState::Staging,
+            host: Some("h1".into()),
+            staged_at: Some("t9".into()),
+            ..TaskStatus::default()
+        };
+        assert_eq!(decide(&known(&before), found), Decision::Start { staging });
+    }
+
+    #[test]
+    fn a_task_asked_to_stop_before_it_started_ends_killed() {
+        let before = status(TaskState::Staging);
+        let found = Observed::Found {
+            handle: None,
+            stop_asked: true,
+        };
+        let ended = TaskStatus {
+            state: TaskState::Killed,
+            host: Some("h1".into()),
+            staged_at: Some("t9".into()),
+            finished_at: Some("t9".into()),
+            message: Some("killed before it started".into()),
+            ..TaskStatus::default()
+        };
+        assert_eq!(decide(&known(&before), found), Decision::End(ended));
+    }
+
+    #[test]
+    fn a_start_runs_the_task_or_ends_it_failed() {
+        let staging = TaskStatus {
+            host: Some("h1".into()),
+            staged_at: Some("t1".into()),
+            ..status(TaskState::Staging)
+        };
+        let started = Observed::Started(Ok(handle("c1", Some(42))));
+        let Decision::Run { handle: h, status } = decide(&known(&staging), started) else {
+            panic!("not running");
+        };
+        assert_eq!(h, handle("c1", Some(42)));
+        assert_eq!(status.state, TaskState::Running);
+        assert_eq!(
+            (status.container_id.as_deref(), status.pid),
+            (Some("c1"), Some(42))
+        );
+        assert_eq!(status.started_at.as_deref(), Some("t9"));
+        assert_eq!(status.staged_at.as_deref(), Some("t1"));
+
+        let failed = decide(&known(&staging), Observed::Started(Err("no image".into())));
+        let Decision::End(status) = failed else {
+            panic!("not ended");
+        };
+        assert_eq!(status.state, TaskState::Failed);
+        assert_eq!(status.message.as_deref(), Some("no image"));
+        assert_eq!(status.finished_at.as_deref(), Some("t9"));
+        assert_eq!(status.exit_code, None);
+    }
+
+    #[test]
+    fn an_exit_finishes_with_code_zero_and_fails_otherwise() {
+        let before = running();
+        for (code, state, written) in [
+            (Some(0), TaskState::Finished, 0),
+            (Some(3), TaskState::Failed, 3),
+            (None, TaskState::Failed, -1),
+        ] {
+            let Decision::End(status) = decide(&known(&before), Observed::Exited(code)) else {
+                panic!("{code:?} did not end the task");
+            };
+            assert_eq!(status.state, state, "{code:?}");
+            assert_eq!(status.exit_code, Some(written));
+            let message = format!("exited with code {written}");
+            assert_eq!(status.message, Some(message));
+            assert_eq!(status.container_id.as_deref(), Some("c1"), "kept");
+        }
+    }
+
+    #[test]
+    fn a_kill_request_or_failing_health_kills_then_ends_killed() {
+        let before = running();
+        let killing = TaskStatus {
+            state: TaskState::Killing,
+            ..running()
+        };
+        assert_eq!(
+            decide(&known(&before), Observed::KillAsked),
+            Decision::Kill {
+                killing: killing.clone(),
+                message: "killed on request".into()
+            }
+        );
+        let unhealthy = Observed::Unhealthy("3 failures".into());
+        assert_eq!(
+            decide(&known(&before), unhealthy),
+            Decision::Kill {
+                killing: killing.clone(),
+                message: "killed: 3 failures".into()
+            }
+        );
+        let stopped = Observed::Stopped {
+            code: Some(143),
+            message: "killed on request".into(),
+        };
+        let Decision::End(status) = decide(&known(&killing), stopped) else {
+            panic!("not ended");
+        };
+        assert_eq!(status.state, TaskState::Killed);
+        assert_eq!(status.exit_code, Some(143));
+        assert_eq!(status.message.as_deref(), Some("killed on request"));
+        assert_eq!(status.finished_at.as_deref(), Some("t9"));
+    }
+
+    #[test]
+    fn check_results_and_resyncs_are_reported() {
+        let before = running();
+        let health = vec![HealthResult {
+            alive: true,
+            ..HealthResult::default()
+        }];
+        let Decision::Report(status) = decide(&known(&before), Observed::Health(health.clone()))
+        else {
+            panic!("not reported");
+        };
+        assert_eq!(status.health, health);
+        assert_eq!(status.state, TaskState::Running);
+        let readiness = vec![ReadinessResult {
+            name: "ready".into(),
+            ready: true,
+            last_response: None,
+        }];
+        let Decision::Report(status) =
+            decide(&known(&status), Observed::Readiness(readiness.clone()))
+        else {
+            panic!("not reported");
+        };
+        assert_eq!((status.health, status.readiness), (health, readiness));
+        assert_eq!(
+            decide(&known(&before), Observed::Resync),
+            Decision::Report(before.clone())
+        );
+    }
+
+    #[test]
+    fn a_deleted_record_gives_up() {
+        let before = running();
+        assert_eq!(decide(&known(&before), Observed::Deleted), Decision::GiveUp);
+    }
+}
+
+/// The runner as a whole, with the fake driver, writing to a real etcd.
+#[cfg(test)]
+mod running {
+    use pacer_crd::{App, Record};
+    use pacer_runtime::testing::{TestEtcd, eventually};
+
+    use super::*;
+    use crate::driver::Fake;
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    struct Setup {
+        etcd: TestEtcd,
+        fake: Arc<Fake>,
+        ctx: Ctx,
+    }
+
+    async fn setup(start_delay: Duration) -> Setup {
+        let etcd = TestEtcd::start().await;
+        let fake = Arc::new(Fake::new(start_delay, 0.0));
+        let ctx = Ctx {
+            tasks: Api::new(&etcd.client),
+            drivers: Drivers::Simulated(fake.clone()),
+            hostname: "h1".into(),
+            writes: status_writes(),
+        };
+        Setup { etcd, fake, ctx }
+    }
+
+    /// A new task record of an app running `cmd`, as stored.
+    async fn stored(s: &Setup, cmd: &str) -> Task {
+        let mut app = App::test("web");
+        app.spec.cmd = Some(cmd.into());
+        let mut task = Task::test(&app, "n1", TaskState::Staging);
+        task.status = None;
+        s.ctx.tasks.create(&task).await.expect("task created")
+    }
+
+    async fn status_of(s: &Setup, task: &Task) -> TaskStatus {
+        let stored = s.ctx.tasks.get(&task.key()).await.ok().flatten();
+        stored.and_then(|t| t.status).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_slow_start_shows_staging_then_runs_until_killed_and_deleted() {
+        let s = setup(Duration::from_secs(3)).await;
+        let task = stored(&s, "sleep 1000").await;
+        let runner = Runner::spawn(task.clone(), s.ctx.clone());
+        eventually(LIMIT, "TASK_STAGING", || async {
+            let status = status_of(&s, &task).await;
+            status.state == TaskState::Staging && status.staged_at.is_some()
+        })
+        .await;
+        eventually(LIMIT, "TASK_RUNNING", || async {
+            status_of(&s, &task).await.state == TaskState::Running
+        })
+        .await;
+        let status = status_of(&s, &task).await;
+        assert_eq!(status.host.as_deref(), Some("h1"));
+        assert_eq!(
+            status.container_id,
+            Some(format!(
+                "fake-{}",
+                task.metadata.name.as_deref().unwrap_or_default()
+            ))
+        );
+        assert!(s.fake.recover(&task).await.is_some());
+        runner.kill();
+        eventually(LIMIT, "TASK_KILLED", || async {
+            status_of(&s, &task).await.state == TaskState::Killed
+        })
+        .await;
+        let status = status_of(&s, &task).await;
+        assert_eq!(status.message.as_deref(), Some("killed on request"));
+        assert_eq!(status.exit_code, Some(143));
+        // Ended, its container stays until its record goes.
+        assert!(s.fake.recover(&task).await.is_some());
+        s.ctx.tasks.delete(&task.key()).await.expect("deleted");
+        runner.deleted();
+        eventually(LIMIT, "the container removed", || async {
+            s.fake.recover(&task).await.is_none()
+        })
+        .await;
+        drop(s.etcd);
+    }
+
+    #[tokio::test]
+    async fn a_task_that_exits_ends_with_its_code() {
+        let s = setup(Duration::ZERO).await;
+        let task = stored(&s, "exit 3").await;
+        let _runner = Runner::spawn(task.clone(), s.ctx.clone());
+        eventually(LIMIT, "TASK_FAILED", || async {
+            status_of(&s, &task).await.state == TaskState::Failed
+        })
+        .await;
+        let status = status_of(&s, &task).await;
+        assert_eq!(status.exit_code, Some(3));
+        assert_eq!(status.message.as_deref(), Some("exited with code 3"));
+        assert!(status.started_at.is_some() && status.finished_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_task_an_earlier_agent_started_is_recovered_not_restarted() {
+        let s = setup(Duration::ZERO).await;
+        let task = stored(&s, "sleep 1000").await;
+        let handle = s.fake.start(&task, "h1").await.expect("started before");
+        let _runner = Runner::spawn(task.clone(), s.ctx.clone());
+        eventually(LIMIT, "TASK_RUNNING", || async {
+            status_of(&s, &task).await.state == TaskState::Running
+        })
+        .await;
+        let status = status_of(&s, &task).await;
+        assert!(status.recovered_at.is_some());
+        assert_eq!(status.staged_at, None, "not started again");
+        assert_eq!(status.container_id, Some(handle.id));
     }
 }
