@@ -12,7 +12,8 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use pacer_crd::Task;
-use pacer_crd::app::{NetworkMode, VolumeMode};
+use pacer_crd::app::Container as ContainerSpec;
+use pacer_crd::app::{DockerParameter, NetworkMode, VolumeMode};
 
 use super::{Driver, DriverError, Found, Handle, task_env};
 
@@ -112,50 +113,18 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, DriverErr
     let app = &task.spec.app;
     let container = app.container.clone().unwrap_or_default();
     let docker = container.docker.clone().unwrap_or_default();
-    let name = task.metadata.name.clone().unwrap_or_default();
-    let mut labels: HashMap<String, String> = app.labels.clone().into_iter().collect();
-    labels.insert(LABEL_TASK.into(), name);
-    labels.insert(LABEL_APP.into(), task.spec.app_id.clone());
-    labels.insert(LABEL_NODE.into(), task.spec.node.clone());
-    let mut env: Vec<String> = task_env(task, host)
+    let env: Vec<String> = task_env(task, host)
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    let (entrypoint, cmd) = match (&app.cmd, &app.args) {
-        (Some(cmd), _) => (
-            Some(vec!["/bin/sh".to_string(), "-c".to_string()]),
-            Some(vec![cmd.clone()]),
-        ),
-        (None, Some(args)) => (None, Some(args.clone())),
-        (None, None) => (None, None),
-    };
+    let (entrypoint, cmd) = command(app);
     let bridge = app.networks.iter().any(|n| n.mode == NetworkMode::Bridge);
-    let mut port_bindings = HashMap::new();
-    let mut exposed = Vec::new();
-    if bridge {
-        for (mapping, host_port) in container.port_mappings.iter().zip(&task.spec.host_ports) {
-            for proto in mapping.protocol.split(',') {
-                let key = format!("{}/{}", mapping.container_port, proto.trim());
-                exposed.push(key.clone());
-                let binding = PortBinding {
-                    host_ip: Some("0.0.0.0".into()),
-                    host_port: Some(host_port.to_string()),
-                };
-                port_bindings.insert(key, Some(vec![binding]));
-            }
-        }
-    }
-    let binds: Vec<String> = container
-        .volumes
-        .iter()
-        .filter_map(|v| {
-            let mode = if v.mode == VolumeMode::RO { "ro" } else { "rw" };
-            v.host_path
-                .as_ref()
-                .map(|h| format!("{h}:{}:{mode}", v.container_path))
-        })
-        .collect();
-    let mut body = ContainerCreateBody {
+    let (exposed, port_bindings) = if bridge {
+        ports(&container, &task.spec.host_ports)
+    } else {
+        (Vec::new(), HashMap::new())
+    };
+    let body = ContainerCreateBody {
         image: Some(docker.image.clone()),
         entrypoint,
         cmd,
@@ -164,7 +133,7 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, DriverErr
         host_config: Some(HostConfig {
             network_mode: Some(if bridge { "bridge" } else { "host" }.into()),
             port_bindings: Some(port_bindings),
-            binds: Some(binds),
+            binds: Some(binds(&container)),
             privileged: Some(docker.privileged),
             cpu_shares: Some(((app.cpus * 1024.0) as i64).max(2)),
             memory: (app.mem >= 6.0).then_some((app.mem * 1024.0 * 1024.0) as i64),
@@ -172,7 +141,74 @@ fn create_body(task: &Task, host: &str) -> Result<ContainerCreateBody, DriverErr
         }),
         ..Default::default()
     };
-    for p in &docker.parameters {
+    with_parameters(body, labels(task), env, &docker.parameters)
+}
+
+/// The app's labels, and the agent's own: which task, app and node a container is for.
+fn labels(task: &Task) -> HashMap<String, String> {
+    let mut labels: HashMap<String, String> = task.spec.app.labels.clone().into_iter().collect();
+    let name = task.metadata.name.clone().unwrap_or_default();
+    labels.insert(LABEL_TASK.into(), name);
+    labels.insert(LABEL_APP.into(), task.spec.app_id.clone());
+    labels.insert(LABEL_NODE.into(), task.spec.node.clone());
+    labels
+}
+
+/// Entrypoint and command: `cmd` through a shell, `args` as the image's command.
+fn command(app: &pacer_crd::AppSpec) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    match (&app.cmd, &app.args) {
+        (Some(cmd), _) => (
+            Some(vec!["/bin/sh".to_string(), "-c".to_string()]),
+            Some(vec![cmd.clone()]),
+        ),
+        (None, Some(args)) => (None, Some(args.clone())),
+        (None, None) => (None, None),
+    }
+}
+
+type PortBindings = HashMap<String, Option<Vec<PortBinding>>>;
+
+/// Exposed ports and their bindings to the task's host ports, one per mapping and protocol.
+fn ports(container: &ContainerSpec, host_ports: &[u16]) -> (Vec<String>, PortBindings) {
+    let mut bindings = HashMap::new();
+    let mut exposed = Vec::new();
+    for (mapping, host_port) in container.port_mappings.iter().zip(host_ports) {
+        for proto in mapping.protocol.split(',') {
+            let key = format!("{}/{}", mapping.container_port, proto.trim());
+            exposed.push(key.clone());
+            let binding = PortBinding {
+                host_ip: Some("0.0.0.0".into()),
+                host_port: Some(host_port.to_string()),
+            };
+            bindings.insert(key, Some(vec![binding]));
+        }
+    }
+    (exposed, bindings)
+}
+
+/// Volumes from a host path; others (persistent volumes) are not mounted.
+fn binds(container: &ContainerSpec) -> Vec<String> {
+    container
+        .volumes
+        .iter()
+        .filter_map(|v| {
+            let mode = if v.mode == VolumeMode::RO { "ro" } else { "rw" };
+            v.host_path
+                .as_ref()
+                .map(|h| format!("{h}:{}:{mode}", v.container_path))
+        })
+        .collect()
+}
+
+/// `body` with its labels and env, as the app's docker `parameters` amend them (the few
+/// `docker run` options Marathon apps use; any other is refused rather than ignored).
+fn with_parameters(
+    mut body: ContainerCreateBody,
+    mut labels: HashMap<String, String>,
+    mut env: Vec<String>,
+    parameters: &[DockerParameter],
+) -> Result<ContainerCreateBody, DriverError> {
+    for p in parameters {
         let (k, v) = p.value.split_once('=').unwrap_or((p.value.as_str(), ""));
         match p.key.as_str() {
             "label" => drop(labels.insert(k.into(), v.into())),
@@ -371,5 +407,128 @@ impl Driver for Docker {
             out.push_str(&chunk.map_err(DriverError::Docker)?.to_string());
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pacer_crd::app::{Docker, Network, PortMapping, Volume};
+    use pacer_crd::{App, TaskState};
+
+    use super::*;
+
+    /// A bridged `nginx` task with one port mapping (tcp and udp), two volumes and `parameters`.
+    fn task(parameters: &[(&str, &str)]) -> Task {
+        let mut app = App::test("web");
+        app.spec.cmd = Some("nginx -g 'daemon off;'".into());
+        app.spec.mem = 128.0;
+        app.spec.cpus = 0.5;
+        app.spec.networks = vec![Network {
+            mode: NetworkMode::Bridge,
+            name: None,
+        }];
+        let volume = |host: Option<&str>, mode| Volume {
+            container_path: "/data".into(),
+            host_path: host.map(str::to_string),
+            mode,
+        };
+        app.spec.container = Some(ContainerSpec {
+            docker: Some(Docker {
+                image: "nginx".into(),
+                parameters: parameters
+                    .iter()
+                    .map(|(key, value)| DockerParameter {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                    })
+                    .collect(),
+                ..Docker::default()
+            }),
+            port_mappings: vec![PortMapping {
+                container_port: 80,
+                host_port: None,
+                service_port: 0,
+                protocol: "tcp,udp".into(),
+                name: Some("http".into()),
+                labels: Default::default(),
+            }],
+            volumes: vec![
+                volume(Some("/srv"), VolumeMode::RO),
+                volume(None, VolumeMode::RW),
+            ],
+            ..ContainerSpec::default()
+        });
+        let mut task = Task::test(&app, "n1", TaskState::Staging);
+        task.spec.host_ports = vec![31000];
+        task
+    }
+
+    #[test]
+    fn a_bridged_container_maps_its_ports_mounts_and_limits() {
+        let body = create_body(&task(&[]), "h1").expect("a body");
+        assert_eq!(body.image.as_deref(), Some("nginx"));
+        let shell = vec!["/bin/sh".to_string(), "-c".to_string()];
+        assert_eq!(body.entrypoint, Some(shell));
+        assert_eq!(body.cmd, Some(vec!["nginx -g 'daemon off;'".to_string()]));
+        let exposed = vec!["80/tcp".to_string(), "80/udp".to_string()];
+        assert_eq!(body.exposed_ports, Some(exposed));
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        let bindings = host.port_bindings.expect("bindings");
+        let tcp = bindings["80/tcp"].as_ref().expect("80/tcp bound");
+        assert_eq!(tcp[0].host_port.as_deref(), Some("31000"));
+        assert_eq!(tcp[0].host_ip.as_deref(), Some("0.0.0.0"));
+        assert!(bindings.contains_key("80/udp"));
+        assert_eq!(host.binds, Some(vec!["/srv:/data:ro".to_string()]));
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.memory, Some(128 * 1024 * 1024));
+        let labels = body.labels.expect("labels");
+        assert_eq!(labels[LABEL_APP], "web");
+        assert_eq!(labels[LABEL_NODE], "n1");
+        assert_eq!(
+            labels[LABEL_TASK],
+            task(&[]).metadata.name.unwrap_or_default()
+        );
+        let env = body.env.expect("env");
+        assert!(env.contains(&"PORT0=31000".to_string()), "{env:?}");
+        assert!(env.contains(&"HOST=h1".to_string()), "{env:?}");
+    }
+
+    #[test]
+    fn host_networking_maps_nothing() {
+        let mut task = task(&[]);
+        task.spec.app.networks.clear();
+        task.spec.app.args = Some(vec!["a".into()]);
+        task.spec.app.cmd = None;
+        let body = create_body(&task, "h1").expect("a body");
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
+        assert_eq!(host.port_bindings, Some(HashMap::new()));
+        assert_eq!(body.exposed_ports, Some(Vec::new()));
+        assert_eq!(
+            (body.entrypoint, body.cmd),
+            (None, Some(vec!["a".to_string()]))
+        );
+    }
+
+    #[test]
+    fn docker_parameters_set_what_they_name_and_others_are_refused() {
+        let params = [
+            ("label", "team=ads"),
+            ("env", "X=1"),
+            ("e", "Y=2"),
+            ("hostname", "box"),
+            ("w", "/app"),
+            ("user", "nobody"),
+        ];
+        let body = create_body(&task(&params), "h1").expect("a body");
+        assert_eq!(body.labels.expect("labels")["team"], "ads");
+        let env = body.env.expect("env");
+        assert!(env.contains(&"X=1".to_string()) && env.contains(&"Y=2".to_string()));
+        assert_eq!(body.hostname.as_deref(), Some("box"));
+        assert_eq!(body.working_dir.as_deref(), Some("/app"));
+        assert_eq!(body.user.as_deref(), Some("nobody"));
+        let refused = create_body(&task(&[("cap-add", "ALL")]), "h1");
+        assert!(matches!(refused, Err(DriverError::Parameter(p)) if p == "cap-add"));
     }
 }

@@ -123,33 +123,7 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
         .collect();
     let task_id = task.metadata.name.clone().unwrap_or_default();
     let app_path = path_of(&spec.app_id);
-    for (i, port) in spec.host_ports.iter().enumerate() {
-        env.push((format!("PORT{i}"), port.to_string()));
-    }
-    // Marathon's PORT_<declared port> and PORT_<NAME> for each slot.
-    for ((name, declared), port) in spec.app.declared_ports().iter().zip(&spec.host_ports) {
-        if *declared != 0 {
-            env.push((format!("PORT_{declared}"), port.to_string()));
-        }
-        if let Some(name) = name {
-            let name: String = name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            env.push((format!("PORT_{name}"), port.to_string()));
-        }
-    }
-    if let Some(first) = spec.host_ports.first() {
-        env.push(("PORT".into(), first.to_string()));
-    }
-    let ports: Vec<String> = spec.host_ports.iter().map(u16::to_string).collect();
-    env.push(("PORTS".into(), ports.join(",")));
+    env.extend(port_env(spec));
     for (name, value) in [
         ("HOST", host.to_string()),
         ("MARATHON_APP_ID", app_path.clone()),
@@ -170,6 +144,41 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
         .collect();
     env.extend(pacer);
     env
+}
+
+/// PORT0..n, Marathon's PORT_<declared port> and PORT_<NAME> for each slot, PORT, PORTS.
+fn port_env(spec: &pacer_crd::TaskSpec) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for (i, port) in spec.host_ports.iter().enumerate() {
+        env.push((format!("PORT{i}"), port.to_string()));
+    }
+    for ((name, declared), port) in spec.app.declared_ports().iter().zip(&spec.host_ports) {
+        if *declared != 0 {
+            env.push((format!("PORT_{declared}"), port.to_string()));
+        }
+        if let Some(name) = name {
+            env.push((format!("PORT_{}", env_name(name)), port.to_string()));
+        }
+    }
+    if let Some(first) = spec.host_ports.first() {
+        env.push(("PORT".into(), first.to_string()));
+    }
+    let ports: Vec<String> = spec.host_ports.iter().map(u16::to_string).collect();
+    env.push(("PORTS".into(), ports.join(",")));
+    env
+}
+
+/// A port's name as a variable name: `admin-api` is `ADMIN_API`.
+fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
