@@ -10,7 +10,7 @@ use pacer_runtime::now;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{Handle, Runtime};
+use crate::driver::{Driver, Handle};
 
 /// What the checks tell the runner.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub enum Update {
 pub async fn run(
     task: Task,
     handle: Handle,
-    runtime: Arc<dyn Runtime>,
+    driver: Arc<dyn Driver>,
     updates: mpsc::Sender<Update>,
     stop: CancellationToken,
 ) {
@@ -41,62 +41,89 @@ pub async fn run(
         .build()
         .unwrap_or_default();
     loop {
-        let (i, at) = next
-            .iter()
-            .copied()
-            .enumerate()
-            .min_by_key(|(_, t)| *t)
-            .unwrap_or((0, started));
+        let (i, at) = due(&next).unwrap_or((0, started));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep_until(at.into()) => {}
         }
         let Some(check) = checks.get(i) else { return };
         next[i] = Instant::now() + secs(check.interval_seconds);
-        let outcome = probe(check, &task, &handle, runtime.as_ref(), &http).await;
-        let in_grace = started.elapsed() < secs(check.grace_period_seconds)
-            && results[i].first_success.is_none();
-        let before = (results[i].alive, results[i].consecutive_failures);
-        match outcome {
-            Probe::Healthy => {
-                let stamp = now();
-                let r = &mut results[i];
-                r.alive = true;
-                r.consecutive_failures = 0;
-                r.first_success.get_or_insert_with(|| stamp.clone());
-                r.last_success = Some(stamp);
-            }
-            Probe::Ignored => continue,
-            Probe::Failed(cause) if in_grace => {
-                tracing::debug!(%cause, "health check failed within the grace period")
-            }
-            Probe::Failed(cause) => {
-                let r = &mut results[i];
-                r.alive = false;
-                r.consecutive_failures += 1;
-                r.last_failure = Some(now());
-                r.last_failure_cause = Some(cause.clone());
-                if check.max_consecutive_failures > 0
-                    && r.consecutive_failures >= check.max_consecutive_failures
+        let outcome = probe(check, &task, &handle, driver.as_ref(), &http).await;
+        match judge(&mut results[i], check, outcome, started.elapsed(), &now()) {
+            Verdict::Unchanged => {}
+            Verdict::Changed => {
+                if updates
+                    .send(Update::Results(results.clone()))
+                    .await
+                    .is_err()
                 {
-                    let reason = format!(
-                        "failed {} health checks in a row: {cause}",
-                        r.consecutive_failures
-                    );
-                    let _ = updates.send(Update::Results(results.clone())).await;
-                    let _ = updates.send(Update::Kill(reason)).await;
                     return;
                 }
             }
+            Verdict::Kill(reason) => {
+                let _ = updates.send(Update::Results(results.clone())).await;
+                let _ = updates.send(Update::Kill(reason)).await;
+                return;
+            }
         }
-        if (results[i].alive, results[i].consecutive_failures) != before
-            && updates
-                .send(Update::Results(results.clone()))
-                .await
-                .is_err()
-        {
-            return;
+    }
+}
+
+/// The check due first (the first of those due together) and when.
+fn due(next: &[Instant]) -> Option<(usize, Instant)> {
+    next.iter().copied().enumerate().min_by_key(|(_, t)| *t)
+}
+
+/// What one probe's outcome means for the task.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Nothing the task's status shows changed (timestamps aside): no write.
+    Unchanged,
+    /// The check turned healthy or unhealthy, or counted another failure.
+    Changed,
+    /// Too many failures in a row: the task must be killed, for this reason.
+    Kill(String),
+}
+
+/// Records `outcome` in the check's `result`, `since_start` after the task started, at `now`.
+/// Failures within the check's grace period do not count, until the task first passes it.
+fn judge(
+    result: &mut HealthResult,
+    check: &HealthCheck,
+    outcome: Probe,
+    since_start: Duration,
+    now: &str,
+) -> Verdict {
+    let in_grace = since_start < secs(check.grace_period_seconds) && result.first_success.is_none();
+    let before = (result.alive, result.consecutive_failures);
+    match outcome {
+        Probe::Healthy => {
+            result.alive = true;
+            result.consecutive_failures = 0;
+            result.first_success.get_or_insert_with(|| now.to_string());
+            result.last_success = Some(now.to_string());
         }
+        Probe::Ignored => return Verdict::Unchanged,
+        Probe::Failed(cause) if in_grace => {
+            tracing::debug!(%cause, "health check failed within the grace period")
+        }
+        Probe::Failed(cause) => {
+            result.alive = false;
+            result.consecutive_failures += 1;
+            result.last_failure = Some(now.to_string());
+            result.last_failure_cause = Some(cause.clone());
+            if check.max_consecutive_failures > 0
+                && result.consecutive_failures >= check.max_consecutive_failures
+            {
+                let failures = result.consecutive_failures;
+                return Verdict::Kill(format!("failed {failures} health checks in a row: {cause}"));
+            }
+        }
+    }
+    if (result.alive, result.consecutive_failures) == before {
+        Verdict::Unchanged
+    } else {
+        Verdict::Changed
     }
 }
 
@@ -104,6 +131,7 @@ fn secs(n: i64) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0))
 }
 
+#[derive(Debug, Clone, PartialEq)]
 enum Probe {
     Healthy,
     Failed(String),
@@ -127,7 +155,7 @@ async fn probe(
     check: &HealthCheck,
     task: &Task,
     handle: &Handle,
-    runtime: &dyn Runtime,
+    driver: &dyn Driver,
     http: &reqwest::Client,
 ) -> Probe {
     let timeout = secs(check.timeout_seconds.max(1));
@@ -138,7 +166,7 @@ async fn probe(
                 .as_ref()
                 .map(|c| c.value.clone())
                 .unwrap_or_default();
-            match tokio::time::timeout(timeout, runtime.exec(handle, task, &command)).await {
+            match tokio::time::timeout(timeout, driver.exec(handle, task, &command)).await {
                 Ok(Ok(0)) => Ok(Probe::Healthy),
                 Ok(Ok(code)) => Err(format!("command exited with {code}")),
                 Ok(Err(e)) => Err(e.to_string()),
@@ -196,5 +224,139 @@ async fn http_probe(
         100..=199 if check.ignore_http1xx => Ok(Probe::Ignored),
         200..=399 => Ok(Probe::Healthy),
         _ => Err(format!("GET {url} answered {code}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTP check with a grace period and a failure limit, the rest as Marathon's defaults.
+    fn check(grace_period_seconds: i64, max_consecutive_failures: i64) -> HealthCheck {
+        HealthCheck {
+            protocol: HealthProtocol::Http,
+            path: None,
+            port_index: None,
+            port: None,
+            command: None,
+            grace_period_seconds,
+            interval_seconds: 10,
+            timeout_seconds: 20,
+            max_consecutive_failures,
+            ignore_http1xx: false,
+            delay_seconds: 15,
+        }
+    }
+
+    fn failed() -> Probe {
+        Probe::Failed("GET / answered 500".into())
+    }
+
+    const LATE: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn a_pass_marks_the_task_alive_and_is_written_once() {
+        let check = check(300, 3);
+        let mut result = HealthResult::default();
+        let verdict = judge(&mut result, &check, Probe::Healthy, LATE, "t1");
+        assert_eq!(verdict, Verdict::Changed);
+        assert!(result.alive);
+        assert_eq!(result.first_success.as_deref(), Some("t1"));
+        let verdict = judge(&mut result, &check, Probe::Healthy, LATE, "t2");
+        assert_eq!(verdict, Verdict::Unchanged, "nothing to write");
+        assert_eq!(result.first_success.as_deref(), Some("t1"));
+        assert_eq!(result.last_success.as_deref(), Some("t2"));
+    }
+
+    #[test]
+    fn failures_within_the_grace_period_do_not_count_until_a_first_pass() {
+        let check = check(300, 1);
+        let early = Duration::from_secs(299);
+        let mut result = HealthResult::default();
+        let verdict = judge(&mut result, &check, failed(), early, "t1");
+        assert_eq!(verdict, Verdict::Unchanged);
+        assert_eq!(result, HealthResult::default());
+        // Past the grace period a failure counts.
+        let verdict = judge(
+            &mut result,
+            &check,
+            failed(),
+            Duration::from_secs(300),
+            "t2",
+        );
+        assert!(matches!(verdict, Verdict::Kill(_)), "{verdict:?}");
+        // Once it has passed, the grace period is over for the task.
+        let mut result = HealthResult::default();
+        judge(&mut result, &check, Probe::Healthy, early, "t1");
+        let verdict = judge(&mut result, &check, failed(), early, "t2");
+        assert!(matches!(verdict, Verdict::Kill(_)), "{verdict:?}");
+    }
+
+    #[test]
+    fn consecutive_failures_kill_at_the_limit_and_a_pass_starts_the_count_again() {
+        let check = check(0, 3);
+        let mut result = HealthResult::default();
+        assert_eq!(
+            judge(&mut result, &check, failed(), LATE, "t1"),
+            Verdict::Changed
+        );
+        assert_eq!(
+            judge(&mut result, &check, failed(), LATE, "t2"),
+            Verdict::Changed
+        );
+        assert_eq!(result.consecutive_failures, 2);
+        assert!(!result.alive);
+        assert_eq!(result.last_failure.as_deref(), Some("t2"));
+        assert_eq!(
+            result.last_failure_cause.as_deref(),
+            Some("GET / answered 500")
+        );
+        assert_eq!(
+            judge(&mut result, &check, Probe::Healthy, LATE, "t3"),
+            Verdict::Changed
+        );
+        assert_eq!(result.consecutive_failures, 0);
+        judge(&mut result, &check, failed(), LATE, "t4");
+        judge(&mut result, &check, failed(), LATE, "t5");
+        assert_eq!(
+            judge(&mut result, &check, failed(), LATE, "t6"),
+            Verdict::Kill("failed 3 health checks in a row: GET / answered 500".into())
+        );
+        assert_eq!(result.consecutive_failures, 3);
+    }
+
+    #[test]
+    fn without_a_limit_failures_never_kill() {
+        let check = check(0, 0);
+        let mut result = HealthResult::default();
+        for _ in 0..100 {
+            assert_eq!(
+                judge(&mut result, &check, failed(), LATE, "t"),
+                Verdict::Changed
+            );
+        }
+        assert_eq!(result.consecutive_failures, 100);
+    }
+
+    #[test]
+    fn an_ignored_answer_changes_nothing() {
+        let check = check(0, 1);
+        let mut result = HealthResult::default();
+        judge(&mut result, &check, Probe::Healthy, LATE, "t1");
+        let before = result.clone();
+        assert_eq!(
+            judge(&mut result, &check, Probe::Ignored, LATE, "t2"),
+            Verdict::Unchanged
+        );
+        assert_eq!(result, before);
+    }
+
+    #[test]
+    fn the_check_due_first_goes_first() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(5);
+        assert_eq!(due(&[later, start, start]), Some((1, start)));
+        assert_eq!(due(&[later]), Some((0, later)));
+        assert_eq!(due(&[]), None);
     }
 }

@@ -35,9 +35,9 @@ async fn logs(
         let runners = state.runners.lock().expect("runners lock");
         runners
             .get(&name)
-            .map(|r| (r.handle.clone(), r.runtime.clone()))
+            .map(|r| (r.handle.clone(), r.driver.clone()))
     };
-    let Some((slot, runtime)) = found else {
+    let Some((slot, driver)) = found else {
         return (
             StatusCode::NOT_FOUND,
             format!("task '{name}' does not run on this node\n"),
@@ -49,7 +49,7 @@ async fn logs(
             format!("task '{name}' has not started yet\n"),
         );
     };
-    match runtime.logs(&handle, tail).await {
+    match driver.logs(&handle, tail).await {
         Ok(text) => (StatusCode::OK, text),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }

@@ -2,12 +2,13 @@
 //! reports their status.
 
 pub mod capacity;
+pub mod driver;
 mod health;
 mod http;
 mod readiness;
+mod recovery;
 mod register;
 mod runner;
-pub mod runtime;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,8 +21,9 @@ use pacer_runtime::watcher::{self, Event};
 use pacer_runtime::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use crate::driver::Drivers;
+use crate::recovery::Ended;
 use crate::runner::Runner;
-use crate::runtime::Runtimes;
 
 /// Everything an agent needs to know about its machine.
 #[derive(Debug, Clone)]
@@ -66,7 +68,7 @@ pub async fn run(
     client: Client,
     token: CancellationToken,
 ) -> Result<(), Error> {
-    let runtimes = Runtimes::connect(&config.work_dir)
+    let drivers = Drivers::connect(&config.work_dir)
         .await
         .map_err(Error::Docker)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -78,31 +80,13 @@ pub async fn run(
             .local_addr()
             .map_err(|e| Error::Listen(config.listen, e))?
     );
-    if let Runtimes::Real { docker, process } = &runtimes {
-        let tasks: Api<Task> = Api::new(&client);
-        docker
-            .remove_unwanted(&config.node_name, &tasks, Duration::ZERO)
-            .await;
-        tokio::spawn(sweep(
-            docker.clone(),
-            config.node_name.clone(),
-            tasks.clone(),
-            token.clone(),
-        ));
-        if let Ok(list) = tasks.list(&format!("{}/", config.node_name)).await {
-            let wanted: Vec<String> = list
-                .items
-                .iter()
-                .filter_map(|t| t.metadata.name.clone())
-                .collect();
-            process.remove_unwanted(&wanted);
-        }
-    }
+    let tasks: Api<Task> = Api::new(&client);
+    recovery::clean_up(&drivers, &config.node_name, &tasks, &token).await;
     let writes = runner::status_writes();
     run_node(
         config,
         client,
-        runtimes,
+        drivers,
         Some((listener, address)),
         writes,
         token,
@@ -111,26 +95,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Every 30 s, removes this node's containers no task wants that are older than a minute.
-async fn sweep(
-    docker: Arc<runtime::Docker>,
-    node: String,
-    tasks: Api<Task>,
-    token: CancellationToken,
-) {
-    const EVERY: Duration = Duration::from_secs(30);
-    const GRACE: Duration = Duration::from_secs(60);
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = tokio::time::sleep(EVERY) => docker.remove_unwanted(&node, &tasks, GRACE).await,
-        }
-    }
-}
-
 /// Runs `count` simulated nodes in this process (`pacer agent --simulate N`): each registers
 /// its own Node on its own lease and watches its own tasks, as a real agent does, with the fake
-/// runtime. Nodes are named `<node_name>-0001`, ... and get the capacity of `config`.
+/// driver. Nodes are named `<node_name>-0001`, ... and get the capacity of `config`.
 pub async fn simulate(
     config: AgentConfig,
     count: usize,
@@ -139,7 +106,7 @@ pub async fn simulate(
     client: Client,
     token: CancellationToken,
 ) {
-    let fake = Arc::new(runtime::Fake::new(start_delay, fail_ratio));
+    let fake = Arc::new(driver::Fake::new(start_delay, fail_ratio));
     // One limit for the process, as for a real agent: the nodes share its connection.
     let writes = runner::status_writes();
     let nodes = (1..=count).map(|i| {
@@ -150,7 +117,7 @@ pub async fn simulate(
         run_node(
             node,
             client.clone(),
-            Runtimes::Simulated(fake.clone()),
+            Drivers::Simulated(fake.clone()),
             None,
             writes.clone(),
             token.clone(),
@@ -164,7 +131,7 @@ pub async fn simulate(
 async fn run_node(
     config: AgentConfig,
     client: Client,
-    runtimes: Runtimes,
+    drivers: Drivers,
     http: Option<(tokio::net::TcpListener, String)>,
     writes: Arc<tokio::sync::Semaphore>,
     token: CancellationToken,
@@ -196,7 +163,7 @@ async fn run_node(
     );
     let ctx = runner::Ctx {
         tasks,
-        runtimes,
+        drivers,
         hostname: config.hostname.clone(),
         writes,
     };
@@ -209,10 +176,6 @@ async fn run_node(
     }
     let _ = registration.await;
 }
-
-/// Ended tasks found without a runner (after a restart) whose container or sandbox is to be
-/// removed when their record is.
-type Ended = HashMap<String, Task>;
 
 fn apply(event: Event<Task>, runners: &Runners, ended: &mut Ended, ctx: &runner::Ctx) {
     let mut runners = runners.lock().expect("runners lock");
@@ -236,8 +199,8 @@ fn apply(event: Event<Task>, runners: &Runners, ended: &mut Ended, ctx: &runner:
     };
     if let Some(runner) = runners.remove(&name) {
         runner.deleted();
-    } else if let Some(task) = ended.remove(&name) {
-        runner::remove_leftover(&task, ctx);
+    } else {
+        ended.deleted(&name, &ctx.drivers);
     }
 }
 
@@ -258,9 +221,7 @@ fn ensure(
         return;
     }
     if task.state().is_terminal() {
-        if crate::runtime::Docker::handle_of(task).is_some() {
-            ended.insert(name, task.clone());
-        }
+        ended.note(task);
         return;
     }
     runners.insert(name, Runner::spawn(task.clone(), ctx.clone()));

@@ -49,21 +49,28 @@ pub async fn run(task: Task, updates: mpsc::Sender<Update>, stop: CancellationTo
         {
             return;
         }
-        let waiting: Vec<&ReadinessCheck> = checks
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| !r.ready)
-            .map(|(c, _)| c)
-            .collect();
-        let Some(interval) = waiting.iter().map(|c| c.interval_seconds).min() else {
+        let Some(pause) = next_pause(&checks, &results) else {
             return;
         };
-        let pause = Duration::from_secs(u64::try_from(interval).unwrap_or(0).max(1));
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// How long until the checks not passed yet are tried again (the shortest of their intervals,
+/// a second at least); None once every check has passed.
+fn next_pause(checks: &[ReadinessCheck], results: &[ReadinessResult]) -> Option<Duration> {
+    let interval = checks
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| !r.ready)
+        .map(|(c, _)| c.interval_seconds)
+        .min()?;
+    Some(Duration::from_secs(
+        u64::try_from(interval).unwrap_or(0).max(1),
+    ))
 }
 
 /// The host port of the port the check names.
@@ -133,4 +140,48 @@ async fn first_bytes(mut resp: reqwest::Response, limit: usize) -> String {
         .find(|i| text.is_char_boundary(*i))
         .unwrap_or(0);
     text[..cut].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, interval_seconds: i64) -> ReadinessCheck {
+        ReadinessCheck {
+            name: name.into(),
+            protocol: ReadinessProtocol::Http,
+            path: "/".into(),
+            port_name: "http".into(),
+            interval_seconds,
+            timeout_seconds: 10,
+            http_status_codes_for_ready: vec![200],
+            preserve_last_response: false,
+        }
+    }
+
+    fn result(ready: bool) -> ReadinessResult {
+        ReadinessResult {
+            ready,
+            ..ReadinessResult::default()
+        }
+    }
+
+    #[test]
+    fn the_next_look_waits_the_shortest_interval_of_the_checks_not_passed() {
+        let checks = [check("a", 30), check("b", 5), check("c", 10)];
+        let secs = Duration::from_secs;
+        let pause = |ready: [bool; 3]| next_pause(&checks, &ready.map(result));
+        assert_eq!(pause([false, false, false]), Some(secs(5)));
+        assert_eq!(pause([false, true, false]), Some(secs(10)));
+        assert_eq!(pause([false, true, true]), Some(secs(30)));
+        assert_eq!(pause([true, true, true]), None, "all passed: done");
+    }
+
+    #[test]
+    fn the_next_look_is_a_second_away_at_least() {
+        for interval in [0, -5] {
+            let pause = next_pause(&[check("a", interval)], &[result(false)]);
+            assert_eq!(pause, Some(Duration::from_secs(1)));
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pacer_crd::{Node, NodeSpec, NodeStatus};
 use pacer_runtime::lease::{Lease, Terms};
-use pacer_runtime::{Api, Client};
+use pacer_runtime::{Api, Backoff, Client};
 use tokio_util::sync::CancellationToken;
 
 use crate::AgentConfig;
@@ -17,18 +17,12 @@ pub async fn keep_registered(
     token: CancellationToken,
 ) {
     let nodes: Api<Node> = Api::new(&client);
-    let new_backoff = || {
-        pacer_runtime::backoff(
-            std::time::Duration::from_millis(200),
-            std::time::Duration::from_secs(5),
-        )
-    };
-    let mut backoff = new_backoff();
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !token.is_cancelled() {
         let terms = fitting_terms(&nodes, &config, None).await;
         match register(&client, &nodes, &config, &address, terms, &token).await {
             Ok(lease) => {
-                backoff = new_backoff();
+                backoff.reset();
                 tracing::info!(node = %config.node_name, lease = lease.id, ttl = ?terms.ttl, renew_every = ?terms.renew_every, "node registered");
                 let lost = keep_fitted(&client, &nodes, &config, &address, lease, terms, &token);
                 if !lost.await {
@@ -37,11 +31,9 @@ pub async fn keep_registered(
                 tracing::warn!(node = %config.node_name, "node lease lost, registering again");
             }
             Err(e) => {
-                let delay = backoff.next().unwrap_or(std::time::Duration::from_secs(5));
-                tracing::info!(node = %config.node_name, error = %e, retry_in = ?delay, "registration failed");
-                tokio::select! {
-                    _ = token.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
+                let told = |delay| tracing::info!(node = %config.node_name, error = %e, retry_in = ?delay, "registration failed");
+                if !backoff.pause(&token, told).await {
+                    return;
                 }
             }
         }

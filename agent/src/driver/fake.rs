@@ -1,4 +1,4 @@
-//! The fake runtime of simulated nodes (`pacer agent --simulate N`): a task "runs" after a
+//! The fake driver of simulated nodes (`pacer agent --simulate N`): a task "runs" after a
 //! configured delay and until it is stopped, or ends by itself when its command is `exit N`
 //! (so that job runs finish). Nothing is started on the machine.
 
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use pacer_crd::Task;
 use tokio::sync::watch;
 
-use super::{Handle, Runtime, RuntimeError};
+use super::{Driver, DriverError, Found, Handle};
 
 #[derive(Default)]
 pub struct Fake {
@@ -45,20 +45,20 @@ fn exit_code(task: &Task) -> Option<i64> {
 }
 
 #[async_trait]
-impl Runtime for Fake {
-    async fn adopt(&self, task: &Task) -> Option<Handle> {
+impl Driver for Fake {
+    async fn recover(&self, task: &Task) -> Option<Found> {
         let id = format!("fake-{}", task.metadata.name.as_deref().unwrap_or_default());
         self.running
             .lock()
             .expect("fake lock")
             .contains_key(&id)
-            .then_some(Handle { id, pid: None })
+            .then_some(Found::Started(Handle { id, pid: None }))
     }
 
-    async fn start(&self, task: &Task, _host: &str) -> Result<Handle, RuntimeError> {
+    async fn start(&self, task: &Task, _host: &str) -> Result<Handle, DriverError> {
         tokio::time::sleep(self.start_delay).await;
         if self.fail_ratio > 0.0 && fastrand::f64() < self.fail_ratio {
-            return Err(RuntimeError::Simulated);
+            return Err(DriverError::Simulated);
         }
         let id = format!("fake-{}", task.metadata.name.as_deref().unwrap_or_default());
         let (tx, _) = watch::channel(exit_code(task));
@@ -69,38 +69,38 @@ impl Runtime for Fake {
         Ok(Handle { id, pid: None })
     }
 
-    async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError> {
+    async fn wait(&self, handle: &Handle) -> Result<i64, DriverError> {
         let rx = self
             .running
             .lock()
             .expect("fake lock")
             .get(&handle.id)
             .map(|tx| tx.subscribe());
-        let mut rx = rx.ok_or_else(|| RuntimeError::Unknown(handle.id.clone()))?;
+        let mut rx = rx.ok_or_else(|| DriverError::Unknown(handle.id.clone()))?;
         let code = rx
             .wait_for(Option::is_some)
             .await
             .map(|c| c.unwrap_or(0))
-            .map_err(|_| RuntimeError::Unknown(handle.id.clone()))?;
+            .map_err(|_| DriverError::Unknown(handle.id.clone()))?;
         Ok(code)
     }
 
-    async fn stop(&self, handle: &Handle, _grace: Duration) -> Result<(), RuntimeError> {
+    async fn stop(&self, handle: &Handle, _grace: Duration) -> Result<(), DriverError> {
         self.end(&handle.id, 143);
         Ok(())
     }
 
-    async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError> {
+    async fn remove(&self, handle: &Handle) -> Result<(), DriverError> {
         self.end(&handle.id, 137);
         self.running.lock().expect("fake lock").remove(&handle.id);
         Ok(())
     }
 
-    async fn logs(&self, _handle: &Handle, _tail: usize) -> Result<String, RuntimeError> {
+    async fn logs(&self, _handle: &Handle, _tail: usize) -> Result<String, DriverError> {
         Ok(String::new())
     }
 
-    async fn exec(&self, _h: &Handle, _t: &Task, _command: &str) -> Result<i64, RuntimeError> {
+    async fn exec(&self, _h: &Handle, _t: &Task, _command: &str) -> Result<i64, DriverError> {
         Ok(0)
     }
 }

@@ -1,4 +1,4 @@
-//! The process runtime: `sh -c cmd` in a sandbox folder, in its own process group (Mesos' command executor).
+//! The process driver: `sh -c cmd` in a sandbox folder, in its own process group (Mesos' command executor).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,16 @@ use nix::unistd::Pid;
 use pacer_crd::Task;
 use tokio::sync::watch;
 
-use super::{Handle, Runtime, RuntimeError, task_env};
+use super::{Driver, DriverError, Found, Handle, task_env};
+
+/// A task's sandbox folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    /// The task it was made for (its folder's name).
+    pub task: String,
+    /// Its process, if the checkpoint names one that still runs.
+    pub pid: Option<u32>,
+}
 
 pub struct Process {
     sandboxes: PathBuf,
@@ -32,30 +41,20 @@ impl Process {
         self.sandboxes.join(id)
     }
 
-    /// Stops and removes the sandboxes (and their processes) of tasks not in `wanted`: left by
-    /// an earlier run of this agent for tasks deleted while it was away.
-    pub fn remove_unwanted(&self, wanted: &[String]) {
+    /// The sandboxes left in the work folder, each with its process if that still runs.
+    pub fn sandboxes(&self) -> Vec<Sandbox> {
         let Ok(entries) = std::fs::read_dir(&self.sandboxes) else {
-            return;
+            return Vec::new();
         };
-        for entry in entries.flatten() {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            if wanted.contains(&id) {
-                continue;
-            }
-            let dir = entry.path();
-            let checkpoint = std::fs::read_to_string(dir.join(PID_FILE)).unwrap_or_default();
-            let mut parts = checkpoint.split_whitespace();
-            let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
-            let started = parts.next().and_then(|p| p.parse::<u64>().ok());
-            if let (Some(pid), Some(started)) = (pid, started)
-                && start_time(pid) == Some(started)
-            {
-                tracing::info!(task = %id, pid, "stopping a process no task wants");
-                signal_group(Some(pid), Signal::SIGKILL);
-            }
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        entries
+            .flatten()
+            .map(|entry| Sandbox {
+                task: entry.file_name().to_string_lossy().into_owned(),
+                pid: checkpoint(&entry.path())
+                    .filter(|&(pid, started)| start_time(pid) == Some(started))
+                    .map(|(pid, _)| pid),
+            })
+            .collect()
     }
 
     fn exit_of(&self, id: &str) -> Option<watch::Receiver<Option<i64>>> {
@@ -70,7 +69,7 @@ fn signal_group(pid: Option<u32>, signal: Signal) {
 }
 
 /// The last `tail` lines of a file, or nothing if it does not exist.
-fn tail_of(path: &Path, tail: usize) -> Result<String, RuntimeError> {
+fn tail_of(path: &Path, tail: usize) -> Result<String, DriverError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let lines: Vec<&str> = text.lines().collect();
@@ -78,7 +77,7 @@ fn tail_of(path: &Path, tail: usize) -> Result<String, RuntimeError> {
             Ok(lines[start..].iter().map(|l| format!("{l}\n")).collect())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(RuntimeError::Logs(e)),
+        Err(e) => Err(DriverError::Logs(e)),
     }
 }
 
@@ -100,6 +99,27 @@ fn start_time(pid: u32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
+/// The pid and start time a sandbox's checkpoint holds.
+fn checkpoint(dir: &Path) -> Option<(u32, u64)> {
+    parse_checkpoint(&std::fs::read_to_string(dir.join(PID_FILE)).ok()?)
+}
+
+fn parse_checkpoint(text: &str) -> Option<(u32, u64)> {
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// The command line of a task: `sh -c cmd`, or its args as they are.
+fn argv(app: &pacer_crd::AppSpec) -> Result<Vec<String>, DriverError> {
+    match (&app.cmd, &app.args) {
+        (Some(cmd), _) => Ok(vec!["/bin/sh".into(), "-c".into(), cmd.clone()]),
+        (None, Some(args)) if !args.is_empty() => Ok(args.clone()),
+        _ => Err(DriverError::Spawn(std::io::Error::other(
+            "the app has neither cmd nor args",
+        ))),
+    }
+}
+
 fn read_exit(dir: &Path) -> Option<i64> {
     std::fs::read_to_string(dir.join(EXIT_FILE))
         .ok()?
@@ -109,17 +129,14 @@ fn read_exit(dir: &Path) -> Option<i64> {
 }
 
 #[async_trait]
-impl Runtime for Process {
-    /// Re-attaches to a process an earlier agent started, from the sandbox's checkpoint: same
-    /// pid and start time means the same process. One that ended meanwhile reports the exit
-    /// code its wrapper wrote.
-    async fn adopt(&self, task: &Task) -> Option<Handle> {
+impl Driver for Process {
+    /// The process an earlier agent started, from the sandbox's checkpoint: same pid and
+    /// start time means the same process. One that ended meanwhile reports the exit code its
+    /// wrapper wrote.
+    async fn recover(&self, task: &Task) -> Option<Found> {
         let id = task.metadata.name.clone().unwrap_or_default();
         let dir = self.sandbox(&id);
-        let checkpoint = std::fs::read_to_string(dir.join(PID_FILE)).ok()?;
-        let mut parts = checkpoint.split_whitespace();
-        let pid: u32 = parts.next()?.parse().ok()?;
-        let started: u64 = parts.next()?.parse().ok()?;
+        let (pid, started) = checkpoint(&dir)?;
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             // Not our child: poll until it is gone, then take the code its wrapper left.
@@ -132,25 +149,16 @@ impl Runtime for Process {
             .lock()
             .expect("exits lock")
             .insert(id.clone(), rx);
-        Some(Handle { id, pid: Some(pid) })
+        Some(Found::Started(Handle { id, pid: Some(pid) }))
     }
 
-    async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError> {
+    async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError> {
         let id = task.metadata.name.clone().unwrap_or_default();
         let dir = self.sandbox(&id);
-        std::fs::create_dir_all(&dir).map_err(RuntimeError::Spawn)?;
-        let stdout = std::fs::File::create(dir.join("stdout")).map_err(RuntimeError::Spawn)?;
-        let stderr = std::fs::File::create(dir.join("stderr")).map_err(RuntimeError::Spawn)?;
-        let app = &task.spec.app;
-        let argv: Vec<String> = match (&app.cmd, &app.args) {
-            (Some(cmd), _) => vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
-            (None, Some(args)) if !args.is_empty() => args.clone(),
-            _ => {
-                return Err(RuntimeError::Spawn(std::io::Error::other(
-                    "the app has neither cmd nor args",
-                )));
-            }
-        };
+        std::fs::create_dir_all(&dir).map_err(DriverError::Spawn)?;
+        let stdout = std::fs::File::create(dir.join("stdout")).map_err(DriverError::Spawn)?;
+        let stderr = std::fs::File::create(dir.join("stderr")).map_err(DriverError::Spawn)?;
+        let argv = argv(&task.spec.app)?;
         // A wrapper shell leads the process group and writes the exit code to the sandbox,
         // so that an agent started later still learns how the task ended.
         let mut command = tokio::process::Command::new("/bin/sh");
@@ -169,11 +177,11 @@ impl Runtime for Process {
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0);
-        let mut child = command.spawn().map_err(RuntimeError::Spawn)?;
+        let mut child = command.spawn().map_err(DriverError::Spawn)?;
         let pid = child.id();
         if let Some(started) = pid.and_then(start_time) {
             let checkpoint = format!("{} {started}\n", pid.unwrap_or_default());
-            std::fs::write(dir.join(PID_FILE), checkpoint).map_err(RuntimeError::Spawn)?;
+            std::fs::write(dir.join(PID_FILE), checkpoint).map_err(DriverError::Spawn)?;
         }
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
@@ -193,10 +201,10 @@ impl Runtime for Process {
         Ok(Handle { id, pid })
     }
 
-    async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError> {
+    async fn wait(&self, handle: &Handle) -> Result<i64, DriverError> {
         let mut rx = self
             .exit_of(&handle.id)
-            .ok_or_else(|| RuntimeError::Unknown(handle.id.clone()))?;
+            .ok_or_else(|| DriverError::Unknown(handle.id.clone()))?;
         let code = rx
             .wait_for(Option::is_some)
             .await
@@ -205,7 +213,7 @@ impl Runtime for Process {
         Ok(code)
     }
 
-    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError> {
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), DriverError> {
         let Some(mut rx) = self.exit_of(&handle.id) else {
             return Ok(());
         };
@@ -220,14 +228,14 @@ impl Runtime for Process {
         Ok(())
     }
 
-    async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError> {
+    async fn remove(&self, handle: &Handle) -> Result<(), DriverError> {
         signal_group(handle.pid, Signal::SIGKILL);
         self.exits.lock().expect("exits lock").remove(&handle.id);
         let _ = std::fs::remove_dir_all(self.sandbox(&handle.id));
         Ok(())
     }
 
-    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, RuntimeError> {
+    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, DriverError> {
         let status = tokio::process::Command::new("/bin/sh")
             .arg("-c")
             .arg(command)
@@ -239,11 +247,11 @@ impl Runtime for Process {
             .kill_on_drop(true)
             .status()
             .await
-            .map_err(RuntimeError::Spawn)?;
+            .map_err(DriverError::Spawn)?;
         Ok(status.code().map(i64::from).unwrap_or(-1))
     }
 
-    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError> {
+    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, DriverError> {
         let dir = self.sandbox(&handle.id);
         Ok(tail_of(&dir.join("stdout"), tail)? + &tail_of(&dir.join("stderr"), tail)?)
     }

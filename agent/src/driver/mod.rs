@@ -1,4 +1,4 @@
-//! How tasks run: the `Runtime` trait and its docker and process implementations.
+//! Task drivers (Nomad's word): the `Driver` trait and its docker, process and fake implementations.
 
 mod docker;
 mod fake;
@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use pacer_crd::Task;
 use pacer_crd::id::path_of;
 
-pub use docker::Docker;
+pub use docker::{Container, Docker};
 pub use fake::Fake;
-pub use process::Process;
+pub use process::{Process, Sandbox};
 
 /// A started task: a container id or a process id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,8 +23,28 @@ pub struct Handle {
     pub pid: Option<u32>,
 }
 
+impl Handle {
+    /// The container or process the task's record names, whichever driver started it.
+    pub fn of(task: &Task) -> Option<Handle> {
+        let status = task.status.as_ref()?;
+        Some(Handle {
+            id: status.container_id.clone()?,
+            pid: status.pid,
+        })
+    }
+}
+
+/// What a driver finds of a task an earlier agent started (`Driver::recover`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// It was started; it may have exited since (waiting on it then gives its exit code).
+    Started(Handle),
+    /// It was created but never started: the agent stopped in between.
+    NeverStarted(Handle),
+}
+
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub enum DriverError {
     #[error("image '{image}' is not available on this node: {reason}")]
     ImageMissing { image: String, reason: String },
     #[error("docker parameter '{0}' is not supported")]
@@ -39,7 +59,7 @@ pub enum RuntimeError {
     Spawn(#[source] std::io::Error),
     #[error("simulated start failure (--simulate-fail-ratio)")]
     Simulated,
-    #[error("task {0} is not known to this runtime")]
+    #[error("task {0} is not known to this driver")]
     Unknown(String),
     #[error("reading logs failed: {0}")]
     Logs(#[source] std::io::Error),
@@ -48,24 +68,25 @@ pub enum RuntimeError {
 /// Runs tasks of one kind. Implementations touch only what they started (labelled containers,
 /// their own process groups).
 #[async_trait]
-pub trait Runtime: Send + Sync {
-    /// Re-attaches to the task if it already runs (after an agent restart).
-    async fn adopt(&self, task: &Task) -> Option<Handle>;
-    async fn start(&self, task: &Task, host: &str) -> Result<Handle, RuntimeError>;
+pub trait Driver: Send + Sync {
+    /// What is left of the task if an earlier agent started it; what to do with it is
+    /// `recovery`'s business.
+    async fn recover(&self, task: &Task) -> Option<Found>;
+    async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError>;
     /// Waits for the task to end; its exit code.
-    async fn wait(&self, handle: &Handle) -> Result<i64, RuntimeError>;
+    async fn wait(&self, handle: &Handle) -> Result<i64, DriverError>;
     /// SIGTERM, then SIGKILL after `grace`.
-    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), RuntimeError>;
+    async fn stop(&self, handle: &Handle, grace: Duration) -> Result<(), DriverError>;
     /// Frees what the task left behind (container, sandbox).
-    async fn remove(&self, handle: &Handle) -> Result<(), RuntimeError>;
-    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, RuntimeError>;
+    async fn remove(&self, handle: &Handle) -> Result<(), DriverError>;
+    async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, DriverError>;
     /// Runs `command` with `sh -c` inside the task (COMMAND health checks); its exit code.
-    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, RuntimeError>;
+    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, DriverError>;
 }
 
-/// The runtimes of one agent: real ones, or a fake one for simulated nodes.
+/// The drivers of one agent: real ones, or a fake one for simulated nodes.
 #[derive(Clone)]
-pub enum Runtimes {
+pub enum Drivers {
     Real {
         docker: Arc<Docker>,
         process: Arc<Process>,
@@ -73,20 +94,20 @@ pub enum Runtimes {
     Simulated(Arc<Fake>),
 }
 
-impl Runtimes {
-    pub async fn connect(work_dir: &Path) -> Result<Runtimes, bollard::errors::Error> {
-        Ok(Runtimes::Real {
+impl Drivers {
+    pub async fn connect(work_dir: &Path) -> Result<Drivers, bollard::errors::Error> {
+        Ok(Drivers::Real {
             docker: Arc::new(Docker::connect().await?),
             process: Arc::new(Process::new(work_dir)),
         })
     }
 
     /// Docker for tasks with an image, a plain process otherwise (Marathon's command tasks).
-    pub fn for_task(&self, task: &Task) -> Arc<dyn Runtime> {
+    pub fn for_task(&self, task: &Task) -> Arc<dyn Driver> {
         match self {
-            Runtimes::Real { process, .. } if task.spec.app.is_process() => process.clone(),
-            Runtimes::Real { docker, .. } => docker.clone(),
-            Runtimes::Simulated(fake) => fake.clone(),
+            Drivers::Real { process, .. } if task.spec.app.is_process() => process.clone(),
+            Drivers::Real { docker, .. } => docker.clone(),
+            Drivers::Simulated(fake) => fake.clone(),
         }
     }
 }
@@ -102,33 +123,7 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
         .collect();
     let task_id = task.metadata.name.clone().unwrap_or_default();
     let app_path = path_of(&spec.app_id);
-    for (i, port) in spec.host_ports.iter().enumerate() {
-        env.push((format!("PORT{i}"), port.to_string()));
-    }
-    // Marathon's PORT_<declared port> and PORT_<NAME> for each slot.
-    for ((name, declared), port) in spec.app.declared_ports().iter().zip(&spec.host_ports) {
-        if *declared != 0 {
-            env.push((format!("PORT_{declared}"), port.to_string()));
-        }
-        if let Some(name) = name {
-            let name: String = name
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            env.push((format!("PORT_{name}"), port.to_string()));
-        }
-    }
-    if let Some(first) = spec.host_ports.first() {
-        env.push(("PORT".into(), first.to_string()));
-    }
-    let ports: Vec<String> = spec.host_ports.iter().map(u16::to_string).collect();
-    env.push(("PORTS".into(), ports.join(",")));
+    env.extend(port_env(spec));
     for (name, value) in [
         ("HOST", host.to_string()),
         ("MARATHON_APP_ID", app_path.clone()),
@@ -151,11 +146,68 @@ pub fn task_env(task: &Task, host: &str) -> Vec<(String, String)> {
     env
 }
 
+/// PORT0..n, Marathon's PORT_<declared port> and PORT_<NAME> for each slot, PORT, PORTS.
+fn port_env(spec: &pacer_crd::TaskSpec) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for (i, port) in spec.host_ports.iter().enumerate() {
+        env.push((format!("PORT{i}"), port.to_string()));
+    }
+    for ((name, declared), port) in spec.app.declared_ports().iter().zip(&spec.host_ports) {
+        if *declared != 0 {
+            env.push((format!("PORT_{declared}"), port.to_string()));
+        }
+        if let Some(name) = name {
+            env.push((format!("PORT_{}", env_name(name)), port.to_string()));
+        }
+    }
+    if let Some(first) = spec.host_ports.first() {
+        env.push(("PORT".into(), first.to_string()));
+    }
+    let ports: Vec<String> = spec.host_ports.iter().map(u16::to_string).collect();
+    env.push(("PORTS".into(), ports.join(",")));
+    env
+}
+
+/// A port's name as a variable name: `admin-api` is `ADMIN_API`.
+fn env_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use pacer_crd::{App, Resources, TaskSpec};
 
     use super::*;
+
+    #[test]
+    fn a_task_record_names_its_container_or_process() {
+        let mut task = Task::test(&App::test("web"), "n1", pacer_crd::TaskState::Running);
+        assert_eq!(Handle::of(&task), None);
+        let status = task.status.as_mut().expect("a status");
+        status.pid = Some(42);
+        assert_eq!(
+            Handle::of(&task),
+            None,
+            "a pid alone names nothing to remove"
+        );
+        let status = task.status.as_mut().expect("a status");
+        status.container_id = Some("web.1".into());
+        let handle = Handle {
+            id: "web.1".into(),
+            pid: Some(42),
+        };
+        assert_eq!(Handle::of(&task), Some(handle));
+        task.status = None;
+        assert_eq!(Handle::of(&task), None);
+    }
 
     #[test]
     fn env_carries_ports_and_ids() {
