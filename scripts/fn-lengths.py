@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Lengths of non-test functions in the given crates, longest first: `scripts/fn-lengths.py controllers agent apiserver`."""
-import re, sys, pathlib
+import re, sys, pathlib, signal
+
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the listing quietly
 
 FN = re.compile(r'^\s*(pub(\([^)]*\))?\s+)?(async\s+)?(const\s+)?fn\s+(\w+)')
 
