@@ -689,6 +689,52 @@ mod outcome_tests {
     }
 
     #[test]
+    fn a_deployment_past_its_deadline_fails_with_the_reason_it_waited() {
+        use pacer_crd::meta::Time;
+        let mut web = app(2, 1);
+        web.metadata.annotations =
+            Some([(DEADLINE_ANNOTATION.to_string(), "60".to_string())].into());
+        web.status = Some(pacer_crd::AppStatus {
+            message: Some("1 instance(s) pending: no node fits".into()),
+            ..Default::default()
+        });
+        let created: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let mut d = deployment(DeploymentAction::ScaleApplication, 1);
+        d.metadata.creation_timestamp = Some(Time(created));
+        let tasks = running(&web, 1);
+        let (status, recheck) =
+            deployment_status(&d, Some(&web), &tasks, created + Duration::from_secs(20));
+        assert_eq!(
+            (status.phase, status.healthy, status.wanted),
+            (DeploymentPhase::Running, 1, 2)
+        );
+        assert_eq!(
+            status.message.as_deref(),
+            Some("1 instance(s) pending: no node fits")
+        );
+        assert_eq!(
+            recheck,
+            Some(Duration::from_secs(40)),
+            "looked at again at the deadline"
+        );
+        let (status, recheck) =
+            deployment_status(&d, Some(&web), &tasks, created + Duration::from_secs(60));
+        assert_eq!((status.phase, recheck), (DeploymentPhase::Failed, None));
+        assert_eq!(
+            status.message.as_deref(),
+            Some("not done within its 60 s deadline: 1 instance(s) pending: no node fits")
+        );
+        // Done in time: succeeded, whatever the deadline.
+        let (status, _) = deployment_status(
+            &d,
+            Some(&web),
+            &running(&web, 2),
+            created + Duration::from_secs(90),
+        );
+        assert_eq!(status.phase, DeploymentPhase::Succeeded);
+    }
+
+    #[test]
     fn a_change_of_a_deleted_app_ends_with_it() {
         let gone = app(2, 1);
         let tasks = running(&gone, 1);
