@@ -139,16 +139,31 @@ enum Probe {
     Ignored,
 }
 
-/// The host port a check targets: `port`, or the task's host port at `portIndex` (default 0).
+/// The host port a check targets: `port` if the task holds it, or the task's host port at
+/// `portIndex` (default 0). Only the task's own ports are probed: a check must not make the
+/// agent knock on the node's other services (etcd on 2379, the API).
 fn target_port(check: &HealthCheck, task: &Task) -> Option<u16> {
+    let ports = &task.spec.host_ports;
     match check.port {
-        Some(port) => u16::try_from(port).ok(),
-        None => task
-            .spec
-            .host_ports
+        Some(port) => u16::try_from(port).ok().filter(|p| ports.contains(p)),
+        None => ports
             .get(usize::try_from(check.port_index.unwrap_or(0)).ok()?)
             .copied(),
     }
+}
+
+/// The URL of a check of the task on this host, built from parts: whatever the check's path
+/// holds (`@169.254.169.254/...`, `//elsewhere/`), it stays a path and query on 127.0.0.1.
+pub(crate) fn local_url(scheme: &str, port: u16, path: &str) -> reqwest::Url {
+    let mut url = reqwest::Url::parse(&format!("{scheme}://127.0.0.1:{port}/"))
+        .expect("a loopback URL parses");
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
+    url.set_path(path);
+    url.set_query(query);
+    url
 }
 
 async fn probe(
@@ -211,10 +226,9 @@ async fn http_probe(
     } else {
         "http"
     };
-    let path = check.path.clone().unwrap_or_else(|| "/".into());
-    let url = format!("{scheme}://127.0.0.1:{port}{path}");
+    let url = local_url(scheme, port, check.path.as_deref().unwrap_or("/"));
     let resp = http
-        .get(&url)
+        .get(url.clone())
         .timeout(timeout)
         .send()
         .await
@@ -230,6 +244,46 @@ async fn http_probe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_check_url_never_leaves_the_tasks_port_on_this_host() {
+        for path in [
+            "/health",
+            "@169.254.169.254/latest/meta-data",
+            "//169.254.169.254/latest",
+            "http://169.254.169.254/",
+            "/../../x?y=1#frag",
+        ] {
+            let url = local_url("http", 31000, path);
+            assert_eq!(url.host_str(), Some("127.0.0.1"), "{path} -> {url}");
+            assert_eq!(url.port(), Some(31000), "{path} -> {url}");
+            assert!(
+                url.username().is_empty() && url.password().is_none(),
+                "{url}"
+            );
+        }
+        let url = local_url("http", 31000, "/status?verbose=1");
+        assert_eq!((url.path(), url.query()), ("/status", Some("verbose=1")));
+    }
+
+    #[test]
+    fn a_check_probes_only_ports_the_task_holds() {
+        let app = pacer_crd::App::test("web");
+        let mut task = Task::test(&app, "n1", pacer_crd::TaskState::Running);
+        task.spec.host_ports = vec![31000, 31001];
+        let mut c = check(0, 3);
+        assert_eq!(target_port(&c, &task), Some(31000));
+        c.port_index = Some(1);
+        assert_eq!(target_port(&c, &task), Some(31001));
+        c.port = Some(31001);
+        assert_eq!(target_port(&c, &task), Some(31001));
+        c.port = Some(2379);
+        assert_eq!(
+            target_port(&c, &task),
+            None,
+            "etcd's port is not the task's"
+        );
+    }
 
     /// An HTTP check with a grace period and a failure limit, the rest as Marathon's defaults.
     fn check(grace_period_seconds: i64, max_consecutive_failures: i64) -> HealthCheck {

@@ -97,9 +97,9 @@ async fn probe(
         ReadinessProtocol::Http => "http",
         ReadinessProtocol::Https => "https",
     };
-    let url = format!("{scheme}://127.0.0.1:{port}{}", check.path);
+    let url = crate::health::local_url(scheme, port, &check.path);
     let timeout = Duration::from_secs(u64::try_from(check.timeout_seconds).unwrap_or(1).max(1));
-    let Ok(resp) = http.get(&url).timeout(timeout).send().await else {
+    let Ok(resp) = http.get(url).timeout(timeout).send().await else {
         return (false, None);
     };
     let status = i64::from(resp.status().as_u16());

@@ -55,8 +55,10 @@ impl ApiState {
             drains: Api::new(client),
             subscriptions: Api::new(client),
             event_callbacks: std::sync::Arc::default(),
+            // The log proxy's: an agent's answer is passed on, never followed elsewhere.
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default(),
             identity: String::new(),

@@ -221,6 +221,30 @@ async fn get_task(
     Ok(Json(find_task(&s.tasks, &name).await?).into_response())
 }
 
+/// Where the agent at `address` (a node's registered address) serves a task's logs, built from
+/// parts: the task name is one encoded path segment and the count a query pair, so neither can
+/// take the request anywhere else.
+fn agent_logs_url(address: &str, task: &str, tail: u32) -> Result<reqwest::Url, String> {
+    let mut url = reqwest::Url::parse(address)
+        .map_err(|e| format!("its address '{address}' is not a URL: {e}"))?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none();
+    if !plain {
+        return Err(format!(
+            "its address '{address}' is not a plain http(s) address"
+        ));
+    }
+    url.path_segments_mut()
+        .map_err(|()| format!("its address '{address}' cannot take a path"))?
+        .pop_if_empty()
+        .extend(["v1", "tasks", task, "logs"]);
+    url.query_pairs_mut().append_pair("tail", &tail.to_string());
+    Ok(url)
+}
+
 /// Task logs come from the agent of the task's node.
 async fn task_logs(
     State(s): State<ApiState>,
@@ -234,11 +258,20 @@ async fn task_logs(
             task.spec.node
         ))
     })?;
-    let tail = q.get("tail").cloned().unwrap_or_else(|| "100".into());
-    let url = format!("{}/v1/tasks/{name}/logs?tail={tail}", node.spec.address);
+    let tail = match q.get("tail") {
+        None => 100,
+        Some(t) => t.parse().map_err(|_| {
+            let problem =
+                pacer_crd::FieldError::new("tail", format!("must be a count of lines (got '{t}')"));
+            ApiError::Invalid(pacer_crd::FieldErrors(vec![problem]))
+        })?,
+    };
+    let url = agent_logs_url(&node.spec.address, &name, tail).map_err(|why| {
+        ApiError::BadGateway(format!("node '{}' of task '{name}': {why}", task.spec.node))
+    })?;
     let resp = s
         .http
-        .get(&url)
+        .get(url.clone())
         .send()
         .await
         .map_err(|e| ApiError::BadGateway(format!("agent at {url}: {e}")))?;
@@ -249,4 +282,31 @@ async fn task_logs(
         .await
         .map_err(|e| ApiError::BadGateway(e.to_string()))?;
     Ok((status, text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::agent_logs_url;
+
+    #[test]
+    fn the_log_url_goes_to_the_agent_and_nowhere_else() {
+        let url = agent_logs_url("http://10.0.0.7:8081", "web.1", 20).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://10.0.0.7:8081/v1/tasks/web.1/logs?tail=20"
+        );
+        // A name cannot climb out of its segment or start a query of its own.
+        let url = agent_logs_url("http://10.0.0.7:8081/", "../../x?y=1#z", 5).unwrap();
+        assert_eq!(url.host_str(), Some("10.0.0.7"));
+        assert_eq!(url.path(), "/v1/tasks/..%2F..%2Fx%3Fy=1%23z/logs");
+        assert_eq!(url.query(), Some("tail=5"));
+        for address in [
+            "file:///etc/passwd",
+            "http://user:pw@10.0.0.7/",
+            "not a url",
+            "http://h/?a=1",
+        ] {
+            assert!(agent_logs_url(address, "web.1", 5).is_err(), "{address}");
+        }
+    }
 }

@@ -63,6 +63,8 @@ pub enum DriverError {
     Unknown(String),
     #[error("reading logs failed: {0}")]
     Logs(#[source] std::io::Error),
+    #[error("task name '{0}' cannot name a sandbox (a single plain path component is needed)")]
+    BadName(String),
 }
 
 /// Runs tasks of one kind. Implementations touch only what they started (labelled containers,

@@ -37,8 +37,14 @@ impl Process {
         }
     }
 
-    fn sandbox(&self, id: &str) -> PathBuf {
-        self.sandboxes.join(id)
+    /// The sandbox of task `id`. A task's name comes from its record: one that is not a single
+    /// plain path component (`..`, `a/b`, empty) never becomes a path, or removing its sandbox
+    /// could remove something else.
+    fn sandbox(&self, id: &str) -> Result<PathBuf, DriverError> {
+        if !is_plain_name(id) {
+            return Err(DriverError::BadName(id.to_string()));
+        }
+        Ok(self.sandboxes.join(id))
     }
 
     /// The sandboxes left in the work folder, each with its process if that still runs.
@@ -135,7 +141,7 @@ impl Driver for Process {
     /// wrapper wrote.
     async fn recover(&self, task: &Task) -> Option<Found> {
         let id = task.metadata.name.clone().unwrap_or_default();
-        let dir = self.sandbox(&id);
+        let dir = self.sandbox(&id).ok()?;
         let (pid, started) = checkpoint(&dir)?;
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
@@ -154,7 +160,7 @@ impl Driver for Process {
 
     async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError> {
         let id = task.metadata.name.clone().unwrap_or_default();
-        let dir = self.sandbox(&id);
+        let dir = self.sandbox(&id)?;
         std::fs::create_dir_all(&dir).map_err(DriverError::Spawn)?;
         let stdout = std::fs::File::create(dir.join("stdout")).map_err(DriverError::Spawn)?;
         let stderr = std::fs::File::create(dir.join("stderr")).map_err(DriverError::Spawn)?;
@@ -231,7 +237,9 @@ impl Driver for Process {
     async fn remove(&self, handle: &Handle) -> Result<(), DriverError> {
         signal_group(handle.pid, Signal::SIGKILL);
         self.exits.lock().expect("exits lock").remove(&handle.id);
-        let _ = std::fs::remove_dir_all(self.sandbox(&handle.id));
+        if let Ok(dir) = self.sandbox(&handle.id) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         Ok(())
     }
 
@@ -240,7 +248,7 @@ impl Driver for Process {
             .arg("-c")
             .arg(command)
             .envs(task_env(task, "127.0.0.1"))
-            .current_dir(self.sandbox(&handle.id))
+            .current_dir(self.sandbox(&handle.id)?)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -252,7 +260,33 @@ impl Driver for Process {
     }
 
     async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, DriverError> {
-        let dir = self.sandbox(&handle.id);
+        let dir = self.sandbox(&handle.id)?;
         Ok(tail_of(&dir.join("stdout"), tail)? + &tail_of(&dir.join("stderr"), tail)?)
+    }
+}
+
+/// A single path component that names nothing but itself: not empty, not `.` or `..`, no
+/// separator, no NUL.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_task_name_becomes_a_sandbox() {
+        let work = std::env::temp_dir().join(format!("pacer-sandbox-{}", std::process::id()));
+        let process = Process::new(&work);
+        let inside = process.sandbox("web.1b2c").unwrap();
+        assert_eq!(inside, work.join("sandboxes").join("web.1b2c"));
+        for name in ["", ".", "..", "../etc", "a/b", "/etc", "a\\b", "a\0b"] {
+            assert!(
+                matches!(process.sandbox(name), Err(DriverError::BadName(_))),
+                "{name:?} must not become a path"
+            );
+        }
+        assert!(is_plain_name("..hidden") && is_plain_name("web.v1..2"));
     }
 }
