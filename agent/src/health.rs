@@ -28,6 +28,7 @@ pub async fn run(
     task: Task,
     handle: Handle,
     driver: Arc<dyn Driver>,
+    http: reqwest::Client,
     updates: mpsc::Sender<Update>,
     stop: CancellationToken,
 ) {
@@ -35,11 +36,6 @@ pub async fn run(
     let started = Instant::now();
     let mut results: Vec<HealthResult> = vec![HealthResult::default(); checks.len()];
     let mut next: Vec<Instant> = vec![started; checks.len()];
-    // A 3xx answers the check (Marathon's rule); it is not followed to where it points.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
     loop {
         let (i, at) = due(&next).unwrap_or((0, started));
         tokio::select! {
@@ -127,7 +123,18 @@ fn judge(
     }
 }
 
-fn secs(n: i64) -> Duration {
+/// The HTTP client of every health and readiness check of one agent (built once: a client
+/// holds a connection pool). A 3xx answers a health check (Marathon's rule), and a readiness
+/// check's answer, kept with preserveLastResponse, must not come from anywhere else: no
+/// redirect is followed.
+pub fn check_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
+}
+
+pub(crate) fn secs(n: i64) -> Duration {
     Duration::from_secs(u64::try_from(n).unwrap_or(0))
 }
 

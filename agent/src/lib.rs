@@ -166,6 +166,7 @@ async fn run_node(
         drivers,
         hostname: config.hostname.clone(),
         writes,
+        checks: health::check_client(),
     };
     let mut ended = Ended::default();
     while let Some(event) = events.recv().await {

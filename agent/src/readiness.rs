@@ -15,7 +15,12 @@ use crate::health::Update;
 const BODY_KEPT: usize = 1024;
 
 /// Checks `task` until each of its readiness checks has passed or `stop` is cancelled.
-pub async fn run(task: Task, updates: mpsc::Sender<Update>, stop: CancellationToken) {
+pub async fn run(
+    task: Task,
+    http: reqwest::Client,
+    updates: mpsc::Sender<Update>,
+    stop: CancellationToken,
+) {
     let checks = task.spec.app.readiness_checks.clone();
     let mut results: Vec<ReadinessResult> = checks
         .iter()
@@ -24,12 +29,6 @@ pub async fn run(task: Task, updates: mpsc::Sender<Update>, stop: CancellationTo
             ..ReadinessResult::default()
         })
         .collect();
-    // The task answers: a redirect must not send the agent (and, with preserveLastResponse,
-    // the body it got) anywhere else.
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default();
     loop {
         let before = results.clone();
         for (check, result) in checks
@@ -68,9 +67,7 @@ fn next_pause(checks: &[ReadinessCheck], results: &[ReadinessResult]) -> Option<
         .filter(|(_, r)| !r.ready)
         .map(|(c, _)| c.interval_seconds)
         .min()?;
-    Some(Duration::from_secs(
-        u64::try_from(interval).unwrap_or(0).max(1),
-    ))
+    Some(crate::health::secs(interval).max(Duration::from_secs(1)))
 }
 
 /// The host port of the port the check names.
@@ -98,7 +95,7 @@ async fn probe(
         ReadinessProtocol::Https => "https",
     };
     let url = crate::health::local_url(scheme, port, &check.path);
-    let timeout = Duration::from_secs(u64::try_from(check.timeout_seconds).unwrap_or(1).max(1));
+    let timeout = crate::health::secs(check.timeout_seconds.max(1));
     let Ok(resp) = http.get(url).timeout(timeout).send().await else {
         return (false, None);
     };

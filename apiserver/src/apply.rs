@@ -1,9 +1,7 @@
 //! Writing apps: apply (create or update, a no-op when nothing changed), scale and delete,
 //! each with its Deployment record in the same etcd transaction.
 
-use pacer_crd::app::{
-    DEADLINE_ANNOTATION, KILLING_ANNOTATION, SCALED_ANNOTATION, VERSION_ANNOTATION,
-};
+use pacer_crd::app::{DEADLINE_ANNOTATION, SCALED_ANNOTATION, VERSION_ANNOTATION};
 use pacer_crd::deployment::DeploymentAction;
 use pacer_crd::{
     App, AppVersion, AppVersionSpec, Deployment, DeploymentSpec, DeploymentStatus, Record,
@@ -192,13 +190,9 @@ fn change(current: Option<&App>, desired: &App, kill: &[String]) -> Change {
     if !kill.is_empty() {
         let names: Vec<&str> = kill
             .iter()
-            .map(|key| key.rsplit_once('/').map_or(key.as_str(), |(_, name)| name))
+            .map(|key| <pacer_crd::Task as Record>::name_of_key(key))
             .collect();
-        let annotations = next
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default);
-        annotations.insert(KILLING_ANNOTATION.into(), names.join(","));
+        next.set_killing(&names);
     }
     Change::Write(next, result, action)
 }
@@ -341,9 +335,10 @@ fn new_deployment(app: &App, action: DeploymentAction) -> Deployment {
 /// Sets `instances` of an existing app.
 pub async fn scale(state: &ApiState, name: &str, instances: i64) -> Result<ApplyResult, ApiError> {
     if instances < 0 {
-        let problem =
-            pacer_crd::FieldError::new("instances", format!("must be >= 0 (got {instances})"));
-        return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![problem])));
+        return Err(ApiError::field(
+            "instances",
+            format!("must be >= 0 (got {instances})"),
+        ));
     }
     let current = state
         .apps
@@ -512,7 +507,7 @@ mod tests {
         };
         assert_eq!(action, DeploymentAction::ScaleApplication);
         assert_eq!(
-            next.metadata.annotations.unwrap()[KILLING_ANNOTATION],
+            next.metadata.annotations.unwrap()[pacer_crd::app::KILLING_ANNOTATION],
             "web.1,web.7"
         );
     }

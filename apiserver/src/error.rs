@@ -32,6 +32,13 @@ impl From<pacer_runtime::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A 422 for one field and why.
+    pub fn field(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        ApiError::Invalid(FieldErrors(vec![pacer_crd::FieldError::new(path, reason)]))
+    }
+}
+
 /// A write that lost a race is tried again (`pacer_runtime::retry::on_conflict`).
 impl pacer_runtime::retry::Conflicting for ApiError {
     fn is_conflict(&self) -> bool {

@@ -162,11 +162,10 @@ async fn apply_app(
     let name = app_name(&name)?;
     let app = manifest(&body)?;
     if app.metadata.name.as_deref() != Some(name.as_str()) {
-        let problem = pacer_crd::FieldError::new(
+        return Err(ApiError::field(
             "metadata.name",
             format!("does not match the URL ('{name}')"),
-        );
-        return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![problem])));
+        ));
     }
     let result = apply::apply_in_plan(&s, app, false, query.plan.as_deref()).await?;
     let status = if result.result == apply::Applied::Created {
@@ -261,9 +260,7 @@ async fn task_logs(
     let tail = match q.get("tail") {
         None => 100,
         Some(t) => t.parse().map_err(|_| {
-            let problem =
-                pacer_crd::FieldError::new("tail", format!("must be a count of lines (got '{t}')"));
-            ApiError::Invalid(pacer_crd::FieldErrors(vec![problem]))
+            ApiError::field("tail", format!("must be a count of lines (got '{t}')"))
         })?,
     };
     let url = agent_logs_url(&node.spec.address, &name, tail).map_err(|why| {

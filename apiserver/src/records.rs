@@ -63,19 +63,17 @@ fn parse(body: &Bytes, url_name: &str) -> Result<Manifest, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     let manifest = Manifest::from_value(doc).map_err(ApiError::Invalid)?;
     if manifest.name() != url_name {
-        return Err(ApiError::Invalid(pacer_crd::FieldErrors(vec![
-            pacer_crd::FieldError::new(
-                "metadata.name",
-                format!("does not match the URL ('{url_name}')"),
-            ),
-        ])));
+        return Err(ApiError::field(
+            "metadata.name",
+            format!("does not match the URL ('{url_name}')"),
+        ));
     }
     Ok(manifest)
 }
 
 /// A manifest of another kind sent to `expected`'s path: 422 naming where it belongs.
 pub(crate) fn wrong_kind(manifest: &Manifest, expected: &str) -> ApiError {
-    ApiError::Invalid(pacer_crd::FieldErrors(vec![pacer_crd::FieldError::new(
+    ApiError::field(
         "kind",
         format!(
             "a {} is applied at /{}, not as {} {expected}",
@@ -87,7 +85,7 @@ pub(crate) fn wrong_kind(manifest: &Manifest, expected: &str) -> ApiError {
                 "a"
             }
         ),
-    )]))
+    )
 }
 
 /// What applying `desired` over `current` (the stored record, if any) comes to: a new record,

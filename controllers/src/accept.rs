@@ -183,7 +183,7 @@ impl Placer {
                 lost: 0,
             });
         }
-        let (batches, dropped) = batches(cluster, &request, &plan, &candidates)?;
+        let (batches, dropped) = batches(cluster, request, &plan, &candidates)?;
         let Some((revision, lost)) = commit(cluster, batches, plan.assignments.len()).await? else {
             return Ok(Placed::Conflict);
         };
@@ -208,10 +208,11 @@ impl Placer {
 /// more than that holds are left for the next round (as if they had lost a race).
 fn batches<B: Fn(&Assignment) -> Task>(
     cluster: &Cluster,
-    request: &Request<'_, B>,
+    request: Request<'_, B>,
     plan: &Plan,
     candidates: &[Candidate],
 ) -> Result<(Vec<(Txn, usize)>, usize), pacer_runtime::Error> {
+    let mut owner = request.owner;
     let mut by_node: BTreeMap<&str, Vec<&Assignment>> = BTreeMap::new();
     for a in &plan.assignments {
         by_node.entry(a.node.as_str()).or_default().push(a);
@@ -235,20 +236,17 @@ fn batches<B: Fn(&Assignment) -> Task>(
         units.push((unit, kept.len()));
     }
     let sizes: Vec<Size> = units.iter().map(|(txn, _)| Size::of(txn)).collect();
-    let mut units: Vec<Option<(Txn, usize)>> = units.into_iter().map(Some).collect();
+    // `pack` keeps the units in order: each transaction takes the next ones.
+    let mut units = units.into_iter();
     let mut out = Vec::new();
-    for (i, members) in pack(Size::of(&request.owner), &sizes)
-        .into_iter()
-        .enumerate()
-    {
+    for (i, members) in pack(Size::of(&owner), &sizes).into_iter().enumerate() {
         let mut txn = if i == 0 {
-            request.owner.clone()
+            std::mem::take(&mut owner)
         } else {
             Txn::new()
         };
         let mut placements = 0;
-        for m in members {
-            let (unit, n) = units[m].take().expect("each unit packed once");
+        for (unit, n) in units.by_ref().take(members.len()) {
             txn.append(unit);
             placements += n;
         }

@@ -104,7 +104,7 @@ pub struct Changes {
 pub fn changes(app: &App, tasks: &[Arc<Task>], drained: &dyn Fn(&str) -> bool) -> Changes {
     let version = app.version();
     let wanted = usize::try_from(app.spec.instances).unwrap_or(0);
-    let killing = killing(app);
+    let killing = app.killing();
     let (stopping, active): (Vec<&Arc<Task>>, Vec<&Arc<Task>>) = tasks.iter().partition(|t| {
         t.spec.kill || killing.contains(&t.metadata.name.as_deref().unwrap_or_default())
     });
@@ -188,16 +188,6 @@ pub fn pending_dependency(app: &App, deployments: &[Arc<Deployment>]) -> Option<
         });
         waiting.then(|| id.path())
     })
-}
-
-/// The tasks a kill with scale marked with the app's last write (`KILLING_ANNOTATION`).
-pub(crate) fn killing(app: &App) -> Vec<&str> {
-    app.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(pacer_crd::app::KILLING_ANNOTATION))
-        .map(|names| names.split(',').collect())
-        .unwrap_or_default()
 }
 
 /// How long after an app's change its deployment may still be missing from the cache.
@@ -598,7 +588,7 @@ mod ordering_tests {
     #[test]
     fn tasks_killed_with_scale_are_read_from_the_app_itself() {
         let mut web = App::test("web");
-        assert!(killing(&web).is_empty());
+        assert!(web.killing().is_empty());
         web.metadata.annotations = Some(
             [(
                 pacer_crd::app::KILLING_ANNOTATION.to_string(),
@@ -606,7 +596,7 @@ mod ordering_tests {
             )]
             .into(),
         );
-        assert_eq!(killing(&web), vec!["web.1", "web.2"]);
+        assert_eq!(web.killing(), vec!["web.1", "web.2"]);
     }
 
     #[test]

@@ -628,6 +628,25 @@ impl App {
             .unwrap_or_default()
     }
 
+    /// The tasks a kill with scale named with this version of the app (`KILLING_ANNOTATION`).
+    pub fn killing(&self) -> Vec<&str> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(KILLING_ANNOTATION))
+            .map(|names| names.split(',').collect())
+            .unwrap_or_default()
+    }
+
+    /// Names the tasks a kill with scale stops, on the app written with the lower count.
+    pub fn set_killing(&mut self, names: &[&str]) {
+        let annotations = self
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        annotations.insert(KILLING_ANNOTATION.into(), names.join(","));
+    }
+
     /// Marathon's `version`: the last change of any kind (config or scale).
     pub fn last_change(&self) -> String {
         let annotations = self.metadata.annotations.clone().unwrap_or_default();

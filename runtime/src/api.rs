@@ -88,12 +88,12 @@ impl<K: Record> Api<K> {
     }
 
     /// The full etcd key of a record key, e.g. `/pacer/apps/web`.
-    pub fn etcd_key(&self, key: &str) -> String {
+    pub(crate) fn etcd_key(&self, key: &str) -> String {
         format!("{}{key}", self.root)
     }
 
     /// The etcd prefix of all records below `sub` (`""` = every record of the kind).
-    pub fn etcd_prefix(&self, sub: &str) -> String {
+    pub(crate) fn etcd_prefix(&self, sub: &str) -> String {
         format!("{}{sub}", self.root)
     }
 
@@ -102,7 +102,7 @@ impl<K: Record> Api<K> {
     }
 
     /// Decodes a stored value; `resourceVersion` is the key's mod_revision.
-    pub fn decode(&self, kv: &KeyValue) -> Result<K, Error> {
+    pub(crate) fn decode(&self, kv: &KeyValue) -> Result<K, Error> {
         let mut obj: K = serde_json::from_slice(kv.value()).map_err(|source| Error::Decode {
             kind: self.kind.clone(),
             key: String::from_utf8_lossy(kv.key()).into_owned(),
@@ -113,7 +113,7 @@ impl<K: Record> Api<K> {
     }
 
     /// Encodes a record for storage, without its resourceVersion (that is etcd's to say).
-    pub fn encode(&self, obj: &K) -> Result<Vec<u8>, Error> {
+    pub(crate) fn encode(&self, obj: &K) -> Result<Vec<u8>, Error> {
         let mut obj = obj.clone();
         obj.meta_mut().resource_version = None;
         serde_json::to_vec(&obj).map_err(|source| Error::Encode {

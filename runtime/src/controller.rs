@@ -142,7 +142,8 @@ impl<K: Record> Controller<K> {
         self.spawn_resync();
         let (reconcile, error_policy) = (Arc::new(reconcile), Arc::new(error_policy));
         let permits = Arc::new(Semaphore::new(self.concurrency));
-        let kind = K::kind(&()).into_owned();
+        // Shared by every reconcile's task (a String clone per reconcile is a hot-path allocation).
+        let kind: Arc<str> = K::kind(&()).into();
         loop {
             let key = tokio::select! {
                 _ = self.token.cancelled() => break,

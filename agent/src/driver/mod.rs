@@ -185,7 +185,7 @@ fn env_name(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use pacer_crd::{App, Resources, TaskSpec};
+    use pacer_crd::App;
 
     use super::*;
 
@@ -211,20 +211,18 @@ mod tests {
         assert_eq!(Handle::of(&task), None);
     }
 
+    /// A task of `app` named `id` holding `ports` on its node.
+    fn with_ports(app: &App, id: &str, ports: &[u16]) -> Task {
+        let mut task = Task::test(app, "n1", pacer_crd::TaskState::Running);
+        task.metadata.name = Some(id.into());
+        task.spec.host_ports = ports.to_vec();
+        task
+    }
+
     #[test]
     fn env_carries_ports_and_ids() {
-        let app = App::test("prod_web");
-        let spec = TaskSpec {
-            app_id: "prod_web".into(),
-            app_version: "v1".into(),
-            node: "n1".into(),
-            resources: Resources::default(),
-            host_ports: vec![31000, 31005],
-            kill: false,
-            app: app.spec,
-            run: None,
-        };
-        let env = task_env(&Task::new("prod_web.abc", spec), "h1");
+        let task = with_ports(&App::test("prod_web"), "prod_web.abc", &[31000, 31005]);
+        let env = task_env(&task, "h1");
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PORT0"), Some("31000"));
         assert_eq!(get("PORT1"), Some("31005"));
@@ -244,17 +242,7 @@ mod tests {
             labels: Default::default(),
         };
         app.spec.port_definitions = vec![port(10001, "http"), port(0, "admin-api")];
-        let spec = TaskSpec {
-            app_id: "web".into(),
-            app_version: "v1".into(),
-            node: "n1".into(),
-            resources: Resources::default(),
-            host_ports: vec![31000, 31001],
-            kill: false,
-            app: app.spec,
-            run: None,
-        };
-        let env = task_env(&Task::new("web.abc", spec), "h1");
+        let env = task_env(&with_ports(&app, "web.abc", &[31000, 31001]), "h1");
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("PORT_10001"), Some("31000"));
         assert_eq!(get("PORT_HTTP"), Some("31000"));

@@ -267,7 +267,7 @@ impl Driver for Process {
 
 /// A single path component that names nothing but itself: not empty, not `.` or `..`, no
 /// separator, no NUL.
-pub fn is_plain_name(name: &str) -> bool {
+fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 

@@ -26,6 +26,8 @@ pub struct Ctx {
     pub hostname: String,
     /// Status writes in flight, for the whole process (`status_writes`).
     pub writes: Arc<tokio::sync::Semaphore>,
+    /// The client of every task's health and readiness checks (`health::check_client`).
+    pub checks: reqwest::Client,
 }
 
 /// Status writes one agent process has in flight at most. A node starting tasks writes far
@@ -89,6 +91,7 @@ impl Runner {
 struct TaskRun {
     task: Task,
     host: String,
+    checks: reqwest::Client,
     runner: Runner,
     report: Reporter,
     /// Set once the task runs.
@@ -115,6 +118,7 @@ impl TaskRun {
         TaskRun {
             task,
             host: ctx.hostname.clone(),
+            checks: ctx.checks.clone(),
             runner,
             report,
             running: None,
@@ -197,6 +201,7 @@ impl TaskRun {
                 self.task.clone(),
                 handle.clone(),
                 self.runner.driver.clone(),
+                self.checks.clone(),
                 updates.clone(),
                 stop_checks.clone(),
             ));
@@ -204,6 +209,7 @@ impl TaskRun {
         if !app.readiness_checks.is_empty() {
             tokio::spawn(crate::readiness::run(
                 self.task.clone(),
+                self.checks.clone(),
                 updates,
                 stop_checks.clone(),
             ));
@@ -361,6 +367,7 @@ mod running {
             drivers: Drivers::Simulated(fake.clone()),
             hostname: "h1".into(),
             writes: status_writes(),
+            checks: crate::health::check_client(),
         };
         Setup { etcd, fake, ctx }
     }

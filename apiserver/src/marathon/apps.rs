@@ -197,8 +197,8 @@ fn tasks_json(snapshot: &Snapshot, id: &str) -> Result<Value> {
     let name = name_of(id)?;
     snapshot.app(&name).ok_or_else(|| not_found(&name))?;
     let tasks: Vec<Value> = snapshot
-        .tasks_of(&name)
-        .filter(|t| !t.state().is_terminal())
+        .live_tasks(&name)
+        .into_iter()
         .map(task_to_marathon)
         .collect();
     Ok(json!({"tasks": tasks}))
