@@ -4,14 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pacer=target/debug/pacer
-export PACER_SERVER=${PACER_SERVER:-http://127.0.0.1:8080}
+# The CLI finds the server, the CA and the admin token in .pacer/config, which `pacer up`
+# writes on start (`pacer config env` prints them for curl and etcdctl).
 
 "$pacer" up "$@" &
 up=$!
 trap 'kill -INT $up 2>/dev/null; wait $up' INT TERM
 
 deadline=$((SECONDS + 60))
-until curl -sf "$PACER_SERVER/ping" >/dev/null; do
+until "$pacer" get nodes >/dev/null 2>&1; do
   kill -0 $up 2>/dev/null || { echo "pacer up exited" >&2; exit 1; }
   (( SECONDS < deadline )) || { echo "the API did not come up within 60 s" >&2; exit 1; }
   sleep 0.2

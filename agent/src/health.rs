@@ -129,9 +129,10 @@ fn judge(
 /// redirect is followed.
 pub fn check_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .use_preconfigured_tls(pacer_runtime::client_tls([]))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap_or_default()
+        .expect("an HTTP client with a preconfigured TLS setup builds")
 }
 
 pub(crate) fn secs(n: i64) -> Duration {

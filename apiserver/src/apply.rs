@@ -112,6 +112,15 @@ async fn apply_once(state: &ApiState, request: &Request<'_>) -> Result<ApplyResu
     let current = state.apps.get(&name).await?;
     let claims = service_ports::claims(state).await?;
     let mut desired = wanted(request, current.as_ref())?;
+    // What an admin's policy allows is checked on every change but of the count alone.
+    let count_only = current.as_ref().is_some_and(|c| {
+        let mut same = c.spec.clone();
+        same.instances = desired.spec.instances;
+        same == desired.spec
+    });
+    if !count_only {
+        crate::policy::admit_app(state, &name, &desired.spec).await?;
+    }
     let ports = service_ports::assign(
         state,
         &name,

@@ -1,16 +1,23 @@
 //! The apiserver: Pacer's native API under `/apis/pacer.io/v1` (used by the CLI) over etcd.
 //! It keeps no state of its own; any number of replicas can serve.
 
+pub mod access;
 mod apply;
+pub mod audit;
+pub mod auth;
 mod error;
 mod marathon;
 mod native;
+mod policy;
 mod records;
 mod service_ports;
+pub mod tls;
+mod tokens;
 
 use axum::Router;
 use pacer_crd::{
-    App, AppVersion, Deployment, Drain, EventSubscription, Job, JobRun, Node, Offer, Role, Task,
+    ApiToken, App, AppVersion, Deployment, Drain, EventSubscription, Job, JobRun, Node, Offer,
+    Role, Task,
 };
 use pacer_runtime::{Api, Client};
 
@@ -31,6 +38,12 @@ pub struct ApiState {
     pub runs: Api<JobRun>,
     pub drains: Api<Drain>,
     pub subscriptions: Api<EventSubscription>,
+    pub tokens: Api<ApiToken>,
+    pub policies: Api<pacer_crd::policy::Policy>,
+    /// Who is calling (tokens, basic users); see [`auth`].
+    pub auth: auth::Authenticator,
+    /// Where each request that may change something is recorded.
+    pub audit: audit::AuditLog,
     /// The callback URLs an admin allows event subscriptions to (`--event-callbacks`): none
     /// means the callback system is off, as in Marathon without `--event_subscriber`.
     pub event_callbacks: std::sync::Arc<Vec<CallbackRule>>,
@@ -42,6 +55,7 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(client: &Client) -> ApiState {
+        pacer_runtime::install_crypto();
         ApiState {
             apps: Api::new(client),
             tasks: Api::new(client),
@@ -54,19 +68,36 @@ impl ApiState {
             runs: Api::new(client),
             drains: Api::new(client),
             subscriptions: Api::new(client),
+            tokens: Api::new(client),
+            policies: Api::new(client),
+            auth: auth::Authenticator::new(Api::new(client)),
+            audit: audit::AuditLog::default(),
             event_callbacks: std::sync::Arc::default(),
             // The log proxy's: an agent's answer is passed on, never followed elsewhere.
             http: reqwest::Client::builder()
+                .use_preconfigured_tls(pacer_runtime::client_tls([]))
                 .timeout(std::time::Duration::from_secs(30))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap_or_default(),
+                .expect("an HTTP client with a preconfigured TLS setup builds"),
             identity: String::new(),
         }
     }
 
     pub fn with_identity(mut self, identity: &str) -> Self {
         self.identity = identity.to_string();
+        self
+    }
+
+    /// How callers authenticate (basic users, or none at all with `--insecure`).
+    pub fn with_auth(mut self, auth: auth::Authenticator) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Records mutations in `audit` (`--audit-log`).
+    pub fn with_audit(mut self, audit: audit::AuditLog) -> Self {
+        self.audit = audit;
         self
     }
 
@@ -79,17 +110,33 @@ impl ApiState {
 
 pub use marathon::subscriptions::{CallbackRule, deliver as deliver_events};
 
+/// Every route with what it needs, the router and the authorization table from the same lines.
+fn routes() -> access::Routes {
+    native::routes()
+        .merge(records::routes())
+        .merge(tokens::routes())
+        .merge(policy::routes())
+        .merge(marathon::routes())
+}
+
+/// The authorization table: every route of [`router`] and what it needs of its caller.
+pub fn route_table() -> Vec<access::RouteAccess> {
+    routes().into_parts().1
+}
+
 /// The whole HTTP surface, for `serve` and for in-process tests.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .nest(
-            "/apis/pacer.io/v1",
-            native::routes().merge(records::routes()),
-        )
-        .merge(marathon::routes())
+    let (routes, _) = routes().into_parts();
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
+
+pub use tokens::ensure_admin as ensure_admin_token;
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
@@ -97,7 +144,8 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let service = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

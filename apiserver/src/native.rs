@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
-use axum::{Json, Router};
 use futures::StreamExt;
 use pacer_crd::{AppId, Manifest, Record};
 use pacer_runtime::Api;
@@ -14,41 +14,65 @@ use pacer_runtime::watcher::{self, Event};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{Need, Routes, Target};
 use crate::apply::{self, find_task};
+use crate::auth::Role;
 use crate::{ApiError, ApiState};
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/apps", get(list_apps).post(create_app))
-        .route(
-            "/apps/{name}",
-            get(get_app).put(apply_app).delete(delete_app),
+/// The native API's app, task, node, offer and deployment routes (records.rs has the rest).
+pub fn routes() -> Routes {
+    use Method as M;
+    const APP: Target = Target::AppPath("name");
+    let write_app = Need::of(Role::Write, APP);
+    Routes::under(PREFIX)
+        .on(M::GET, "/apps", Need::READ, list_apps)
+        .on(
+            M::POST,
+            "/apps",
+            Need::of(Role::Write, Target::Body),
+            create_app,
         )
-        .route("/apps/{name}/scale", put(scale_app))
-        .route("/tasks", get(list_tasks))
-        .route("/tasks/{name}", get(get_task))
-        .route("/tasks/{name}/logs", get(task_logs))
-        .route(
+        .on(M::GET, "/apps/{name}", Need::of(Role::Read, APP), get_app)
+        .on(M::PUT, "/apps/{name}", write_app, apply_app)
+        .on(M::DELETE, "/apps/{name}", write_app, delete_app)
+        .on(M::PUT, "/apps/{name}/scale", write_app, scale_app)
+        .on(M::GET, "/tasks", Need::READ, list_tasks)
+        .on(M::GET, "/tasks/{name}", Need::READ, get_task)
+        .on(M::GET, "/tasks/{name}/logs", Need::WRITE, task_logs)
+        .on(
+            M::GET,
             "/nodes",
-            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.nodes, q.0)),
+            Need::READ,
+            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.nodes, q.0),
         )
-        .route(
+        .on(
+            M::GET,
             "/nodes/{name}",
-            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.nodes, p.0)),
+            Need::READ,
+            |s: State<ApiState>, p: Path<String>| get_one(s.0.nodes, p.0),
         )
-        .route(
+        .on(
+            M::GET,
             "/offers",
-            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.offers, q.0)),
+            Need::READ,
+            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.offers, q.0),
         )
-        .route(
+        .on(
+            M::GET,
             "/deployments",
-            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.deployments, q.0)),
+            Need::READ,
+            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.deployments, q.0),
         )
-        .route(
+        .on(
+            M::GET,
             "/deployments/{name}",
-            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.deployments, p.0)),
+            Need::READ,
+            |s: State<ApiState>, p: Path<String>| get_one(s.0.deployments, p.0),
         )
 }
+
+/// Where the native API lives.
+pub const PREFIX: &str = "/apis/pacer.io/v1";
 
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct ListQuery {

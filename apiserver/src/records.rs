@@ -2,59 +2,78 @@
 //! nothing changed), list, get, delete; start a run of a job; a run's logs.
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use pacer_crd::job::next_run;
 use pacer_crd::{Job, JobRun, Manifest, Record, Role};
 use pacer_runtime::Api;
 use pacer_runtime::Txn;
 use serde_json::{Value, json};
 
-use crate::native::{ListQuery, get_one, list};
+use crate::access::{Need, Routes};
+use crate::native::{ListQuery, PREFIX, get_one, list};
 use crate::{ApiError, ApiState, Applied};
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route(
+/// Roles, drains, jobs and runs: quotas and drains are an admin's, jobs a writer's.
+pub fn routes() -> Routes {
+    use Method as M;
+    Routes::under(PREFIX)
+        .on(
+            M::GET,
             "/roles",
-            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.roles, q.0)),
+            Need::READ,
+            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.roles, q.0),
         )
-        .route(
+        .on(
+            M::GET,
             "/roles/{name}",
-            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.roles, p.0))
-                .put(apply_role)
-                .delete(|s: State<ApiState>, p: Path<String>| delete_simple(s.0.roles, p.0)),
+            Need::READ,
+            |s: State<ApiState>, p: Path<String>| get_one(s.0.roles, p.0),
         )
-        .route(
+        .on(M::PUT, "/roles/{name}", Need::ADMIN, apply_role)
+        .on(
+            M::DELETE,
+            "/roles/{name}",
+            Need::ADMIN,
+            |s: State<ApiState>, p: Path<String>| delete_simple(s.0.roles, p.0),
+        )
+        .on(
+            M::GET,
             "/drains",
-            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.drains, q.0)),
+            Need::READ,
+            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.drains, q.0),
         )
-        .route(
-            "/nodes/{name}/drain",
-            axum::routing::put(drain).delete(undrain),
-        )
-        .route(
+        .on(M::PUT, "/nodes/{name}/drain", Need::ADMIN, drain)
+        .on(M::DELETE, "/nodes/{name}/drain", Need::ADMIN, undrain)
+        .on(
+            M::GET,
             "/jobs",
-            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.jobs, q.0)),
+            Need::READ,
+            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.jobs, q.0),
         )
-        .route(
+        .on(
+            M::GET,
             "/jobs/{name}",
-            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.jobs, p.0))
-                .put(apply_job)
-                .delete(delete_job),
+            Need::READ,
+            |s: State<ApiState>, p: Path<String>| get_one(s.0.jobs, p.0),
         )
-        .route("/jobs/{name}/runs", post(start_run))
-        .route(
+        .on(M::PUT, "/jobs/{name}", Need::WRITE, apply_job)
+        .on(M::DELETE, "/jobs/{name}", Need::WRITE, delete_job)
+        .on(M::POST, "/jobs/{name}/runs", Need::WRITE, start_run)
+        .on(
+            M::GET,
             "/jobruns",
-            get(|s: State<ApiState>, q: Query<ListQuery>| list(s.0.runs, q.0)),
+            Need::READ,
+            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.runs, q.0),
         )
-        .route(
+        .on(
+            M::GET,
             "/jobruns/{name}",
-            get(|s: State<ApiState>, p: Path<String>| get_one(s.0.runs, p.0)),
+            Need::READ,
+            |s: State<ApiState>, p: Path<String>| get_one(s.0.runs, p.0),
         )
 }
 
@@ -182,6 +201,7 @@ async fn apply_job(
 ) -> Result<Response, ApiError> {
     match parse(&body, &name)? {
         Manifest::Job(job) => {
+            crate::policy::admit_job(&s, &name, &job.spec).await?;
             apply_record(
                 &s.jobs,
                 job,

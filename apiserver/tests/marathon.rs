@@ -536,6 +536,30 @@ async fn lists_filters_groups_deployments_queue_and_info() {
 async fn hundred_real_apps_post_and_echo_normalized() {
     let s = server().await;
     let doc = fixture("marathon-benchmark-real/155_100.json");
+    // These real apps ask for what the default policy refuses (privileged containers, host
+    // volumes, Docker options): an admin allows it for them, as the cluster they ran on did.
+    let keys: std::collections::BTreeSet<String> = doc["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| {
+            a["container"]["docker"]["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|p| p["key"].as_str().map(str::to_string))
+        .collect();
+    let policy = json!({"spec": {"allowPrivileged": true, "allowedHostPaths": ["/"], "allowRoot": true,
+        "allowedDockerParameters": keys}});
+    let (code, _, body) = s
+        .call(
+            Method::PUT,
+            "/apis/pacer.io/v1/policies/cluster",
+            Some(policy),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
     for original in doc["apps"].as_array().unwrap() {
         let (code, _, created) = s
             .call(Method::POST, "/v2/apps", Some(original.clone()))

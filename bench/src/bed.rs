@@ -101,7 +101,7 @@ pub struct Bed {
     pacer: PathBuf,
     pub etcd: EtcdProcess,
     pub client: etcd_client::Client,
-    /// `http://127.0.0.1:PORT` of `pacer server`.
+    /// `https://127.0.0.1:PORT` of `pacer server`.
     pub api: String,
     pub server: Option<Proc>,
     pub agents: Vec<Proc>,
@@ -121,15 +121,18 @@ impl Bed {
         }
         let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0).await?;
         let client = etcd_client::Client::connect([&etcd.endpoint], None).await?;
+        // The server is measured as it runs: with authentication (the bench sends the admin token).
+        let token = pacer_e2e::write_admin_token(dir.path());
+        let ca = pacer_e2e::make_ca(pacer, dir.path());
+        pacer_e2e::issue_cert(pacer, dir.path(), "server", "127.0.0.1");
         Ok(Bed {
             pacer: pacer.into(),
             client,
-            api: format!("http://127.0.0.1:{}", free_port()),
+            api: format!("https://127.0.0.1:{}", free_port()),
             server: None,
             agents: Vec::new(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
+            http: pacer_apiserver::tls::client(Some(&ca), Some(&token), Duration::from_secs(30))
+                .map_err(anyhow::Error::msg)?,
             etcd,
             dir,
         })
@@ -180,13 +183,24 @@ impl Bed {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
+    /// The arguments of `pacer server` listening on `listen`, with the bed's admin token.
+    pub fn server_args(&self, listen: &str) -> Vec<String> {
+        let file = |name: &str| self.dir().join(name).display().to_string();
+        ["server", "--listen", listen, "--leader-ttl", "10"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--admin-token-file".into(), file("admin.token")])
+            .chain(["--tls-cert".into(), file("server.crt")])
+            .chain(["--tls-key".into(), file("server.key")])
+            .collect()
+    }
+
     /// Starts `pacer server` and waits until it is the elected leader.
     pub async fn start_server(&mut self) -> Result<()> {
-        let listen = self.api.trim_start_matches("http://").to_string();
-        let server = self.spawn(
-            "server",
-            &["server", "--listen", &listen, "--leader-ttl", "10"],
-        )?;
+        let listen = self.api.trim_start_matches("https://").to_string();
+        let args = self.server_args(&listen);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = self.spawn("server", &args)?;
         self.server = Some(server);
         let (http, api) = (self.http.clone(), self.api.clone());
         wait_for(

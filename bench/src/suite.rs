@@ -335,11 +335,10 @@ impl Run {
         let name = format!("server-{}", round + 1);
         let before = bed.count("/pacer/tasks/").await?;
         let start = Instant::now();
-        let listen = bed.api.trim_start_matches("http://").to_string();
-        bed.server = Some(bed.spawn(
-            &name,
-            &["server", "--listen", &listen, "--leader-ttl", "10"],
-        )?);
+        let listen = bed.api.trim_start_matches("https://").to_string();
+        let args = bed.server_args(&listen);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        bed.server = Some(bed.spawn(&name, &args)?);
         let id = "/bench/p0";
         let wanted = self.scale.per_app.min(instances) + round;
         wait_for(

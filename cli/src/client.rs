@@ -11,12 +11,17 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(server: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .unwrap_or_default();
-        let server = server.trim_end_matches('/').to_string();
+    pub fn new(config: &crate::config::ClientConfig) -> Self {
+        let http = pacer_apiserver::tls::client(
+            config.ca.as_deref(),
+            config.token.as_deref(),
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| {
+            eprintln!("error: the client configuration: {e}");
+            std::process::exit(1)
+        });
+        let server = config.server.trim_end_matches('/').to_string();
         ApiClient {
             base: format!("{server}/apis/pacer.io/v1"),
             server,
@@ -86,6 +91,17 @@ impl ApiClient {
         let text = resp.text().await.context("reading the server's answer")?;
         if status.is_success() {
             return Ok(text);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            bail!(
+                "the server refused the credentials (401): a token is looked for in PACER_TOKEN, then the config file (PACER_CONFIG, .pacer/config, ~/.config/pacer/config)"
+            );
+        }
+        if status == StatusCode::FORBIDDEN {
+            bail!(
+                "the token's role or scope does not allow this (403): {}",
+                describe_error(status, &text)
+            );
         }
         bail!("{}", describe_error(status, &text))
     }

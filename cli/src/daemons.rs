@@ -49,6 +49,128 @@ pub struct ServerArgs {
     /// so that the API cannot be made to send requests anywhere.
     #[arg(long, env = "PACER_EVENT_CALLBACKS", value_delimiter = ',', value_parser = callback_rule)]
     event_callbacks: Vec<pacer_apiserver::CallbackRule>,
+    #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// A file holding the admin token (`admin.<secret>`): made valid at start, written with a
+    /// new token first if it does not exist. Give every replica the same file.
+    #[arg(long, env = "PACER_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct SecurityArgs {
+    /// Marathon's basic credentials, `user:password`, comma-separated for several users (the
+    /// `marathon` Python client's `username`/`password`); basic users are admins.
+    #[arg(long, env = "PACER_HTTP_CREDENTIALS", value_delimiter = ',', value_parser = basic_user)]
+    http_credentials: Vec<pacer_apiserver::auth::BasicUser>,
+    /// No authentication at all: every caller is an admin. For local experiments and old
+    /// clients only; refused on an address other than loopback unless --insecure-anywhere.
+    #[arg(long)]
+    insecure: bool,
+    /// With --insecure, listen on a non-loopback address anyway.
+    #[arg(long, requires = "insecure")]
+    insecure_anywhere: bool,
+    /// The audit log: one JSON line per request that may change something (`pacer audit`
+    /// reads it). `pacer up`: `<data-dir>/audit.log` by default.
+    #[arg(long, env = "PACER_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
+    /// Rotate the audit log at this many MiB.
+    #[arg(long, default_value_t = 100)]
+    audit_log_max_mib: usize,
+    /// Rotated audit logs kept (`audit.log.1` newest).
+    #[arg(long, default_value_t = 5)]
+    audit_log_keep: usize,
+}
+
+#[derive(Args, Clone)]
+pub struct TlsArgs {
+    /// The API's certificate (PEM, chain first): `pacer certs issue NAME --hosts ...`.
+    #[arg(long, env = "PACER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The API certificate's private key (PEM).
+    #[arg(long, env = "PACER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+fn basic_user(s: &str) -> Result<pacer_apiserver::auth::BasicUser, String> {
+    pacer_apiserver::auth::BasicUser::parse(s)
+}
+
+impl SecurityArgs {
+    /// The audit log of these flags, at `default` when no path is given.
+    fn audit(&self, default: Option<PathBuf>) -> anyhow::Result<pacer_apiserver::audit::AuditLog> {
+        let Some(path) = self.audit_log.clone().or(default) else {
+            tracing::warn!("no --audit-log: requests that change something are not audited");
+            return Ok(pacer_apiserver::audit::AuditLog::default());
+        };
+        let file = pacer_apiserver::audit::AuditFile {
+            path: path.clone(),
+            max_bytes: self.audit_log_max_mib.max(1) << 20,
+            keep: self.audit_log_keep.max(1),
+        };
+        tracing::info!(path = %path.display(), "audit log");
+        pacer_apiserver::audit::AuditLog::to_file(file)
+            .with_context(|| format!("opening the audit log {}", path.display()))
+    }
+
+    /// The authenticator of these flags, after refusing an insecure API off loopback.
+    fn authenticator(
+        &self,
+        client: &Client,
+        listen: SocketAddr,
+    ) -> anyhow::Result<pacer_apiserver::auth::Authenticator> {
+        let auth = pacer_apiserver::auth::Authenticator::new(pacer_runtime::Api::new(client))
+            .with_basic(self.http_credentials.clone());
+        if !self.insecure {
+            return Ok(auth);
+        }
+        if !listen.ip().is_loopback() && !self.insecure_anywhere {
+            bail!(
+                "--insecure serves the API without authentication: only on a loopback address (got {listen}); add --insecure-anywhere to force it"
+            );
+        }
+        tracing::warn!(%listen, "--insecure: the API takes no credentials, every caller is an admin");
+        Ok(auth.insecure())
+    }
+}
+
+/// Reads the admin token from `path`, writing a new one there first if the file does not
+/// exist (readable by its owner only), and makes it valid in etcd.
+async fn admin_token(client: &Client, path: &std::path::Path) -> anyhow::Result<String> {
+    let token = match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (token, _) = pacer_apiserver::auth::new_token("admin");
+            write_private(path, &format!("{token}\n"))?;
+            tracing::info!(path = %path.display(), "wrote a new admin token");
+            token
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    pacer_apiserver::ensure_admin_token(&pacer_runtime::Api::new(client), &token)
+        .await
+        .with_context(|| format!("the admin token of {}", path.display()))?;
+    Ok(token)
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn callback_rule(s: &str) -> Result<pacer_apiserver::CallbackRule, String> {
@@ -154,6 +276,8 @@ pub struct UpArgs {
     #[arg(long, env = "PACER_EVENT_CALLBACKS", value_delimiter = ',', value_parser = callback_rule)]
     event_callbacks: Vec<pacer_apiserver::CallbackRule>,
     #[command(flatten)]
+    security: SecurityArgs,
+    #[command(flatten)]
     agent: AgentArgs,
 }
 
@@ -232,20 +356,30 @@ async fn next_signal(term: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
-/// The API and, while this replica is elected, the controllers, on one client until `token`
-/// is cancelled.
-async fn control_plane(
-    client: Client,
+/// What the API of a replica is: where it listens, how it campaigns, whom it lets in.
+struct Plane {
     listen: SocketAddr,
     leader_ttl: Duration,
     advertise: Option<String>,
     event_callbacks: Vec<pacer_apiserver::CallbackRule>,
+    auth: pacer_apiserver::auth::Authenticator,
+    audit: pacer_apiserver::audit::AuditLog,
+    /// HTTPS with this configuration; plain HTTP (`--insecure` only) without.
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+}
+
+/// The API and, while this replica is elected, the controllers, on one client until `token`
+/// is cancelled.
+async fn control_plane(
+    client: Client,
+    plane: Plane,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
+    let listen = plane.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let identity = advertise.unwrap_or_else(|| {
+    let identity = plane.advertise.unwrap_or_else(|| {
         listener
             .local_addr()
             .map(|a| a.to_string())
@@ -254,11 +388,23 @@ async fn control_plane(
     tracing::info!(%listen, "API listening");
     let state = pacer_apiserver::ApiState::new(&client)
         .with_identity(&identity)
-        .with_event_callbacks(event_callbacks);
+        .with_event_callbacks(plane.event_callbacks)
+        .with_auth(plane.auth)
+        .with_audit(plane.audit);
     let events = pacer_apiserver::deliver_events(state.clone(), token.clone());
-    let api = pacer_apiserver::serve(listener, state, token.clone().cancelled_owned());
-    let elected =
-        pacer_controllers::election::run_elected(&client, &identity, leader_ttl, token.clone());
+    let stop = token.clone().cancelled_owned();
+    let api = async {
+        match plane.tls {
+            Some(tls) => pacer_apiserver::tls::serve_tls(listener, state, tls, stop).await,
+            None => pacer_apiserver::serve(listener, state, stop).await,
+        }
+    };
+    let elected = pacer_controllers::election::run_elected(
+        &client,
+        &identity,
+        plane.leader_ttl,
+        token.clone(),
+    );
     let (served, (), ()) = tokio::join!(api, elected, events);
     served.context("the API server failed")
 }
@@ -267,16 +413,27 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
     let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
-    let ttl = Duration::from_secs(args.leader_ttl.max(2));
-    control_plane(
-        client,
-        args.listen,
-        ttl,
-        args.advertise,
-        args.event_callbacks,
-        token,
-    )
-    .await
+    if let Some(path) = &args.admin_token_file {
+        admin_token(&client, path).await?;
+    }
+    let plane = Plane {
+        listen: args.listen,
+        leader_ttl: Duration::from_secs(args.leader_ttl.max(2)),
+        advertise: args.advertise,
+        event_callbacks: args.event_callbacks,
+        auth: args.security.authenticator(&client, args.listen)?,
+        audit: args.security.audit(None)?,
+        tls: match (&args.tls.tls_cert, &args.tls.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(pacer_apiserver::tls::server_config(cert, key).map_err(anyhow::Error::msg)?)
+            }
+            _ if args.security.insecure => None,
+            _ => bail!(
+                "the API serves HTTPS only: give --tls-cert and --tls-key (`pacer certs issue`), or --insecure for plain HTTP without authentication"
+            ),
+        },
+    };
+    control_plane(client, plane, token).await
 }
 
 pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
@@ -303,6 +460,47 @@ pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
         .context("the agent failed")
 }
 
+/// What `pacer up` keeps in its data folder, made on first start: the cluster CA, the API's
+/// certificate, the admin token and the client config the CLI finds (`.pacer/config`).
+/// Nothing of it with `--insecure` but a config that says plain HTTP.
+async fn local_pki(
+    client: &Client,
+    args: &UpArgs,
+    insecure: bool,
+) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    let dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+    let host = match args.listen.ip() {
+        ip if ip.is_unspecified() => {
+            std::net::SocketAddr::new([127, 0, 0, 1].into(), args.listen.port())
+        }
+        _ => args.listen,
+    };
+    if insecure {
+        let config = crate::config::ClientConfig {
+            server: format!("http://{host}"),
+            ..Default::default()
+        };
+        config.write(&dir.join("config"))?;
+        return Ok(None);
+    }
+    crate::certs::ensure_ca(&dir)?;
+    let cert = crate::certs::ensure_cert(
+        &dir,
+        "server",
+        &crate::certs::local_hosts(args.listen),
+        crate::certs::Usage::Server,
+    )?;
+    let tls = pacer_apiserver::tls::server_config(&cert, &dir.join("server.key"))
+        .map_err(anyhow::Error::msg)?;
+    let config = crate::config::ClientConfig {
+        server: format!("https://{host}"),
+        token: Some(admin_token(client, &dir.join("admin.token")).await?),
+        ca: Some(dir.join("ca.crt")),
+    };
+    config.write(&dir.join("config"))?;
+    Ok(Some(tls))
+}
+
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.agent.config()?;
     let token = CancellationToken::new();
@@ -321,6 +519,8 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     let client = connect(&[endpoint], &args.prefix).await?;
+    let auth = args.security.authenticator(&client, args.listen)?;
+    let tls = local_pki(&client, &args, auth.is_insecure()).await?;
     tracing::info!(node = %config.node_name, cpus = config.capacity.cpus, mem = config.capacity.mem, "starting the agent");
     // Whichever part fails first stops the others.
     let stop_all = |token: CancellationToken| {
@@ -339,10 +539,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let (plane, agent) = tokio::join!(
         control_plane(
             client.clone(),
-            args.listen,
-            Duration::from_secs(5),
-            None,
-            args.event_callbacks.clone(),
+            Plane {
+                listen: args.listen,
+                leader_ttl: Duration::from_secs(5),
+                advertise: None,
+                event_callbacks: args.event_callbacks.clone(),
+                auth,
+                audit: args.security.audit(Some(args.data_dir.join("audit.log")))?,
+                tls,
+            },
             token.clone()
         )
         .map(stop_all(token.clone())),

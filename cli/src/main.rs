@@ -1,6 +1,9 @@
 //! `pacer`: the one binary. Daemons (`up`, `server`, `agent`) and the kubectl-like client.
 
+mod audit;
+mod certs;
 mod client;
+mod config;
 mod daemons;
 mod explain;
 mod jobs;
@@ -8,6 +11,7 @@ mod manifests;
 mod nodes;
 mod rollout;
 mod show;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 
@@ -18,14 +22,10 @@ use clap::{Parser, Subcommand};
     about = "Pacer: Mesos + Marathon, rebuilt as reconcilers over etcd"
 )]
 struct Cli {
-    /// Where the apiserver listens, for client commands.
-    #[arg(
-        long,
-        env = "PACER_SERVER",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    server: String,
+    /// Where the apiserver listens, for client commands (else PACER_SERVER, else the config
+    /// file: PACER_CONFIG, .pacer/config, ~/.config/pacer/config).
+    #[arg(long, global = true)]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,6 +62,14 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Drain a node (move its tasks away, take no new ones) or let it take tasks again.
     Node(nodes::NodeArgs),
+    /// Create, list or revoke API tokens (admin).
+    Token(tokens::TokenArgs),
+    /// The client configuration: `pacer config env` prints it for a shell.
+    Config(config::ConfigArgs),
+    /// Create the cluster CA or issue certificates for servers, agents and etcd.
+    Certs(certs::CertsArgs),
+    /// Show recent entries of the audit log: who changed what, when, from where.
+    Audit(audit::AuditArgs),
 }
 
 #[tokio::main]
@@ -73,12 +81,28 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    pacer_runtime::install_crypto();
     let cli = Cli::parse();
-    let api = client::ApiClient::new(&cli.server);
-    let outcome = match cli.command {
-        Command::Up(args) => daemons::up(args).await,
-        Command::Server(args) => daemons::server(args).await,
-        Command::Agent(args) => daemons::agent(args).await,
+    // The daemons and `certs` need no client of the API.
+    let command = match cli.command {
+        Command::Up(args) => return exit_on_error(daemons::up(args).await),
+        Command::Server(args) => return exit_on_error(daemons::server(args).await),
+        Command::Agent(args) => return exit_on_error(daemons::agent(args).await),
+        Command::Certs(args) => return exit_on_error(certs::certs(args)),
+        Command::Audit(args) => return exit_on_error(audit::audit(args)),
+        client_command => client_command,
+    };
+    let settings = match config::ClientConfig::resolve(cli.server.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => return exit_on_error(Err(e)),
+    };
+    let api = client::ApiClient::new(&settings);
+    let outcome = match command {
+        Command::Up(_)
+        | Command::Server(_)
+        | Command::Agent(_)
+        | Command::Certs(_)
+        | Command::Audit(_) => Ok(()),
         Command::Apply(args) => manifests::apply(&api, args).await,
         Command::Get(args) => show::get(&api, args).await,
         Command::Describe(args) => show::describe(&api, args).await,
@@ -90,11 +114,18 @@ async fn main() {
         Command::ResetDelay(args) => rollout::reset_delay(&api, args).await,
         Command::Explain(args) => explain::explain(&api, args).await,
         Command::Node(args) => nodes::node(&api, args).await,
+        Command::Token(args) => tokens::token(&api, args).await,
+        Command::Config(args) => config::config(&settings, args),
         Command::Run(args) => match jobs::run(&api, args).await {
             Ok(code) => std::process::exit(code),
             Err(e) => Err(e),
         },
     };
+    exit_on_error(outcome);
+}
+
+/// Prints an error the way every command does and exits with 1.
+fn exit_on_error(outcome: anyhow::Result<()>) {
     if let Err(e) = outcome {
         eprintln!("error: {e:#}");
         std::process::exit(1);

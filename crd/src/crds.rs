@@ -1,8 +1,8 @@
 //! CustomResourceDefinition YAML for every kind, written to manifests/crds by `make crds`.
 
 use crate::{
-    App, AppVersion, CustomResourceExt, Deployment, Drain, EventSubscription, Job, JobRun, Node,
-    Offer, Role, Task,
+    ApiToken, App, AppVersion, CustomResourceExt, Deployment, Drain, EventSubscription, Job,
+    JobRun, Node, Offer, Policy, Role, Task,
 };
 
 /// `(file name, YAML)` for each kind, in a stable order.
@@ -19,6 +19,8 @@ pub fn all() -> Vec<(String, String)> {
         Deployment::crd(),
         AppVersion::crd(),
         EventSubscription::crd(),
+        Policy::crd(),
+        ApiToken::crd(),
     ];
     crds.iter()
         .map(|crd| {

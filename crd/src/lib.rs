@@ -13,10 +13,12 @@ pub mod marathon;
 pub mod node;
 pub mod offer;
 pub mod plan;
+pub mod policy;
 pub mod role;
 pub mod subscription;
 pub mod task;
 pub mod time;
+pub mod token;
 mod validate;
 
 pub use app::{App, AppSpec, AppStatus, KillSelection, NetworkMode};
@@ -31,11 +33,13 @@ pub use kube_core::{CustomResourceExt, Resource};
 pub use manifest::Manifest;
 pub use node::{Node, NodeSpec, NodeStatus, PortRange, Resources};
 pub use offer::{Offer, OfferSpec};
+pub use policy::{Policy, PolicyAllow, PolicyException, PolicySpec};
 pub use role::{Quantities, Role, RoleSpec};
 pub use subscription::{EventSubscription, EventSubscriptionSpec};
 pub use task::{
     HealthResult, ReadinessResponse, ReadinessResult, Task, TaskSpec, TaskState, TaskStatus,
 };
+pub use token::{ApiToken, ApiTokenSpec};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -79,6 +83,7 @@ impl Record for Offer {}
 impl Record for Role {}
 impl Record for Drain {}
 impl Record for EventSubscription {}
+impl Record for ApiToken {}
 impl Record for Job {}
 impl Record for JobRun {}
 impl Record for Deployment {}

@@ -15,7 +15,14 @@ from waiting import eventually  # noqa: E402
 
 @pytest.fixture(scope="session")
 def client():
-    return MarathonClient(os.environ["MARATHON_URL"], timeout=30)
+    return MarathonClient(os.environ["MARATHON_URL"], username=os.environ["MARATHON_USER"],
+                          password=os.environ["MARATHON_PASSWORD"], timeout=30)
+
+
+@pytest.fixture(scope="session")
+def credentials():
+    """Marathon's basic credentials, for requests sent by hand."""
+    return os.environ["MARATHON_USER"], os.environ["MARATHON_PASSWORD"]
 
 
 @pytest.fixture(autouse=True)

@@ -42,13 +42,21 @@ COMPLICATED = {"apps": [{"cmd": "sleep 1", "id": "appingroups", "instances": 0}]
 
 
 class Dcos:
-    """`dcos` under a HOME of its own, configured with `marathon.url` only (as the CLI's tests)."""
+    """`dcos` under a HOME of its own, configured with `marathon.url`, the cluster's URL, CA and
+    a token (as after `dcos cluster setup` and `dcos auth login`)."""
 
     def __init__(self, url):
         self.home = tempfile.mkdtemp(prefix="dcos-home-")
         self.files = tempfile.mkdtemp(prefix="dcos-data-")
         rc, _, err = self("config", "set", "marathon.url", url)
         assert rc == 0, err
+        # What `dcos cluster setup` and a login leave: the CLI sends `Authorization:
+        # token=<token>` and checks the certificate against core.ssl_verify, both only for
+        # requests to core.dcos_url (the cluster): Pacer is the cluster.
+        for key, value in [("core.dcos_url", url), ("core.dcos_acs_token", os.environ["PACER_TOKEN"]),
+                           ("core.ssl_verify", os.environ["PACER_CACERT"])]:
+            rc, _, err = self("config", "set", key, value)
+            assert rc == 0, err
 
     def __call__(self, *args, stdin=None):
         env = {"HOME": self.home, "PATH": os.environ["PATH"], "LANG": "C.UTF-8"}

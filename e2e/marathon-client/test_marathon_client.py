@@ -62,6 +62,17 @@ def test_ping_info_leader(client):
     assert client.get_leader()["leader"] == info.leader
 
 
+def test_callers_without_credentials_are_refused_as_marathon_refuses_them(client, credentials):
+    url = f"{client.servers[0]}/v2/apps"
+    anonymous = requests.get(url, timeout=10)
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {"message": "Invalid username or password."}
+    assert requests.get(url, auth=(credentials[0], "wrong"), timeout=10).status_code == 401
+    assert requests.get(url, auth=credentials, timeout=10).status_code == 200
+    # /ping stays open, as load balancers probe it.
+    assert requests.get(f"{client.servers[0]}/ping", timeout=10).status_code == 200
+
+
 def test_app_lifecycle(client, app_id):
     created = client.create_app(app_id, sleeper(app_id))
     assert created.id == app_id
@@ -205,7 +216,7 @@ def test_kill_with_scale_then_force_delete(client, app_id):
     eventually("no deployment of the deleted app", lambda: not deployments_of(client, app_id), limit=10)
 
 
-def test_an_app_with_only_a_command_gets_port0_and_answers_on_it(client, app_id):
+def test_an_app_with_only_a_command_gets_port0_and_answers_on_it(client, app_id, credentials):
     client.create_app(app_id, MarathonApp(id=app_id, cmd="busybox httpd -f -p $PORT0", cpus=0.1, mem=16))
     app = client.get_app(app_id)
     [port] = app.port_definitions
@@ -227,7 +238,8 @@ def test_an_app_with_only_a_command_gets_port0_and_answers_on_it(client, app_id)
     eventually("busybox httpd to answer on $PORT0", answers, limit=30)
     # The client leaves empty lists out of what it sends: an explicit [] goes by hand.
     empty = {"id": app_id + "none", "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "portDefinitions": []}
-    assert requests.post(f"{client.servers[0]}/v2/apps", json=empty, timeout=10).status_code == 201
+    assert requests.post(f"{client.servers[0]}/v2/apps", json=empty, timeout=10,
+                         auth=credentials).status_code == 201
     try:
         assert client.get_app(app_id + "none").port_definitions == []
     finally:

@@ -44,28 +44,82 @@ pub struct Cluster {
     /// Agents started beside `pacer up`: their node names (or simulated base names) and processes.
     agents: Vec<(String, Child)>,
     http: reqwest::Client,
+    /// The admin token `pacer up` was started with (its `admin.token`).
+    pub token: String,
     _etcd: EtcdProcess,
     dir: tempfile::TempDir,
+}
+
+/// Writes a fresh admin token to `dir/admin.token`, as `pacer up` would on first start, so that
+/// a test knows it before the server starts; the token.
+pub fn write_admin_token(dir: &Path) -> String {
+    let (token, _) = pacer_apiserver::auth::new_token("admin");
+    std::fs::write(dir.join("admin.token"), format!("{token}\n")).expect("write admin.token");
+    token
+}
+
+/// Creates the cluster CA in `dir` with the real `pacer certs`, as `pacer up` would on first
+/// start, so that a test trusts it before the server starts; the CA's path.
+pub fn make_ca(pacer: &Path, dir: &Path) -> PathBuf {
+    let out = Command::new(pacer)
+        .arg("certs")
+        .arg("--dir")
+        .arg(dir)
+        .arg("ca")
+        .output()
+        .expect("pacer certs runs");
+    assert!(
+        out.status.success(),
+        "pacer certs ca: {}",
+        text(&out.stderr)
+    );
+    dir.join("ca.crt")
+}
+
+/// Issues `dir/<name>.crt` and `.key` for `hosts` with the real `pacer certs`.
+pub fn issue_cert(pacer: &Path, dir: &Path, name: &str, hosts: &str) {
+    let out = Command::new(pacer)
+        .arg("certs")
+        .arg("--dir")
+        .arg(dir)
+        .args(["issue", name, "--hosts", hosts])
+        .output()
+        .expect("pacer certs runs");
+    assert!(
+        out.status.success(),
+        "pacer certs issue: {}",
+        text(&out.stderr)
+    );
+}
+
+/// An HTTPS client that trusts the CA at `ca` only and authenticates with `token`.
+pub fn client_with(ca: &Path, token: &str) -> reqwest::Client {
+    pacer_apiserver::tls::client(Some(ca), Some(token), std::time::Duration::from_secs(60))
+        .expect("an HTTP client")
 }
 
 impl Cluster {
     /// Starts a node offering `cpus` and `mem`, with host ports `ports.0..=ports.1`.
     pub async fn start(name: &str, cpus: f64, mem: f64, ports: (u16, u16)) -> Cluster {
         ensure_image();
+        pacer_runtime::install_crypto();
         let dir = tempfile::tempdir().expect("temp dir");
         let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0)
             .await
             .expect("etcd starts");
         let node = format!("e2e-{name}-{}", std::process::id());
         let server = format!("127.0.0.1:{}", free_port());
+        let token = write_admin_token(dir.path());
+        let ca = make_ca(&pacer_bin(), dir.path());
         let mut cluster = Cluster {
             process: spawn_up(dir.path(), &etcd.endpoint, &server, &node, cpus, mem, ports),
-            server: format!("http://{server}"),
+            server: format!("https://{server}"),
             etcd_endpoint: etcd.endpoint.clone(),
             node,
             ports,
             agents: Vec::new(),
-            http: reqwest::Client::new(),
+            http: client_with(&ca, &token),
+            token,
             _etcd: etcd,
             dir,
         };
@@ -77,7 +131,7 @@ impl Cluster {
                     let _ = cluster.process.kill();
                     let _ = cluster.process.wait();
                     let server = format!("127.0.0.1:{}", free_port());
-                    cluster.server = format!("http://{server}");
+                    cluster.server = format!("https://{server}");
                     cluster.process = spawn_up(
                         cluster.dir.path(),
                         &cluster.etcd_endpoint,
@@ -269,6 +323,11 @@ impl Cluster {
         self._etcd.restart().await.expect("etcd starts again");
     }
 
+    /// An HTTP client carrying the cluster's admin token.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The test's temporary folder.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -329,6 +388,8 @@ impl Cluster {
         Command::new(pacer_bin())
             .args(args)
             .env("PACER_SERVER", &self.server)
+            .env("PACER_TOKEN", &self.token)
+            .env("PACER_CACERT", self.dir().join("ca.crt"))
             .output()
             .expect("pacer runs")
     }
@@ -562,6 +623,8 @@ fn spawn_up(
             "--agent-listen",
             "127.0.0.1:0",
         ])
+        .arg("--data-dir")
+        .arg(dir)
         .args(["--node-name", node, "--hostname", "127.0.0.1"])
         .args([
             "--cpus",

@@ -14,6 +14,37 @@ pub const IMAGE: &str = "pacer/testbed:latest";
 /// The lease TTL of the agents and the leader election, in seconds.
 pub const TTL: u64 = 3;
 
+/// Resolves the bed's host names to their current addresses, as the hosts themselves do
+/// (`docker inspect`, each time: a reconnected host may get another address).
+struct DockerNames;
+
+impl reqwest::dns::Resolve for DockerNames {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let out = tokio::process::Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                    &host,
+                ])
+                .output()
+                .await?;
+            let ips: Vec<std::net::SocketAddr> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+                .map(|ip| std::net::SocketAddr::new(ip, 8080))
+                .collect();
+            if ips.is_empty() {
+                return Err(format!("host {host} has no address").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(ips.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 pub struct TestBed {
     /// Prefix of every container, network and node name of this bed.
     pub name: String,
@@ -21,6 +52,8 @@ pub struct TestBed {
     pub agents: Vec<String>,
     pub etcd: Vec<String>,
     http: reqwest::Client,
+    /// Holds `admin.token`, mounted read-only into every server host at /etc/pacer.
+    secrets: tempfile::TempDir,
 }
 
 fn docker(args: &[&str]) -> Output {
@@ -61,12 +94,35 @@ impl TestBed {
         ensure_image();
         let name = format!("tb-{name}-{}", std::process::id());
         docker_ok(&["network", "create", &name]);
+        let secrets = tempfile::tempdir().expect("a temp dir");
+        let token = crate::write_admin_token(secrets.path());
+        // The servers' certificate names them as the bed's hosts reach them; this process
+        // reaches them by the same names (`DockerNames`), so the names are checked for real.
+        let ca = crate::make_ca(&crate::pacer_bin(), secrets.path());
+        let servers: Vec<String> = (1..=servers).map(|i| format!("{name}-s{i}")).collect();
+        crate::issue_cert(
+            &crate::pacer_bin(),
+            secrets.path(),
+            "server",
+            &servers.join(","),
+        );
+        pacer_apiserver::tls::install_crypto();
+        let pem = std::fs::read(&ca).expect("ca.crt");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("a header value"),
+        );
         let bed = TestBed {
+            secrets,
             etcd: (1..=3).map(|i| format!("{name}-e{i}")).collect(),
-            servers: (1..=servers).map(|i| format!("{name}-s{i}")).collect(),
+            servers,
             agents: (1..=agents).map(|i| format!("{name}-a{i}")).collect(),
             name,
             http: reqwest::Client::builder()
+                .default_headers(headers)
+                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("a PEM CA"))
+                .dns_resolver(std::sync::Arc::new(DockerNames))
                 .timeout(Duration::from_secs(5))
                 .build()
                 .expect("http client"),
@@ -111,14 +167,21 @@ impl TestBed {
         }
         let endpoints = bed.endpoints();
         let ttl = TTL.to_string();
+        let mount = format!("{}:/etc/pacer:ro", bed.secrets.path().display());
         for server in bed.servers.clone() {
             let advertise = format!("{server}:8080");
             bed.run(
                 &server,
-                &[],
+                &["-v", &mount],
                 &[
                     "pacer",
                     "server",
+                    "--admin-token-file",
+                    "/etc/pacer/admin.token",
+                    "--tls-cert",
+                    "/etc/pacer/server.crt",
+                    "--tls-key",
+                    "/etc/pacer/server.key",
                     "--etcd",
                     &endpoints,
                     "--listen",
@@ -213,9 +276,9 @@ impl TestBed {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// `http://IP:8080` of a server host.
+    /// `https://HOST:8080` of a server host (its name resolved by [`DockerNames`]).
     pub fn url(&self, server: &str) -> String {
-        format!("http://{}:8080", self.ip(server))
+        format!("https://{server}:8080")
     }
 
     pub async fn get(&self, server: &str, path: &str) -> Option<Value> {

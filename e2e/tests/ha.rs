@@ -29,6 +29,12 @@ fn server(etcd: &str, dir: &std::path::Path, i: usize) -> Replica {
     let process = Command::new(pacer_bin())
         .args(["server", "--etcd", etcd, "--listen", &addr])
         .args(["--leader-ttl", &TTL.to_string()])
+        .arg("--admin-token-file")
+        .arg(dir.join("admin.token"))
+        .arg("--tls-cert")
+        .arg(dir.join("server.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("server.key"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -37,7 +43,11 @@ fn server(etcd: &str, dir: &std::path::Path, i: usize) -> Replica {
 }
 
 async fn get(http: &reqwest::Client, addr: &str, path: &str) -> Option<Value> {
-    let resp = http.get(format!("http://{addr}{path}")).send().await.ok()?;
+    let resp = http
+        .get(format!("https://{addr}{path}"))
+        .send()
+        .await
+        .ok()?;
     resp.json().await.ok()
 }
 
@@ -65,6 +75,9 @@ async fn killing_the_leader_hands_over_within_the_lease_ttl() {
     let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0)
         .await
         .expect("etcd");
+    let token = pacer_e2e::write_admin_token(dir.path());
+    let ca = pacer_e2e::make_ca(&pacer_bin(), dir.path());
+    pacer_e2e::issue_cert(&pacer_bin(), dir.path(), "server", "127.0.0.1");
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| server(&etcd.endpoint, dir.path(), i))
         .collect();
@@ -85,7 +98,7 @@ async fn killing_the_leader_hands_over_within_the_lease_ttl() {
         .stderr(std::fs::File::create(dir.path().join("agent.log")).expect("log"))
         .spawn()
         .expect("agent");
-    let http = reqwest::Client::new();
+    let http = pacer_e2e::client_with(&ca, &token);
     let addrs: Vec<String> = replicas.iter().map(|r| r.addr.clone()).collect();
     // Elected: the replica named as leader says so itself.
     let leader = wait_for(Duration::from_secs(30), "a leader", || async {
@@ -111,7 +124,7 @@ async fn killing_the_leader_hands_over_within_the_lease_ttl() {
         .clone();
     let app = json!({"id": "/ha", "cmd": "sleep 1000", "instances": 4, "cpus": 0.5, "mem": 64});
     let resp = http
-        .post(format!("http://{standby}/v2/apps"))
+        .post(format!("https://{standby}/v2/apps"))
         .json(&app)
         .send()
         .await
@@ -139,7 +152,7 @@ async fn killing_the_leader_hands_over_within_the_lease_ttl() {
     old.process.kill().expect("kill -9");
     let _ = old.process.wait();
     let resp = http
-        .put(format!("http://{standby}/v2/apps/ha"))
+        .put(format!("https://{standby}/v2/apps/ha"))
         .json(&json!({"instances": 6}))
         .send()
         .await

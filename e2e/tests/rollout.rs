@@ -382,7 +382,8 @@ async fn a_deployment_that_cannot_finish_fails_at_its_deadline_with_the_reason()
     let status = c
         .eventually(LIMIT, "the deployment to fail", || async {
             let url = format!("{}/apis/pacer.io/v1/deployments", c.server);
-            let list: serde_json::Value = reqwest::get(&url).await.ok()?.json().await.ok()?;
+            let list: serde_json::Value =
+                c.http().get(&url).send().await.ok()?.json().await.ok()?;
             let d = list["items"].as_array()?.first()?.clone();
             (d["status"]["phase"] == "Failed").then_some(d["status"].clone())
         })
@@ -466,7 +467,15 @@ async fn old_instances_stop_only_for_ready_new_ones() {
     );
     // The results, and the last response kept, as Marathon embeds them.
     let url = format!("{}/v2/apps/ready?embed=app.readiness", c.server);
-    let app: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    let app: serde_json::Value = c
+        .http()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let results = app["app"]["readinessCheckResults"]
         .as_array()
         .cloned()

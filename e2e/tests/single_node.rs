@@ -387,7 +387,8 @@ async fn bad_manifests_fail_with_the_field_and_store_nothing() {
 
     // The server checks as well: a body sent past the CLI is refused with the field path.
     let body = serde_json::json!({"apiVersion": "pacer.io/v1", "kind": "App", "metadata": {"name": "web"}, "spec": {"cmd": "x", "instances": -1}});
-    let resp = reqwest::Client::new()
+    let resp = c
+        .http()
         .put(format!("{}/apis/pacer.io/v1/apps/web", c.server))
         .json(&body)
         .send()

@@ -201,7 +201,9 @@ fn binds(container: &ContainerSpec) -> Vec<String> {
 }
 
 /// `body` with its labels and env, as the app's docker `parameters` amend them (the few
-/// `docker run` options Marathon apps use; any other is refused rather than ignored).
+/// `docker run` options Marathon apps use; any other is refused rather than ignored). The
+/// agent's own labels are refused too: with another task's or node's, a container would be
+/// taken for that one's.
 fn with_parameters(
     mut body: ContainerCreateBody,
     mut labels: HashMap<String, String>,
@@ -211,6 +213,9 @@ fn with_parameters(
     for p in parameters {
         let (k, v) = p.value.split_once('=').unwrap_or((p.value.as_str(), ""));
         match p.key.as_str() {
+            "label" if [LABEL_TASK, LABEL_APP, LABEL_NODE].contains(&k) => {
+                return Err(DriverError::Parameter(format!("label {k}")));
+            }
             "label" => drop(labels.insert(k.into(), v.into())),
             "env" | "e" => env.push(p.value.clone()),
             "hostname" => body.hostname = Some(p.value.clone()),
@@ -530,5 +535,15 @@ mod tests {
         assert_eq!(body.user.as_deref(), Some("nobody"));
         let refused = create_body(&task(&[("cap-add", "ALL")]), "h1");
         assert!(matches!(refused, Err(DriverError::Parameter(p)) if p == "cap-add"));
+        let disguised = create_body(&task(&[("label", "pacer.io/task=other.1")]), "h1");
+        assert!(matches!(disguised, Err(DriverError::Parameter(p)) if p == "label pacer.io/task"));
+    }
+
+    #[test]
+    fn the_default_policy_allows_only_options_this_driver_interprets() {
+        for key in pacer_crd::PolicySpec::default().allowed_docker_parameters {
+            let body = create_body(&task(&[(key.as_str(), "x=1")]), "h1");
+            assert!(body.is_ok(), "{key}: {:?}", body.err());
+        }
     }
 }

@@ -3,6 +3,8 @@
 mod docker;
 mod fake;
 mod process;
+mod sandbox;
+mod user;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -65,6 +67,14 @@ pub enum DriverError {
     Logs(#[source] std::io::Error),
     #[error("task name '{0}' cannot name a sandbox (a single plain path component is needed)")]
     BadName(String),
+    #[error("the task cannot run as its user: {0}")]
+    User(#[source] user::UserError),
+    #[error("handing the sandbox to user '{user}' failed: {source}")]
+    SandboxOwner {
+        user: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs tasks of one kind. Implementations touch only what they started (labelled containers,

@@ -1,6 +1,7 @@
 //! The process driver: `sh -c cmd` in a sandbox folder, in its own process group (Mesos' command executor).
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -9,9 +10,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use pacer_crd::Task;
+use pacer_crd::{AppSpec, Task};
+use tokio::process::Command;
 use tokio::sync::watch;
 
+use super::sandbox::{self, checkpoint};
+use super::user::{Account, Accounts};
 use super::{Driver, DriverError, Found, Handle, task_env};
 
 /// A task's sandbox folder.
@@ -74,25 +78,6 @@ fn signal_group(pid: Option<u32>, signal: Signal) {
     }
 }
 
-/// The last `tail` lines of a file, or nothing if it does not exist.
-fn tail_of(path: &Path, tail: usize) -> Result<String, DriverError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            let start = lines.len().saturating_sub(tail);
-            Ok(lines[start..].iter().map(|l| format!("{l}\n")).collect())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(DriverError::Logs(e)),
-    }
-}
-
-/// The checkpoint of a started process: its pid and its start time (clock ticks since boot,
-/// from `/proc/<pid>/stat`), so that a reused pid is not mistaken for it.
-const PID_FILE: &str = ".pacer-pid";
-/// Written by the wrapper shell when the task's command ends: its exit code.
-const EXIT_FILE: &str = ".pacer-exit";
-
 /// The start time of a live (not zombie) process, from `/proc/<pid>/stat`.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -105,18 +90,8 @@ fn start_time(pid: u32) -> Option<u64> {
     fields.get(19)?.parse().ok()
 }
 
-/// The pid and start time a sandbox's checkpoint holds.
-fn checkpoint(dir: &Path) -> Option<(u32, u64)> {
-    parse_checkpoint(&std::fs::read_to_string(dir.join(PID_FILE)).ok()?)
-}
-
-fn parse_checkpoint(text: &str) -> Option<(u32, u64)> {
-    let mut parts = text.split_whitespace();
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
 /// The command line of a task: `sh -c cmd`, or its args as they are.
-fn argv(app: &pacer_crd::AppSpec) -> Result<Vec<String>, DriverError> {
+fn argv(app: &AppSpec) -> Result<Vec<String>, DriverError> {
     match (&app.cmd, &app.args) {
         (Some(cmd), _) => Ok(vec!["/bin/sh".into(), "-c".into(), cmd.clone()]),
         (None, Some(args)) if !args.is_empty() => Ok(args.clone()),
@@ -126,12 +101,64 @@ fn argv(app: &pacer_crd::AppSpec) -> Result<Vec<String>, DriverError> {
     }
 }
 
-fn read_exit(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(EXIT_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The account the app's `user` names on this node, if it names one; an unknown one is an
+/// error naming it (the task fails to start).
+fn account_of(app: &AppSpec) -> Result<Option<Account>, DriverError> {
+    let Some(user) = app.user.as_deref().filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let account = Accounts::read(user).and_then(|accounts| accounts.resolve(user));
+    account.map(Some).map_err(DriverError::User)
+}
+
+/// `command` run as `account`, when the task names one, with the HOME, USER and LOGNAME a
+/// login would set (HOME the sandbox when the account has no folder of its own). As root,
+/// std drops the agent's supplementary groups when it changes the uid.
+fn run_as(command: &mut Command, account: Option<&Account>, sandbox: &Path) {
+    let Some(account) = account else { return };
+    let home = account.home.as_deref().filter(|h| h.is_dir());
+    command
+        .uid(account.uid)
+        .gid(account.gid)
+        .env("HOME", home.unwrap_or(sandbox))
+        .env("USER", &account.name)
+        .env("LOGNAME", &account.name);
+}
+
+/// The shell that runs `argv` in the sandbox `dir` as `account`. It leads the task's process
+/// group and writes the exit code to the sandbox, so that an agent started later still learns
+/// how the task ended.
+fn wrapper(argv: &[String], dir: &Path, account: Option<&Account>) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(format!(
+            "\"$@\"; code=$?; echo $code > {}; exit $code",
+            sandbox::EXIT_FILE
+        ))
+        .arg("pacer-task")
+        .args(argv);
+    run_as(&mut command, account, dir);
+    command
+        .env("MESOS_SANDBOX", dir)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .process_group(0);
+    command
+}
+
+/// A fresh sandbox at `dir`, handed to `account` so that its task can write there.
+fn make_sandbox(dir: &Path, account: Option<&Account>) -> Result<sandbox::Files, DriverError> {
+    let files = sandbox::create(dir).map_err(DriverError::Spawn)?;
+    if let Some(a) = account {
+        std::os::unix::fs::chown(dir, Some(a.uid), Some(a.gid)).map_err(|source| {
+            DriverError::SandboxOwner {
+                user: a.name.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(files)
 }
 
 #[async_trait]
@@ -149,7 +176,7 @@ impl Driver for Process {
             while start_time(pid) == Some(started) {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            let _ = tx.send(Some(read_exit(&dir).unwrap_or(-1)));
+            let _ = tx.send(Some(sandbox::exit_code(&dir).unwrap_or(-1)));
         });
         self.exits
             .lock()
@@ -161,33 +188,22 @@ impl Driver for Process {
     async fn start(&self, task: &Task, host: &str) -> Result<Handle, DriverError> {
         let id = task.metadata.name.clone().unwrap_or_default();
         let dir = self.sandbox(&id)?;
-        std::fs::create_dir_all(&dir).map_err(DriverError::Spawn)?;
-        let stdout = std::fs::File::create(dir.join("stdout")).map_err(DriverError::Spawn)?;
-        let stderr = std::fs::File::create(dir.join("stderr")).map_err(DriverError::Spawn)?;
         let argv = argv(&task.spec.app)?;
-        // A wrapper shell leads the process group and writes the exit code to the sandbox,
-        // so that an agent started later still learns how the task ended.
-        let mut command = tokio::process::Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg(format!(
-                "\"$@\"; code=$?; echo $code > {EXIT_FILE}; exit $code"
-            ))
-            .arg("pacer-task")
-            .args(&argv);
+        let account = account_of(&task.spec.app)?;
+        let mut files = make_sandbox(&dir, account.as_ref())?;
+        let mut command = wrapper(&argv, &dir, account.as_ref());
         command
             .envs(task_env(task, host))
-            .env("MESOS_SANDBOX", &dir)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0);
+            .stdout(files.stdout)
+            .stderr(files.stderr);
         let mut child = command.spawn().map_err(DriverError::Spawn)?;
         let pid = child.id();
         if let Some(started) = pid.and_then(start_time) {
-            let checkpoint = format!("{} {started}\n", pid.unwrap_or_default());
-            std::fs::write(dir.join(PID_FILE), checkpoint).map_err(DriverError::Spawn)?;
+            let line = format!("{} {started}\n", pid.unwrap_or_default());
+            files
+                .checkpoint
+                .write_all(line.as_bytes())
+                .map_err(DriverError::Spawn)?;
         }
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
@@ -243,12 +259,16 @@ impl Driver for Process {
         Ok(())
     }
 
-    async fn exec(&self, handle: &Handle, task: &Task, command: &str) -> Result<i64, DriverError> {
-        let status = tokio::process::Command::new("/bin/sh")
-            .arg("-c")
-            .arg(command)
+    /// As the task's user: a check is the app's code too.
+    async fn exec(&self, handle: &Handle, task: &Task, check: &str) -> Result<i64, DriverError> {
+        let dir = self.sandbox(&handle.id)?;
+        let account = account_of(&task.spec.app)?;
+        let mut command = Command::new("/bin/sh");
+        command.arg("-c").arg(check);
+        run_as(&mut command, account.as_ref(), &dir);
+        let status = command
             .envs(task_env(task, "127.0.0.1"))
-            .current_dir(self.sandbox(&handle.id)?)
+            .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -261,7 +281,8 @@ impl Driver for Process {
 
     async fn logs(&self, handle: &Handle, tail: usize) -> Result<String, DriverError> {
         let dir = self.sandbox(&handle.id)?;
-        Ok(tail_of(&dir.join("stdout"), tail)? + &tail_of(&dir.join("stderr"), tail)?)
+        let tail_of = |name| sandbox::tail_of(&dir.join(name), tail).map_err(DriverError::Logs);
+        Ok(tail_of("stdout")? + &tail_of("stderr")?)
     }
 }
 
@@ -288,5 +309,52 @@ mod tests {
             );
         }
         assert!(is_plain_name("..hidden") && is_plain_name("web.v1..2"));
+    }
+
+    /// A process task named `name` running `cmd` as `user`, in a work folder of its own.
+    fn task(name: &str, user: Option<&str>, cmd: &str) -> (Process, PathBuf, Task) {
+        let work = std::env::temp_dir().join(format!("pacer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&work);
+        let mut app = pacer_crd::App::test("web");
+        app.spec.cmd = Some(cmd.into());
+        app.spec.user = user.map(str::to_string);
+        let mut task = Task::test(&app, "n1", pacer_crd::TaskState::Staging);
+        task.metadata.name = Some(name.into());
+        (Process::new(&work), work, task)
+    }
+
+    #[tokio::test]
+    async fn a_task_runs_as_its_user_in_a_sandbox_it_owns() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: only root can run a task as another user");
+            return;
+        }
+        let cmd = "id -u; id -G; echo $USER $HOME; touch mine";
+        let (process, work, task) = task("web.nobody", Some("nobody"), cmd);
+        let handle = process.start(&task, "h1").await.expect("started");
+        let ended = tokio::time::timeout(Duration::from_secs(10), process.wait(&handle));
+        assert_eq!(ended.await.expect("it ends").expect("its code"), 0);
+        let dir = work.join("sandboxes").join("web.nobody");
+        // No supplementary group of the agent's is kept; nobody has no home: HOME is the sandbox.
+        let expected = format!("65534\n65534\nnobody {}\n", dir.display());
+        assert_eq!(process.logs(&handle, 10).await.expect("logs"), expected);
+        use std::os::unix::fs::MetadataExt;
+        for owned in [dir.clone(), dir.join("mine"), dir.join(sandbox::EXIT_FILE)] {
+            let meta = std::fs::metadata(&owned).expect("made");
+            assert_eq!(meta.uid(), 65534, "{}", owned.display());
+        }
+        let check = "test \"$(id -u)\" = 65534";
+        assert_eq!(process.exec(&handle, &task, check).await.expect("ran"), 0);
+        let _ = process.remove(&handle).await;
+        let _ = std::fs::remove_dir_all(&work);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_fails_the_start_naming_it() {
+        let (process, work, task) = task("web.ghost", Some("ghost-user"), "true");
+        let err = process.start(&task, "h1").await.expect_err("no such user");
+        assert!(matches!(err, DriverError::User(_)), "{err:?}");
+        assert!(err.to_string().contains("'ghost-user'"), "{err}");
+        assert!(!work.join("sandboxes").join("web.ghost").exists());
     }
 }

@@ -13,55 +13,98 @@ pub mod subscriptions;
 mod tasks;
 mod view;
 
-use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::http::Method;
 
 pub use error::MarathonError;
 
-use crate::ApiState;
+use crate::access::{Need, Routes, Target};
+use crate::auth::Role;
 
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route(
-            "/v2/apps",
-            get(apps::list)
-                .post(apps::create)
-                .put(apps::update_many)
-                .patch(apps::update_many),
-        )
-        .route(
+/// Marathon's routes and what each needs: reading is `read`; changing apps, tasks, groups,
+/// deployments and the launch queue is `write` (on the apps named, for scoped tokens);
+/// subscribing the server to call a URL is `admin`.
+pub fn routes() -> Routes {
+    use Method as M;
+    const APP: Target = Target::AppPath("path");
+    let write_app = Need::of(Role::Write, APP);
+    let write_body = Need::of(Role::Write, Target::Body);
+    Routes::new()
+        .on(M::GET, "/v2/apps", Need::READ, apps::list)
+        .on(M::POST, "/v2/apps", write_body, apps::create)
+        .on(M::PUT, "/v2/apps", write_body, apps::update_many)
+        .on(M::PATCH, "/v2/apps", write_body, apps::update_many)
+        .on(
+            M::GET,
             "/v2/apps/{*path}",
-            get(apps::get)
-                .put(apps::replace)
-                .patch(apps::update)
-                .delete(apps::delete)
-                .post(apps::restart),
+            Need::of(Role::Read, APP),
+            apps::get,
         )
-        .route("/v2/tasks", get(tasks::tasks))
-        .route("/v2/tasks/delete", post(tasks::delete_tasks))
-        .route("/v2/deployments", get(deployments::deployments))
-        .route(
+        .on(M::PUT, "/v2/apps/{*path}", write_app, apps::replace)
+        .on(M::PATCH, "/v2/apps/{*path}", write_app, apps::update)
+        .on(M::DELETE, "/v2/apps/{*path}", write_app, apps::delete)
+        .on(M::POST, "/v2/apps/{*path}", write_app, apps::restart)
+        .on(M::GET, "/v2/tasks", Need::READ, tasks::tasks)
+        .on(
+            M::POST,
+            "/v2/tasks/delete",
+            Need::WRITE,
+            tasks::delete_tasks,
+        )
+        .on(
+            M::GET,
+            "/v2/deployments",
+            Need::READ,
+            deployments::deployments,
+        )
+        .on(
+            M::DELETE,
             "/v2/deployments/{id}",
-            delete(deployments::cancel_deployment),
+            Need::WRITE,
+            deployments::cancel_deployment,
         )
-        .route("/v2/groups", get(groups::groups).post(groups::create_group))
-        .route(
+        .on(M::GET, "/v2/groups", Need::READ, groups::groups)
+        .on(M::POST, "/v2/groups", write_body, groups::create_group)
+        .on(
+            M::GET,
             "/v2/groups/{*path}",
-            get(groups::group)
-                .put(groups::put_group)
-                .delete(groups::delete_group),
+            Need::of(Role::Read, APP),
+            groups::group,
         )
-        .route("/v2/queue", get(queue::queue))
-        .route("/v2/queue/{*path}", delete(queue::reset_delay))
-        .route("/v2/info", get(info::info))
-        .route("/v2/leader", get(info::leader_info))
-        .route("/v2/events", get(events::stream))
-        .route(
+        .on(M::PUT, "/v2/groups/{*path}", write_app, groups::put_group)
+        .on(
+            M::DELETE,
+            "/v2/groups/{*path}",
+            write_app,
+            groups::delete_group,
+        )
+        .on(M::GET, "/v2/queue", Need::READ, queue::queue)
+        .on(
+            M::DELETE,
+            "/v2/queue/{*path}",
+            write_app,
+            queue::reset_delay,
+        )
+        .on(M::GET, "/v2/info", Need::READ, info::info)
+        .on(M::GET, "/v2/leader", Need::READ, info::leader_info)
+        .on(M::GET, "/v2/events", Need::READ, events::stream)
+        .on(
+            M::GET,
             "/v2/eventSubscriptions",
-            get(subscriptions::list)
-                .post(subscriptions::subscribe)
-                .delete(subscriptions::unsubscribe),
+            Need::READ,
+            subscriptions::list,
         )
-        .route("/metrics", get(metrics::metrics))
-        .route("/ping", get(info::ping))
+        .on(
+            M::POST,
+            "/v2/eventSubscriptions",
+            Need::ADMIN,
+            subscriptions::subscribe,
+        )
+        .on(
+            M::DELETE,
+            "/v2/eventSubscriptions",
+            Need::ADMIN,
+            subscriptions::unsubscribe,
+        )
+        .on(M::GET, "/metrics", Need::READ, metrics::metrics)
+        .on(M::GET, "/ping", Need::PUBLIC, info::ping)
 }

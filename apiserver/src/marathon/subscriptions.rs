@@ -247,12 +247,22 @@ struct Fanout {
 
 impl Fanout {
     fn new(s: ApiState, dead: mpsc::Sender<String>, token: CancellationToken) -> Fanout {
-        let http = reqwest::Client::builder()
-            .timeout(POST_TIMEOUT)
-            // A redirect could lead anywhere: only the allowed URL itself is called.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        pacer_runtime::install_crypto();
+        // A redirect could lead anywhere: only the allowed URL itself is called. HTTPS
+        // callbacks are checked against the system's CAs; a host without any gets a client
+        // for plain HTTP callbacks only (HTTPS ones then fail and are retried, then dropped).
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(POST_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let http = builder().build().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no system CA certificates: HTTPS event callbacks will fail");
+            builder()
+                .use_preconfigured_tls(pacer_runtime::client_tls([]))
+                .build()
+                .expect("an HTTP client with a preconfigured TLS setup builds")
+        });
         Fanout {
             s,
             http,
