@@ -21,6 +21,32 @@ pub struct ClientConfig {
     /// The CA certificate the server's certificate is checked against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    /// An admin's way into etcd (for `etcdctl`, through `pacer config env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// etcd's endpoints and an admin identity, as etcdctl takes them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdConfig {
+    pub endpoints: String,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl EtcdConfig {
+    /// The `root` identity `pacer up` keeps in `dir`.
+    pub fn admin(dir: &Path, endpoints: &str) -> EtcdConfig {
+        let user = pacer_runtime::etcd_auth::ROOT_USER;
+        EtcdConfig {
+            endpoints: endpoints.to_string(),
+            ca: dir.join("ca.crt"),
+            cert: dir.join(format!("{user}.crt")),
+            key: dir.join(format!("{user}.key")),
+        }
+    }
 }
 
 /// The server a CLI without configuration talks to.
@@ -88,8 +114,9 @@ pub struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Print `export PACER_SERVER=... PACER_TOKEN=... PACER_CACERT=...` for a shell:
-    /// `eval "$(pacer config env)"`, then curl with `-H "Authorization: Bearer $PACER_TOKEN"`.
+    /// Print `export PACER_SERVER=... PACER_TOKEN=... PACER_CACERT=...` (and `ETCDCTL_*` for
+    /// the etcd of `pacer up`) for a shell: `eval "$(pacer config env)"`, then curl with
+    /// `-H "Authorization: Bearer $PACER_TOKEN"`, or `etcdctl get --prefix /pacer/`.
     Env,
 }
 
@@ -112,6 +139,12 @@ fn env_lines(config: &ClientConfig) -> String {
         let ca = std::path::absolute(ca).unwrap_or_else(|_| ca.clone());
         vars.push(("PACER_CACERT", ca.display().to_string()));
     }
+    if let Some(etcd) = &config.etcd {
+        vars.push(("ETCDCTL_ENDPOINTS", etcd.endpoints.clone()));
+        vars.push(("ETCDCTL_CACERT", etcd.ca.display().to_string()));
+        vars.push(("ETCDCTL_CERT", etcd.cert.display().to_string()));
+        vars.push(("ETCDCTL_KEY", etcd.key.display().to_string()));
+    }
     vars.iter()
         .map(|(k, v)| format!("export {k}='{}'\n", v.replace('\'', r"'\''")))
         .collect()
@@ -127,6 +160,7 @@ mod tests {
             server: "https://127.0.0.1:8080".into(),
             token: Some("admin.ab'c".into()),
             ca: Some(PathBuf::from("/x/ca.crt")),
+            etcd: None,
         };
         assert_eq!(
             env_lines(&config),
@@ -142,6 +176,7 @@ mod tests {
             server: "https://h:8080".into(),
             token: Some("admin.x".into()),
             ca: None,
+            etcd: Some(EtcdConfig::admin(Path::new("/d"), "https://127.0.0.1:2379")),
         };
         config.write(&path).expect("written");
         assert_eq!(ClientConfig::read(&path).expect("read"), config);

@@ -10,6 +10,7 @@ use futures::FutureExt;
 use pacer_agent::AgentConfig;
 use pacer_crd::{PortRange, Resources};
 use pacer_runtime::Client;
+use pacer_runtime::client::EtcdTls;
 use pacer_runtime::etcd_process::EtcdProcess;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +26,40 @@ pub struct EtcdArgs {
     etcd: Vec<String>,
     /// Key prefix of all records.
     #[arg(long, env = "PACER_PREFIX", default_value = "/pacer/")]
-    prefix: String,
+    pub prefix: String,
+    #[command(flatten)]
+    pub tls: EtcdTlsArgs,
+}
+
+impl EtcdArgs {
+    pub fn endpoints(&self) -> &[String] {
+        &self.etcd
+    }
+}
+
+/// The identity a process shows an etcd that requires client certificates.
+#[derive(Args, Clone)]
+pub struct EtcdTlsArgs {
+    /// The CA etcd's certificates are signed by (PEM).
+    #[arg(long, env = "PACER_ETCD_CACERT", requires_all = ["etcd_cert", "etcd_key"])]
+    etcd_cacert: Option<PathBuf>,
+    /// This process's client certificate; its common name is its etcd user
+    /// (`pacer-server`, `node-<name>`, `root`).
+    #[arg(long, env = "PACER_ETCD_CERT", requires_all = ["etcd_cacert", "etcd_key"])]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long, env = "PACER_ETCD_KEY", requires_all = ["etcd_cacert", "etcd_cert"])]
+    etcd_key: Option<PathBuf>,
+}
+
+impl EtcdTlsArgs {
+    pub fn identity(&self) -> Option<EtcdTls> {
+        Some(EtcdTls {
+            ca: self.etcd_cacert.clone()?,
+            cert: self.etcd_cert.clone()?,
+            key: self.etcd_key.clone()?,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -259,6 +293,9 @@ pub struct UpArgs {
     /// Use this etcd instead of starting one.
     #[arg(long, env = "PACER_ETCD")]
     etcd: Option<String>,
+    /// The identity for the etcd of --etcd, if it requires client certificates.
+    #[command(flatten)]
+    etcd_tls: EtcdTlsArgs,
     /// Client port of the etcd that `up` starts.
     #[arg(long, default_value_t = 2379)]
     etcd_port: u16,
@@ -330,8 +367,12 @@ impl AgentArgs {
     }
 }
 
-async fn connect(endpoints: &[String], prefix: &str) -> anyhow::Result<Client> {
-    Client::connect(endpoints, prefix, Duration::from_secs(30))
+async fn connect(
+    endpoints: &[String],
+    prefix: &str,
+    tls: Option<&EtcdTls>,
+) -> anyhow::Result<Client> {
+    Client::connect_as(endpoints, prefix, Duration::from_secs(30), tls)
         .await
         .with_context(|| format!("cannot reach etcd at {}", endpoints.join(",")))
 }
@@ -412,7 +453,12 @@ async fn control_plane(
 pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
-    let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
+    let client = connect(
+        &args.etcd.etcd,
+        &args.etcd.prefix,
+        args.etcd.tls.identity().as_ref(),
+    )
+    .await?;
     if let Some(path) = &args.admin_token_file {
         admin_token(&client, path).await?;
     }
@@ -440,7 +486,12 @@ pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
     let config = args.agent.config()?;
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
-    let client = connect(&args.etcd.etcd, &args.etcd.prefix).await?;
+    let client = connect(
+        &args.etcd.etcd,
+        &args.etcd.prefix,
+        args.etcd.tls.identity().as_ref(),
+    )
+    .await?;
     if let Some(count) = args.simulate {
         tracing::info!(nodes = count, base = %config.node_name, "simulating nodes");
         let delay = Duration::from_millis(args.simulate_start_ms);
@@ -467,6 +518,7 @@ async fn local_pki(
     client: &Client,
     args: &UpArgs,
     insecure: bool,
+    etcd: Option<crate::config::EtcdConfig>,
 ) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
     let dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
     let host = match args.listen.ip() {
@@ -496,31 +548,88 @@ async fn local_pki(
         server: format!("https://{host}"),
         token: Some(admin_token(client, &dir.join("admin.token")).await?),
         ca: Some(dir.join("ca.crt")),
+        etcd,
     };
     config.write(&dir.join("config"))?;
     Ok(Some(tls))
+}
+
+/// Starts the etcd of `pacer up` with its data in `dir/etcd`: unless `secure` is false, it
+/// serves HTTPS to clients with a certificate of the cluster CA only (made here on first
+/// start: `etcd-server`, `root` for an admin's etcdctl, `pacer-server` for this process),
+/// with etcd's access control on. The identity to connect with.
+async fn start_etcd(
+    dir: &std::path::Path,
+    port: u16,
+    prefix: &str,
+    secure: bool,
+) -> anyhow::Result<(EtcdProcess, Option<EtcdTls>)> {
+    let data = dir.join("etcd");
+    if !secure {
+        let etcd = EtcdProcess::start(&data, port)
+            .await
+            .context("starting etcd")?;
+        tracing::warn!(endpoint = %etcd.endpoint, "etcd started without TLS or authentication (--insecure)");
+        return Ok((etcd, None));
+    }
+    use crate::certs::{Usage, ensure_cert};
+    let hosts = ["localhost".to_string(), "127.0.0.1".into()];
+    ensure_cert(dir, "etcd-server", &hosts, Usage::Both)?;
+    ensure_cert(dir, pacer_runtime::etcd_auth::ROOT_USER, &[], Usage::Client)?;
+    ensure_cert(
+        dir,
+        pacer_runtime::etcd_auth::SERVER_USER,
+        &[],
+        Usage::Client,
+    )?;
+    let server = pacer_runtime::etcd_process::EtcdServerTls {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("etcd-server.crt"),
+        key: dir.join("etcd-server.key"),
+    };
+    let root = EtcdTls::in_dir(dir, pacer_runtime::etcd_auth::ROOT_USER);
+    let etcd = EtcdProcess::start_secure(&data, port, &server, &root)
+        .await
+        .context("starting etcd")?;
+    pacer_runtime::etcd_auth::enable(std::slice::from_ref(&etcd.endpoint), &root, prefix)
+        .await
+        .context("turning on etcd's access control")?;
+    tracing::info!(endpoint = %etcd.endpoint, data = %data.display(), "etcd started (client certificates required)");
+    Ok((
+        etcd,
+        Some(EtcdTls::in_dir(dir, pacer_runtime::etcd_auth::SERVER_USER)),
+    ))
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let config = args.agent.config()?;
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
-    let (etcd_process, endpoint) = match &args.etcd {
-        Some(url) => (None, url.clone()),
+    let dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+    let secure = !args.security.insecure;
+    if secure {
+        crate::certs::ensure_ca(&dir)?;
+    }
+    let (etcd_process, endpoint, identity) = match &args.etcd {
+        Some(url) => (None, url.clone(), args.etcd_tls.identity()),
         None => {
-            let dir = std::path::absolute(args.data_dir.join("etcd"))
-                .unwrap_or_else(|_| args.data_dir.join("etcd"));
-            let etcd = EtcdProcess::start(&dir, args.etcd_port)
-                .await
-                .context("starting etcd")?;
-            tracing::info!(endpoint = %etcd.endpoint, data = %dir.display(), "etcd started");
+            let (etcd, identity) = start_etcd(&dir, args.etcd_port, &args.prefix, secure).await?;
             let endpoint = etcd.endpoint.clone();
-            (Some(etcd), endpoint)
+            (Some(etcd), endpoint, identity)
         }
     };
-    let client = connect(&[endpoint], &args.prefix).await?;
+    let client = connect(
+        std::slice::from_ref(&endpoint),
+        &args.prefix,
+        identity.as_ref(),
+    )
+    .await?;
     let auth = args.security.authenticator(&client, args.listen)?;
-    let tls = local_pki(&client, &args, auth.is_insecure()).await?;
+    let etcdctl = etcd_process
+        .as_ref()
+        .filter(|_| secure)
+        .map(|_| crate::config::EtcdConfig::admin(&dir, &endpoint));
+    let tls = local_pki(&client, &args, auth.is_insecure(), etcdctl).await?;
     tracing::info!(node = %config.node_name, cpus = config.capacity.cpus, mem = config.capacity.mem, "starting the agent");
     // Whichever part fails first stops the others.
     let stop_all = |token: CancellationToken| {

@@ -5,6 +5,7 @@ mod certs;
 mod client;
 mod config;
 mod daemons;
+mod etcd;
 mod explain;
 mod jobs;
 mod manifests;
@@ -70,6 +71,8 @@ enum Command {
     Certs(certs::CertsArgs),
     /// Show recent entries of the audit log: who changed what, when, from where.
     Audit(audit::AuditArgs),
+    /// Set up etcd's access control for Pacer's identities (as etcd's root).
+    Etcd(etcd::EtcdCommand),
 }
 
 #[tokio::main]
@@ -90,6 +93,7 @@ async fn main() {
         Command::Agent(args) => return exit_on_error(daemons::agent(args).await),
         Command::Certs(args) => return exit_on_error(certs::certs(args)),
         Command::Audit(args) => return exit_on_error(audit::audit(args)),
+        Command::Etcd(args) => return exit_on_error(etcd::etcd(args).await),
         client_command => client_command,
     };
     let settings = match config::ClientConfig::resolve(cli.server.as_deref()) {
@@ -102,7 +106,8 @@ async fn main() {
         | Command::Server(_)
         | Command::Agent(_)
         | Command::Certs(_)
-        | Command::Audit(_) => Ok(()),
+        | Command::Audit(_)
+        | Command::Etcd(_) => Ok(()),
         Command::Apply(args) => manifests::apply(&api, args).await,
         Command::Get(args) => show::get(&api, args).await,
         Command::Describe(args) => show::describe(&api, args).await,

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use pacer_crd::{App, Node, Offer, Task};
+use pacer_runtime::client::EtcdTls;
 use pacer_runtime::etcd_process::{EtcdProcess, free_port};
 use serde_json::Value;
 
@@ -78,11 +79,21 @@ pub fn make_ca(pacer: &Path, dir: &Path) -> PathBuf {
 
 /// Issues `dir/<name>.crt` and `.key` for `hosts` with the real `pacer certs`.
 pub fn issue_cert(pacer: &Path, dir: &Path, name: &str, hosts: &str) {
+    issue(pacer, dir, name, &["--hosts", hosts]);
+}
+
+/// Issues a client certificate `dir/<name>.crt` (its common name is its etcd user).
+pub fn issue_client_cert(pacer: &Path, dir: &Path, name: &str) {
+    issue(pacer, dir, name, &["--usage", "client"]);
+}
+
+fn issue(pacer: &Path, dir: &Path, name: &str, args: &[&str]) {
     let out = Command::new(pacer)
         .arg("certs")
         .arg("--dir")
         .arg(dir)
-        .args(["issue", name, "--hosts", hosts])
+        .args(["issue", name])
+        .args(args)
         .output()
         .expect("pacer certs runs");
     assert!(
@@ -90,6 +101,54 @@ pub fn issue_cert(pacer: &Path, dir: &Path, name: &str, hosts: &str) {
         "pacer certs issue: {}",
         text(&out.stderr)
     );
+}
+
+/// An etcd on a free port as `pacer up` runs its own: HTTPS to clients with a certificate of
+/// the CA in `dir` only, etcd's access control on (`pacer etcd setup`); the certificates of
+/// `root` and `pacer-server` are in `dir`.
+pub async fn secure_etcd(pacer: &Path, dir: &Path) -> EtcdProcess {
+    issue(
+        pacer,
+        dir,
+        "etcd-server",
+        &["--hosts", "localhost,127.0.0.1", "--usage", "both"],
+    );
+    issue_client_cert(pacer, dir, "root");
+    issue_client_cert(pacer, dir, "pacer-server");
+    let server = pacer_runtime::etcd_process::EtcdServerTls {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("etcd-server.crt"),
+        key: dir.join("etcd-server.key"),
+    };
+    let root = EtcdTls::in_dir(dir, "root");
+    let etcd = EtcdProcess::start_secure(&dir.join("etcd"), 0, &server, &root)
+        .await
+        .expect("etcd starts");
+    let out = Command::new(pacer)
+        .args(["etcd", "--etcd", &etcd.endpoint])
+        .args(etcd_flags(dir, "root"))
+        .arg("setup")
+        .output()
+        .expect("pacer etcd runs");
+    assert!(
+        out.status.success(),
+        "pacer etcd setup: {}",
+        text(&out.stderr)
+    );
+    etcd
+}
+
+/// `--etcd-cacert`, `--etcd-cert`, `--etcd-key` of identity `name` in `dir`.
+pub fn etcd_flags(dir: &Path, name: &str) -> Vec<String> {
+    let tls = EtcdTls::in_dir(dir, name);
+    vec![
+        "--etcd-cacert".into(),
+        tls.ca.display().to_string(),
+        "--etcd-cert".into(),
+        tls.cert.display().to_string(),
+        "--etcd-key".into(),
+        tls.key.display().to_string(),
+    ]
 }
 
 /// An HTTPS client that trusts the CA at `ca` only and authenticates with `token`.
@@ -104,13 +163,11 @@ impl Cluster {
         ensure_image();
         pacer_runtime::install_crypto();
         let dir = tempfile::tempdir().expect("temp dir");
-        let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0)
-            .await
-            .expect("etcd starts");
-        let node = format!("e2e-{name}-{}", std::process::id());
-        let server = format!("127.0.0.1:{}", free_port());
         let token = write_admin_token(dir.path());
         let ca = make_ca(&pacer_bin(), dir.path());
+        let etcd = secure_etcd(&pacer_bin(), dir.path()).await;
+        let node = format!("e2e-{name}-{}", std::process::id());
+        let server = format!("127.0.0.1:{}", free_port());
         let mut cluster = Cluster {
             process: spawn_up(dir.path(), &etcd.endpoint, &server, &node, cpus, mem, ports),
             server: format!("https://{server}"),
@@ -156,6 +213,22 @@ impl Cluster {
             .append(true)
             .open(self.dir().join(format!("agent-{suffix}.log")))
             .expect("log");
+        // Each agent shows etcd its own identity, which may write its node's records only.
+        let user = pacer_runtime::etcd_auth::node_user(&node);
+        if !self.dir().join(format!("{user}.crt")).exists() {
+            issue_client_cert(&pacer_bin(), self.dir(), &user);
+            let out = Command::new(pacer_bin())
+                .args(["etcd", "--etcd", &self.etcd_endpoint])
+                .args(etcd_flags(self.dir(), "root"))
+                .args(["grant-node", &node])
+                .output()
+                .expect("pacer etcd runs");
+            assert!(
+                out.status.success(),
+                "pacer etcd grant-node: {}",
+                text(&out.stderr)
+            );
+        }
         Command::new(pacer_bin())
             .args([
                 "agent",
@@ -164,6 +237,7 @@ impl Cluster {
                 "--agent-listen",
                 "127.0.0.1:0",
             ])
+            .args(etcd_flags(self.dir(), &user))
             .args(["--node-name", &node, "--hostname", "127.0.0.1"])
             .args(["--cpus", "4", "--mem", "2048", "--disk", "1000"])
             .args(["--attributes", attributes])
@@ -255,6 +329,8 @@ impl Cluster {
         let log = std::fs::File::create(self.dir().join(format!("sim-{suffix}.log"))).expect("log");
         let child = Command::new(pacer_bin())
             .args(["agent", "--etcd", &self.etcd_endpoint, "--node-name", &base])
+            // Simulated nodes share one process, so one identity: the server's.
+            .args(etcd_flags(self.dir(), "pacer-server"))
             .args(["--simulate", &count.to_string()])
             .args([
                 "--cpus",
@@ -625,6 +701,7 @@ fn spawn_up(
         ])
         .arg("--data-dir")
         .arg(dir)
+        .args(etcd_flags(dir, "pacer-server"))
         .args(["--node-name", node, "--hostname", "127.0.0.1"])
         .args([
             "--cpus",

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pacer_e2e::pacer_bin;
-use pacer_runtime::etcd_process::{EtcdProcess, free_port};
+use pacer_runtime::etcd_process::free_port;
 use serde_json::{Value, json};
 
 const TTL: u64 = 3;
@@ -29,6 +29,7 @@ fn server(etcd: &str, dir: &std::path::Path, i: usize) -> Replica {
     let process = Command::new(pacer_bin())
         .args(["server", "--etcd", etcd, "--listen", &addr])
         .args(["--leader-ttl", &TTL.to_string()])
+        .args(pacer_e2e::etcd_flags(dir, "pacer-server"))
         .arg("--admin-token-file")
         .arg(dir.join("admin.token"))
         .arg("--tls-cert")
@@ -72,25 +73,17 @@ where
 #[tokio::test]
 async fn killing_the_leader_hands_over_within_the_lease_ttl() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let etcd = EtcdProcess::start(&dir.path().join("etcd"), 0)
-        .await
-        .expect("etcd");
     let token = pacer_e2e::write_admin_token(dir.path());
     let ca = pacer_e2e::make_ca(&pacer_bin(), dir.path());
     pacer_e2e::issue_cert(&pacer_bin(), dir.path(), "server", "127.0.0.1");
+    let etcd = pacer_e2e::secure_etcd(&pacer_bin(), dir.path()).await;
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| server(&etcd.endpoint, dir.path(), i))
         .collect();
     let mut agent = Command::new(pacer_bin())
-        .args([
-            "agent",
-            "--etcd",
-            &etcd.endpoint,
-            "--node-name",
-            "ha-sim",
-            "--simulate",
-            "2",
-        ])
+        .args(["agent", "--etcd", &etcd.endpoint, "--node-name", "ha-sim"])
+        .args(pacer_e2e::etcd_flags(dir.path(), "pacer-server"))
+        .args(["--simulate", "2"])
         .args([
             "--cpus", "4", "--mem", "4096", "--disk", "100", "--ports", "1-100",
         ])

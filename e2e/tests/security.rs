@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use pacer_crd::Record;
 use pacer_e2e::{Cluster, pacer_bin, text};
 
 /// Runs the CLI in `cwd` with no PACER_* variable: it must find `.pacer/config` itself.
@@ -118,4 +119,148 @@ async fn every_change_is_audited_with_its_caller_and_no_secret() {
     let secret = c.token.split_once('.').expect("name.secret").1;
     assert!(!whole.contains(secret), "the audit log holds no token");
     assert!(!c.log().contains(secret), "pacer's own log holds no token");
+}
+
+/// `pacer etcd grant-node NAME` as root, and a client certificate for the node's agent.
+fn node_identity(c: &Cluster, name: &str) -> pacer_runtime::client::EtcdTls {
+    let user = pacer_runtime::etcd_auth::node_user(name);
+    pacer_e2e::issue_client_cert(&pacer_bin(), c.dir(), &user);
+    let out = Command::new(pacer_bin())
+        .args(["etcd", "--etcd", &c.etcd_endpoint])
+        .args(pacer_e2e::etcd_flags(c.dir(), "root"))
+        .args(["grant-node", name])
+        .output()
+        .expect("pacer etcd runs");
+    assert!(out.status.success(), "grant-node: {}", text(&out.stderr));
+    pacer_runtime::client::EtcdTls::in_dir(c.dir(), &user)
+}
+
+#[tokio::test]
+async fn an_agent_identity_writes_its_own_node_records_only() {
+    let c = Cluster::start("least", 1.0, 512.0, (32760, 32769)).await;
+    let out = c.apply("web.yaml", &pacer_e2e::web_app("least", 1));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let task = c
+        .eventually(
+            Duration::from_secs(60),
+            "a task of the cluster's node",
+            || async { c.tasks().await.into_iter().find(|t| t.spec.node == c.node) },
+        )
+        .await;
+    let identity = node_identity(&c, "intruder");
+    let etcd = pacer_runtime::Client::connect_as(
+        std::slice::from_ref(&c.etcd_endpoint),
+        "/pacer/",
+        Duration::from_secs(10),
+        Some(&identity),
+    )
+    .await
+    .expect("the agent identity connects");
+    let tasks: pacer_runtime::Api<pacer_crd::Task> = pacer_runtime::Api::new(&etcd);
+    // It reads the cluster...
+    let read = tasks
+        .get(&task.key())
+        .await
+        .expect("an agent may read")
+        .expect("the task");
+    // ...but writes no other node's task status, and no app.
+    let mut status = read.status.clone().unwrap_or_default();
+    status.message = Some("forged".into());
+    let forged = tasks.update_status_of(&read, status).await;
+    assert!(
+        forged.is_err(),
+        "another node's task status was written: {forged:?}"
+    );
+    let apps: pacer_runtime::Api<pacer_crd::App> = pacer_runtime::Api::new(&etcd);
+    let app = apps.get("least").await.expect("read").expect("the app");
+    let mut bigger = app.clone();
+    bigger.spec.instances = 100;
+    assert!(
+        apps.replace(&bigger).await.is_err(),
+        "an agent changed an app"
+    );
+    // Its own tasks' records it may write.
+    let mut own = read.clone();
+    own.spec.node = "intruder".into();
+    own.metadata.resource_version = None;
+    tasks
+        .create(&own)
+        .await
+        .expect("an agent writes tasks bound to its own node");
+    let root = pacer_runtime::client::EtcdTls::in_dir(c.dir(), "root");
+    let admin = pacer_runtime::Client::connect_as(
+        std::slice::from_ref(&c.etcd_endpoint),
+        "/pacer/",
+        Duration::from_secs(10),
+        Some(&root),
+    )
+    .await
+    .expect("root connects");
+    let again: pacer_runtime::Api<pacer_crd::Task> = pacer_runtime::Api::new(&admin);
+    let unchanged = again
+        .get(&task.key())
+        .await
+        .expect("read")
+        .expect("the task");
+    assert_ne!(
+        unchanged.status.and_then(|s| s.message).as_deref(),
+        Some("forged")
+    );
+    assert!(
+        again.delete(&own.key()).await.expect("root deletes"),
+        "the intruder's own task was written"
+    );
+}
+
+#[tokio::test]
+async fn a_task_on_the_host_network_gets_nothing_from_etcd_or_the_api_without_credentials() {
+    let c = Cluster::start("probe", 2.0, 1024.0, (32770, 32779)).await;
+    let etcd_port = c
+        .etcd_endpoint
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_string();
+    let api_port = c.server.rsplit(':').next().expect("a port").to_string();
+    // Each probe prints one word per target: `open` if it got a real answer back (etcd's
+    // version, the API's app list), `refused` if not (a plain-HTTP client reads rustls's
+    // alert as an HTTP/0.9 body: that is no answer).
+    // etcd: plain HTTP and HTTPS without a client certificate; the API: plain HTTP and
+    // HTTPS without a token (the server's certificate not even checked).
+    let probe = format!(
+        "for u in http://127.0.0.1:{etcd_port}/version https://127.0.0.1:{etcd_port}/version \
+         http://127.0.0.1:{api_port}/v2/apps https://127.0.0.1:{api_port}/v2/apps; do \
+         out=$(timeout 5 wget -q --no-check-certificate -O - $u 2>/dev/null); \
+         if echo \"$out\" | grep -q -e etcdserver -e '\"apps\"'; then echo open $u; else echo refused $u; fi; done; sleep 600"
+    );
+    let process = serde_json::json!({"id": "/probe-process", "cmd": probe, "cpus": 0.1, "mem": 32, "instances": 1, "portDefinitions": []});
+    let docker = serde_json::json!({"id": "/probe-docker", "cmd": probe, "cpus": 0.1, "mem": 32, "instances": 1, "portDefinitions": [],
+        "container": {"type": "DOCKER", "docker": {"image": pacer_e2e::IMAGE, "network": "HOST"}}});
+    for app in [process, docker] {
+        let (status, body) = c
+            .marathon(reqwest::Method::POST, "/v2/apps", Some(app))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    for app in ["probe-process", "probe-docker"] {
+        let output = c
+            .eventually(
+                Duration::from_secs(90),
+                "the probe's four answers",
+                || async {
+                    let task = c.running(app).await.into_iter().next()?;
+                    let name = task.metadata.name.clone()?;
+                    let out = c.pacer(&["logs", &name]);
+                    let log = text(&out.stdout);
+                    (log.matches("refused").count() + log.matches("open").count() >= 4)
+                        .then_some(log)
+                },
+            )
+            .await;
+        assert_eq!(
+            output.matches("refused").count(),
+            4,
+            "{app} reached something:\n{output}"
+        );
+    }
 }

@@ -61,7 +61,11 @@ async fn apply_three_runs_three_reachable_and_reapply_changes_nothing() {
         ports.iter().all(|p| listed.contains(&p.to_string())),
         "{listed}"
     );
+    let admin = pacer_runtime::client::EtcdTls::in_dir(c.dir(), "root");
     let etcd = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_CACERT", &admin.ca)
+        .env("ETCDCTL_CERT", &admin.cert)
+        .env("ETCDCTL_KEY", &admin.key)
         .args([
             "--endpoints",
             &c.etcd_endpoint,

@@ -21,6 +21,54 @@ struct Inner {
     watches: crate::watch_mux::WatchMux,
 }
 
+/// How a client proves itself to an etcd that requires client certificates: the CA the
+/// members' certificates are checked against, and the client's own certificate and key (its
+/// common name is its etcd user). PEM files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EtcdTls {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl EtcdTls {
+    /// The files of identity `name` in a folder of certificates (`ca.crt`, `<name>.crt`,
+    /// `<name>.key`, as `pacer certs` writes them).
+    pub fn in_dir(dir: &std::path::Path, name: &str) -> EtcdTls {
+        EtcdTls {
+            ca: dir.join("ca.crt"),
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+        }
+    }
+
+    /// etcd-client's options for this identity.
+    pub fn options(&self) -> std::io::Result<etcd_client::TlsOptions> {
+        let ca = std::fs::read(&self.ca)?;
+        let cert = std::fs::read(&self.cert)?;
+        let key = std::fs::read(&self.key)?;
+        Ok(etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(ca))
+            .identity(etcd_client::Identity::from_pem(cert, key)))
+    }
+}
+
+fn pacer_tls_provider() {
+    crate::install_crypto();
+}
+
+/// The options of every connection: timeouts, keep-alives and the identity, if any.
+pub fn connect_options(tls: Option<&EtcdTls>) -> std::io::Result<etcd_client::ConnectOptions> {
+    let options = etcd_client::ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(10))
+        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+    Ok(match tls {
+        Some(tls) => options.with_tls(tls.options()?),
+        None => options,
+    })
+}
+
 impl Client {
     /// Connects to the given endpoints, retrying with backoff for up to `patience`.
     pub async fn connect(
@@ -28,13 +76,28 @@ impl Client {
         prefix: &str,
         patience: Duration,
     ) -> Result<Client, etcd_client::Error> {
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(3))
-            .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        Client::connect_as(endpoints, prefix, patience, None).await
+    }
+
+    /// [`Client::connect`] with a client certificate (an etcd that requires one).
+    pub async fn connect_as(
+        endpoints: &[String],
+        prefix: &str,
+        patience: Duration,
+        tls: Option<&EtcdTls>,
+    ) -> Result<Client, etcd_client::Error> {
+        pacer_tls_provider();
+        let options = connect_options(tls).map_err(etcd_client::Error::IoError)?;
+        let probe = normalize_prefix(prefix);
         let connect = || async {
             let mut etcd = etcd_client::Client::connect(endpoints, Some(options.clone())).await?;
-            etcd.status().await?;
+            // A read of one key of the prefix: what every identity may do (an agent may not
+            // call etcd's maintenance API).
+            let one = etcd_client::GetOptions::new()
+                .with_prefix()
+                .with_limit(1)
+                .with_keys_only();
+            etcd.get(probe.as_str(), Some(one)).await?;
             Ok::<_, etcd_client::Error>(etcd)
         };
         let backoff = ExponentialBuilder::default()
@@ -89,7 +152,7 @@ impl Client {
     }
 }
 
-fn normalize_prefix(prefix: &str) -> String {
+pub(crate) fn normalize_prefix(prefix: &str) -> String {
     let trimmed = prefix.trim_matches('/');
     if trimmed.is_empty() {
         "/".into()

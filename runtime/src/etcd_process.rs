@@ -11,6 +11,17 @@ pub struct EtcdProcess {
     command: Vec<String>,
     pub endpoint: String,
     pub data_dir: PathBuf,
+    /// The identity `wait_ready` connects with, when the etcd requires client certificates.
+    client_tls: Option<crate::client::EtcdTls>,
+}
+
+/// What a secure etcd serves with: its certificate and key, and the CA client certificates
+/// must be signed by; clients are then refused without one (`--client-cert-auth`).
+#[derive(Clone, Debug)]
+pub struct EtcdServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +39,25 @@ pub enum StartError {
 impl EtcdProcess {
     /// Starts etcd with its data under `data_dir`, clients on `client_port` (0 = any free port).
     pub async fn start(data_dir: &Path, client_port: u16) -> Result<EtcdProcess, StartError> {
+        EtcdProcess::start_with(data_dir, client_port, None).await
+    }
+
+    /// [`EtcdProcess::start`] serving HTTPS only, to clients with a certificate of the CA;
+    /// `client` is the identity it is checked with at start.
+    pub async fn start_secure(
+        data_dir: &Path,
+        client_port: u16,
+        server: &EtcdServerTls,
+        client: &crate::client::EtcdTls,
+    ) -> Result<EtcdProcess, StartError> {
+        EtcdProcess::start_with(data_dir, client_port, Some((server, client))).await
+    }
+
+    async fn start_with(
+        data_dir: &Path,
+        client_port: u16,
+        tls: Option<(&EtcdServerTls, &crate::client::EtcdTls)>,
+    ) -> Result<EtcdProcess, StartError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StartError::DataDir(data_dir.into(), e))?;
         let client_port = if client_port == 0 {
             free_port()
@@ -35,7 +65,8 @@ impl EtcdProcess {
             client_port
         };
         let peer = format!("http://127.0.0.1:{}", free_port());
-        let endpoint = format!("http://127.0.0.1:{client_port}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{client_port}");
         let log_path = data_dir.join("etcd.log");
         let log = std::fs::File::create(&log_path)
             .map_err(|e| StartError::DataDir(log_path.clone(), e))?;
@@ -70,12 +101,26 @@ impl EtcdProcess {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        let mut command = command;
+        if let Some((server, _)) = tls {
+            let path = |p: &Path| p.to_string_lossy().into_owned();
+            command.extend([
+                "--client-cert-auth".to_string(),
+                "--trusted-ca-file".into(),
+                path(&server.ca),
+                "--cert-file".into(),
+                path(&server.cert),
+                "--key-file".into(),
+                path(&server.key),
+            ]);
+        }
         let child = spawn(&command, log)?;
         let mut etcd = EtcdProcess {
             child,
             command,
             endpoint,
             data_dir: data_dir.into(),
+            client_tls: tls.map(|(_, client)| client.clone()),
         };
         etcd.wait_ready(Duration::from_secs(20), &log_path).await?;
         Ok(etcd)
@@ -99,8 +144,15 @@ impl EtcdProcess {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(StartError::Exited(status, log.into()));
             }
-            let options =
+            let mut options =
                 etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+            if let Some(tls) = &self.client_tls {
+                crate::install_crypto();
+                match tls.options() {
+                    Ok(tls) => options = options.with_tls(tls),
+                    Err(e) => return Err(StartError::DataDir(tls.cert.clone(), e)),
+                }
+            }
             if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], Some(options)).await
                 && c.status().await.is_ok()
             {

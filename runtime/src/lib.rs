@@ -4,6 +4,7 @@ pub mod api;
 pub mod client;
 pub mod controller;
 pub mod election;
+pub mod etcd_auth;
 pub mod etcd_process;
 pub mod lease;
 pub mod queue;
