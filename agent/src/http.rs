@@ -15,14 +15,49 @@ struct AgentState {
     runners: Runners,
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, runners: Runners, token: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    runners: Runners,
+    tls: Option<crate::AgentTls>,
+    token: CancellationToken,
+) {
     let app = Router::new()
         .route("/v1/tasks/{name}/logs", get(logs))
         .route("/ping", get(|| async { "pong" }))
         .with_state(AgentState { runners });
-    let _ = axum::serve(listener, app)
-        .with_graceful_shutdown(token.cancelled_owned())
-        .await;
+    let Some(tls) = tls else {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await;
+        return;
+    };
+    let config = match pacer_runtime::tls::server_config(&tls.cert, &tls.key, Some(&tls.client_ca))
+    {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!(error = %e, "the agent endpoint's TLS configuration: logs cannot be served");
+            return;
+        }
+    };
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let served = match listener.into_std() {
+        Ok(listener) => axum_server::from_tcp_rustls(
+            listener,
+            axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(config)),
+        ),
+        Err(e) => Err(e),
+    };
+    match served {
+        Ok(server) => {
+            let _ = server.handle(handle).serve(app.into_make_service()).await;
+        }
+        Err(e) => tracing::error!(error = %e, "the agent endpoint cannot serve"),
+    }
 }
 
 async fn logs(

@@ -46,6 +46,18 @@ pub struct AgentConfig {
     pub max_lease_renewals: f64,
     /// Nodes this process runs (one, or `--simulate N`): the cluster has at least these.
     pub local_nodes: usize,
+    /// HTTPS for the endpoint, to clients with a certificate of the cluster CA only (the
+    /// apiservers); plain HTTP without (`--insecure`).
+    pub tls: Option<AgentTls>,
+}
+
+/// The agent endpoint's certificate and key, and the CA its clients' certificates must be
+/// signed by. PEM files.
+#[derive(Debug, Clone)]
+pub struct AgentTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,12 +86,14 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Listen(config.listen, e))?;
-    let address = format!(
-        "http://{}",
-        listener
-            .local_addr()
-            .map_err(|e| Error::Listen(config.listen, e))?
-    );
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Listen(config.listen, e))?;
+    // Over TLS the address names the host as the certificate does.
+    let address = match &config.tls {
+        Some(_) => format!("https://{}:{}", config.hostname, bound.port()),
+        None => format!("http://{bound}"),
+    };
     let tasks: Api<Task> = Api::new(&client);
     recovery::clean_up(&drivers, &config.node_name, &tasks, &token).await;
     let writes = runner::status_writes();
@@ -143,6 +157,7 @@ async fn run_node(
             Some(tokio::spawn(http::serve(
                 listener,
                 runners.clone(),
+                config.tls.clone(),
                 token.clone(),
             ))),
             address,

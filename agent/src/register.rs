@@ -202,6 +202,7 @@ mod moving {
             node_name: name.into(),
             hostname: name.into(),
             listen: "127.0.0.1:0".parse().expect("address"),
+            tls: None,
             capacity: Resources::new(1.0, 64.0, 0.0),
             ports: vec![PortRange {
                 begin: 31000,

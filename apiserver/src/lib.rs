@@ -95,6 +95,22 @@ impl ApiState {
         self
     }
 
+    /// Reaches agents' endpoints over HTTPS showing `identity` (they require a certificate of
+    /// the cluster CA), trusting that CA only.
+    pub fn with_agent_client(
+        mut self,
+        identity: &pacer_runtime::client::EtcdTls,
+    ) -> Result<Self, String> {
+        let tls = pacer_runtime::tls::client_config(identity)?;
+        self.http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(self)
+    }
+
     /// Records mutations in `audit` (`--audit-log`).
     pub fn with_audit(mut self, audit: audit::AuditLog) -> Self {
         self.audit = audit;

@@ -283,6 +283,8 @@ impl Bed {
             name,
             &[
                 "agent",
+                // The bench's etcd is plain (its baseline is raw etcd); so is this endpoint.
+                "--insecure",
                 "--node-name",
                 name,
                 "--hostname",

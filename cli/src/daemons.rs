@@ -243,6 +243,12 @@ pub struct AgentArgs {
     /// Sandboxes of process tasks.
     #[arg(long, env = "PACER_WORK_DIR", default_value = ".pacer/agent")]
     work_dir: PathBuf,
+    /// The agent endpoint's certificate (`pacer certs issue agent-<host> --hosts <host>`); it
+    /// then serves HTTPS to clients with a certificate of the etcd CA (the apiservers) only.
+    #[arg(long, env = "PACER_AGENT_TLS_CERT", requires = "agent_tls_key")]
+    agent_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "PACER_AGENT_TLS_KEY", requires = "agent_tls_cert")]
+    agent_tls_key: Option<PathBuf>,
     /// Seconds without contact after which the node is considered gone (renewed every third
     /// of that), at least: 40 s, like Kubernetes' node grace period. A larger cluster gets
     /// longer leases (`--max-lease-renewals`).
@@ -269,6 +275,9 @@ pub struct AgentCommand {
     etcd: EtcdArgs,
     #[command(flatten)]
     agent: AgentArgs,
+    /// Serve the endpoint (task logs) over plain HTTP to anyone: local experiments only.
+    #[arg(long)]
+    insecure: bool,
     /// Run this many simulated nodes (named `<node-name>-0001`, ...) with a fake runtime
     /// instead of one real node: same registration, watches and status writes, no containers.
     #[arg(long, value_name = "N")]
@@ -326,6 +335,21 @@ fn machine_hostname() -> String {
 
 impl AgentArgs {
     /// The validated agent configuration.
+    /// The endpoint's TLS: its certificate, clients' certificates checked against `client_ca`.
+    fn tls(&self, client_ca: Option<PathBuf>) -> anyhow::Result<Option<pacer_agent::AgentTls>> {
+        match (&self.agent_tls_cert, &self.agent_tls_key, client_ca) {
+            (Some(cert), Some(key), Some(client_ca)) => Ok(Some(pacer_agent::AgentTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca,
+            })),
+            (Some(_), _, None) => bail!(
+                "--agent-tls-cert: clients are checked against the CA of --etcd-cacert, which is missing"
+            ),
+            _ => Ok(None),
+        }
+    }
+
     fn config(&self) -> anyhow::Result<AgentConfig> {
         let ports = self
             .ports
@@ -363,6 +387,7 @@ impl AgentArgs {
             lease_ttl: Duration::from_secs(self.lease_ttl.max(2)),
             max_lease_renewals: self.max_lease_renewals,
             local_nodes: 1,
+            tls: None,
         })
     }
 }
@@ -405,6 +430,8 @@ struct Plane {
     event_callbacks: Vec<pacer_apiserver::CallbackRule>,
     auth: pacer_apiserver::auth::Authenticator,
     audit: pacer_apiserver::audit::AuditLog,
+    /// The certificate shown to agents' endpoints (the etcd identity: the same CA).
+    agent_client: Option<EtcdTls>,
     /// HTTPS with this configuration; plain HTTP (`--insecure` only) without.
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
 }
@@ -432,6 +459,12 @@ async fn control_plane(
         .with_event_callbacks(plane.event_callbacks)
         .with_auth(plane.auth)
         .with_audit(plane.audit);
+    let state = match &plane.agent_client {
+        Some(identity) => state
+            .with_agent_client(identity)
+            .map_err(anyhow::Error::msg)?,
+        None => state,
+    };
     let events = pacer_apiserver::deliver_events(state.clone(), token.clone());
     let stop = token.clone().cancelled_owned();
     let api = async {
@@ -469,6 +502,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         event_callbacks: args.event_callbacks,
         auth: args.security.authenticator(&client, args.listen)?,
         audit: args.security.audit(None)?,
+        agent_client: args.etcd.tls.identity(),
         tls: match (&args.tls.tls_cert, &args.tls.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(pacer_apiserver::tls::server_config(cert, key).map_err(anyhow::Error::msg)?)
@@ -483,7 +517,13 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 pub async fn agent(args: AgentCommand) -> anyhow::Result<()> {
-    let config = args.agent.config()?;
+    let mut config = args.agent.config()?;
+    config.tls = args.agent.tls(args.etcd.tls.identity().map(|t| t.ca))?;
+    if config.tls.is_none() && !args.insecure && args.simulate.is_none() {
+        bail!(
+            "the agent's endpoint serves task logs over HTTPS only: give --agent-tls-cert and --agent-tls-key (`pacer certs issue`) with --etcd-cacert, or --insecure"
+        );
+    }
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
     let client = connect(
@@ -602,7 +642,7 @@ async fn start_etcd(
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let config = args.agent.config()?;
+    let mut config = args.agent.config()?;
     let token = CancellationToken::new();
     stop_on_signal(token.clone());
     let dir = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
@@ -630,6 +670,19 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         .filter(|_| secure)
         .map(|_| crate::config::EtcdConfig::admin(&dir, &endpoint));
     let tls = local_pki(&client, &args, auth.is_insecure(), etcdctl).await?;
+    if secure {
+        // The agent's endpoint: HTTPS for the names the node is reached by, to this
+        // process's own client certificate (or another apiserver's) only.
+        let mut hosts = crate::certs::local_hosts(args.agent.agent_listen);
+        hosts.push(config.hostname.clone());
+        hosts.dedup();
+        let cert = crate::certs::ensure_cert(&dir, "agent", &hosts, crate::certs::Usage::Server)?;
+        config.tls = Some(pacer_agent::AgentTls {
+            cert,
+            key: dir.join("agent.key"),
+            client_ca: dir.join("ca.crt"),
+        });
+    }
     tracing::info!(node = %config.node_name, cpus = config.capacity.cpus, mem = config.capacity.mem, "starting the agent");
     // Whichever part fails first stops the others.
     let stop_all = |token: CancellationToken| {
@@ -655,6 +708,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 event_callbacks: args.event_callbacks.clone(),
                 auth,
                 audit: args.security.audit(Some(args.data_dir.join("audit.log")))?,
+                agent_client: identity.clone(),
                 tls,
             },
             token.clone()

@@ -238,6 +238,7 @@ impl Cluster {
                 "127.0.0.1:0",
             ])
             .args(etcd_flags(self.dir(), &user))
+            .args(self.agent_tls())
             .args(["--node-name", &node, "--hostname", "127.0.0.1"])
             .args(["--cpus", "4", "--mem", "2048", "--disk", "1000"])
             .args(["--attributes", attributes])
@@ -248,6 +249,26 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("pacer agent starts")
+    }
+
+    /// The endpoint flags of the agents a test adds: one certificate for 127.0.0.1, where
+    /// they all listen.
+    fn agent_tls(&self) -> Vec<String> {
+        if !self.dir().join("agent-extra.crt").exists() {
+            issue_cert(
+                &pacer_bin(),
+                self.dir(),
+                "agent-extra",
+                "127.0.0.1,localhost",
+            );
+        }
+        let file = |name: &str| self.dir().join(name).display().to_string();
+        vec![
+            "--agent-tls-cert".into(),
+            file("agent-extra.crt"),
+            "--agent-tls-key".into(),
+            file("agent-extra.key"),
+        ]
     }
 
     /// kill -9 of the agent started with `suffix`, then the same agent again (same node name,

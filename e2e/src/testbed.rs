@@ -45,6 +45,18 @@ impl reqwest::dns::Resolve for DockerNames {
     }
 }
 
+/// The etcd flags of identity `user`, as the bed's hosts find its files (/etc/pacer).
+fn identity(user: &str) -> Vec<String> {
+    vec![
+        "--etcd-cacert".into(),
+        "/etc/pacer/ca.crt".into(),
+        "--etcd-cert".into(),
+        format!("/etc/pacer/{user}.crt"),
+        "--etcd-key".into(),
+        format!("/etc/pacer/{user}.key"),
+    ]
+}
+
 pub struct TestBed {
     /// Prefix of every container, network and node name of this bed.
     pub name: String,
@@ -100,12 +112,30 @@ impl TestBed {
         // reaches them by the same names (`DockerNames`), so the names are checked for real.
         let ca = crate::make_ca(&crate::pacer_bin(), secrets.path());
         let servers: Vec<String> = (1..=servers).map(|i| format!("{name}-s{i}")).collect();
-        crate::issue_cert(
-            &crate::pacer_bin(),
+        let pacer = crate::pacer_bin();
+        crate::issue_cert(&pacer, secrets.path(), "server", &servers.join(","));
+        // etcd's members serve clients and each other with one certificate for their names;
+        // every process shows its own identity: `root` for the setup, `pacer-server` for the
+        // servers, `node-<host>` for each agent (the layout of manifests/deploy/README.md).
+        let members: Vec<String> = (1..=3).map(|i| format!("{name}-e{i}")).collect();
+        crate::issue(
+            &pacer,
             secrets.path(),
-            "server",
-            &servers.join(","),
+            "etcd",
+            &["--hosts", &members.join(","), "--usage", "both"],
         );
+        crate::issue_client_cert(&pacer, secrets.path(), pacer_runtime::etcd_auth::ROOT_USER);
+        crate::issue_client_cert(
+            &pacer,
+            secrets.path(),
+            pacer_runtime::etcd_auth::SERVER_USER,
+        );
+        for i in 1..=agents {
+            let host = format!("{name}-a{i}");
+            let user = pacer_runtime::etcd_auth::node_user(&host);
+            crate::issue_client_cert(&pacer, secrets.path(), &user);
+            crate::issue_cert(&pacer, secrets.path(), &format!("agent-{host}"), &host);
+        }
         pacer_apiserver::tls::install_crypto();
         let pem = std::fs::read(&ca).expect("ca.crt");
         let mut headers = reqwest::header::HeaderMap::new();
@@ -115,7 +145,7 @@ impl TestBed {
         );
         let bed = TestBed {
             secrets,
-            etcd: (1..=3).map(|i| format!("{name}-e{i}")).collect(),
+            etcd: members,
             servers,
             agents: (1..=agents).map(|i| format!("{name}-a{i}")).collect(),
             name,
@@ -127,17 +157,18 @@ impl TestBed {
                 .build()
                 .expect("http client"),
         };
+        let mount = format!("{}:/etc/pacer:ro", bed.secrets.path().display());
         let cluster: Vec<String> = bed
             .etcd
             .iter()
-            .map(|e| format!("{e}=http://{e}:2380"))
+            .map(|e| format!("{e}=https://{e}:2380"))
             .collect();
         for member in bed.etcd.clone() {
-            let advertise = format!("http://{member}:2379");
-            let peer = format!("http://{member}:2380");
+            let advertise = format!("https://{member}:2379");
+            let peer = format!("https://{member}:2380");
             bed.run(
                 &member,
-                &[],
+                &["-v", &mount],
                 &[
                     "etcd",
                     "--name",
@@ -145,11 +176,11 @@ impl TestBed {
                     "--data-dir",
                     "/var/lib/etcd",
                     "--listen-client-urls",
-                    "http://0.0.0.0:2379",
+                    "https://0.0.0.0:2379",
                     "--advertise-client-urls",
                     &advertise,
                     "--listen-peer-urls",
-                    "http://0.0.0.0:2380",
+                    "https://0.0.0.0:2380",
                     "--initial-advertise-peer-urls",
                     &peer,
                     "--initial-cluster",
@@ -162,12 +193,38 @@ impl TestBed {
                     "periodic",
                     "--auto-compaction-retention",
                     "5m",
+                    "--client-cert-auth",
+                    "--trusted-ca-file",
+                    "/etc/pacer/ca.crt",
+                    "--cert-file",
+                    "/etc/pacer/etcd.crt",
+                    "--key-file",
+                    "/etc/pacer/etcd.key",
+                    "--peer-client-cert-auth",
+                    "--peer-trusted-ca-file",
+                    "/etc/pacer/ca.crt",
+                    "--peer-cert-file",
+                    "/etc/pacer/etcd.crt",
+                    "--peer-key-file",
+                    "/etc/pacer/etcd.key",
                 ],
             );
         }
         let endpoints = bed.endpoints();
         let ttl = TTL.to_string();
-        let mount = format!("{}:/etc/pacer:ro", bed.secrets.path().display());
+        let root = identity(pacer_runtime::etcd_auth::ROOT_USER);
+        let mut setup = vec!["etcd".to_string(), "--etcd".into(), endpoints.clone()];
+        setup.extend(root.iter().cloned());
+        bed.once(&mount, &[&setup[..], &["setup".to_string()]].concat())
+            .await;
+        for agent in bed.agents.clone() {
+            bed.once(
+                &mount,
+                &[&setup[..], &["grant-node".to_string(), agent]].concat(),
+            )
+            .await;
+        }
+        let server_identity = identity(pacer_runtime::etcd_auth::SERVER_USER);
         for server in bed.servers.clone() {
             let advertise = format!("{server}:8080");
             bed.run(
@@ -184,6 +241,12 @@ impl TestBed {
                     "/etc/pacer/server.key",
                     "--etcd",
                     &endpoints,
+                    &server_identity[0],
+                    &server_identity[1],
+                    &server_identity[2],
+                    &server_identity[3],
+                    &server_identity[4],
+                    &server_identity[5],
                     "--listen",
                     "0.0.0.0:8080",
                     "--advertise",
@@ -195,14 +258,30 @@ impl TestBed {
         }
         for (i, agent) in bed.agents.clone().iter().enumerate() {
             let ports = format!("{}-{}", 33100 + i * 100, 33199 + i * 100);
+            let own = identity(&pacer_runtime::etcd_auth::node_user(agent));
             bed.run(
                 agent,
-                &["-v", "/var/run/docker.sock:/var/run/docker.sock"],
+                &[
+                    "-v",
+                    "/var/run/docker.sock:/var/run/docker.sock",
+                    "-v",
+                    &mount,
+                ],
                 &[
                     "pacer",
                     "agent",
                     "--etcd",
                     &endpoints,
+                    &own[0],
+                    &own[1],
+                    &own[2],
+                    &own[3],
+                    &own[4],
+                    &own[5],
+                    "--agent-tls-cert",
+                    &format!("/etc/pacer/agent-{agent}.crt"),
+                    "--agent-tls-key",
+                    &format!("/etc/pacer/agent-{agent}.key"),
                     "--node-name",
                     agent,
                     "--hostname",
@@ -257,11 +336,30 @@ impl TestBed {
         docker_ok(&args);
     }
 
-    /// `http://e1:2379,...` as the hosts on the network reach etcd.
+    /// Runs `pacer <args>` once in a container of its own on the bed's network, with the
+    /// secrets mounted, until it succeeds (etcd may still be forming its cluster).
+    async fn once(&self, mount: &str, args: &[String]) {
+        let mut command: Vec<&str> = vec!["run", "--rm", "--network", &self.name, "-v", mount];
+        command.extend(["--label", "pacer.io/testbed", IMAGE, "pacer"]);
+        command.extend(args.iter().map(String::as_str));
+        let done = crate::poll(Duration::from_secs(60), || async {
+            let out = docker(&command);
+            out.status.success().then_some(())
+        })
+        .await;
+        assert!(
+            done.is_some(),
+            "pacer {} kept failing: {}",
+            args.join(" "),
+            crate::text(&docker(&command).stderr)
+        );
+    }
+
+    /// `https://e1:2379,...` as the hosts on the network reach etcd.
     pub fn endpoints(&self) -> String {
         self.etcd
             .iter()
-            .map(|e| format!("http://{e}:2379"))
+            .map(|e| format!("https://{e}:2379"))
             .collect::<Vec<_>>()
             .join(",")
     }

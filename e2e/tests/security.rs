@@ -264,3 +264,46 @@ async fn a_task_on_the_host_network_gets_nothing_from_etcd_or_the_api_without_cr
         );
     }
 }
+
+#[tokio::test]
+async fn an_agent_endpoint_serves_only_clients_with_a_cluster_certificate() {
+    let c = Cluster::start("agentep", 1.0, 512.0, (32780, 32789)).await;
+    let node = c
+        .nodes()
+        .await
+        .into_iter()
+        .find(|n| n.metadata.name.as_deref() == Some(c.node.as_str()))
+        .expect("the node");
+    let address = node.spec.address.clone();
+    assert!(
+        address.starts_with("https://"),
+        "the agent endpoint is HTTPS: {address}"
+    );
+    let url = format!("{address}/ping");
+    // Trusting the CA is not enough: the endpoint wants a client certificate of it.
+    let no_cert = pacer_apiserver::tls::client(
+        Some(&c.dir().join("ca.crt")),
+        Some(&c.token),
+        Duration::from_secs(5),
+    )
+    .expect("a client");
+    let refused = no_cert.get(&url).send().await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate was served: {refused:?}"
+    );
+    let server = pacer_runtime::client::EtcdTls::in_dir(c.dir(), "pacer-server");
+    let with_cert = reqwest::Client::builder()
+        .use_preconfigured_tls(pacer_runtime::tls::client_config(&server).expect("a TLS config"))
+        .build()
+        .expect("a client");
+    let pong = with_cert
+        .get(&url)
+        .send()
+        .await
+        .expect("served")
+        .text()
+        .await
+        .expect("a body");
+    assert_eq!(pong, "pong");
+}

@@ -11,6 +11,7 @@ pub mod queue;
 pub mod reflector;
 pub mod retry;
 pub mod testing;
+pub mod tls;
 pub mod txn;
 pub mod watch_mux;
 pub mod watcher;
