@@ -19,7 +19,7 @@ struct Args {
     /// A tiny run of every benchmark (seconds, not minutes): checks the harness, not Pacer.
     #[arg(long)]
     smoke: bool,
-    /// Only these benchmarks (1-7), comma-separated.
+    /// Only these benchmarks (1-8), comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<u8>,
     /// Where to write the results (the part between the run markers is replaced).

@@ -23,6 +23,9 @@ pub struct Scale {
     containers: usize,
     idle_window: Duration,
     lifecycle_tasks: usize,
+    /// Apps listed by benchmark 8, and how long each of its rounds lasts.
+    api_apps: usize,
+    api_round: Duration,
 }
 
 impl Scale {
@@ -35,6 +38,8 @@ impl Scale {
             containers: 100,
             idle_window: Duration::from_secs(20),
             lifecycle_tasks: 100,
+            api_apps: 100,
+            api_round: Duration::from_secs(5),
         }
     }
 
@@ -47,6 +52,8 @@ impl Scale {
             containers: 2,
             idle_window: Duration::from_secs(2),
             lifecycle_tasks: 10,
+            api_apps: 5,
+            api_round: Duration::from_millis(500),
         }
     }
 }
@@ -111,6 +118,9 @@ impl Run {
         }
         if self.wants(6) {
             self.lifecycle(&mut figures).await?;
+        }
+        if self.wants(8) {
+            self.api_cost(&mut figures).await?;
         }
         Ok(figures)
     }
@@ -639,6 +649,105 @@ impl Run {
         }
         Ok(())
     }
+}
+
+impl Run {
+    /// Benchmark 8: what security costs the API. `GET /v2/apps` with HTTPS and a token
+    /// against the same on a replica started `--insecure` (plain HTTP, no authentication), on
+    /// the same etcd and records, alternating rounds so that both see the same machine.
+    async fn api_cost(&self, figures: &mut Vec<Figure>) -> Result<()> {
+        let n = self.scale.api_apps;
+        step(&format!(
+            "GET /v2/apps ({n} apps): HTTPS + token against plain HTTP without authentication"
+        ));
+        let mut bed = Bed::start(&self.pacer).await?;
+        bed.start_server().await?;
+        let plain_addr = format!("127.0.0.1:{}", pacer_runtime::etcd_process::free_port());
+        let plain_server = bed.spawn(
+            "plain-server",
+            &[
+                "server",
+                "--insecure",
+                "--listen",
+                &plain_addr,
+                "--leader-ttl",
+                "10",
+            ],
+        )?;
+        for i in 0..n {
+            bed.post_app(&sim_app(&format!("/bench/api{i}"), 0)).await?;
+        }
+        let plain = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let plain_url = format!("http://{plain_addr}/v2/apps");
+        wait_for(Duration::from_secs(30), "the plain replica", || async {
+            let resp = plain.get(&plain_url).send().await.ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await?;
+        let secure_url = format!("{}/v2/apps", bed.api);
+        let (mut secure_rates, mut plain_rates) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            secure_rates
+                .push(requests_per_second(&bed.http, &secure_url, self.scale.api_round).await?);
+            plain_rates.push(requests_per_second(&plain, &plain_url, self.scale.api_round).await?);
+        }
+        drop(plain_server);
+        let (secure, plain) = (median(&mut secure_rates), median(&mut plain_rates));
+        eprintln!(
+            "  {secure:.0} requests/s with TLS + token, {plain:.0} plain (medians of 3 rounds)"
+        );
+        figures.push(Figure {
+            bench: format!("8. GET /v2/apps ({n} apps), 16 connections"),
+            measured: format!("{secure:.0} requests/s over HTTPS with a token"),
+            baseline: format!("{plain:.0} requests/s over plain HTTP, no authentication"),
+            ratio: secure / plain.max(1e-9),
+            target: Target::AtLeast(0.8),
+        });
+        Ok(())
+    }
+}
+
+/// Requests per second of 16 concurrent loops of GETs of `url` for `round`, after a short
+/// warm-up (connections open, TLS sessions made).
+async fn requests_per_second(http: &reqwest::Client, url: &str, round: Duration) -> Result<f64> {
+    let get = |http: reqwest::Client, url: String| async move {
+        let resp = http.get(&url).send().await?;
+        anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.bytes().await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    let warm: Vec<_> = (0..16)
+        .map(|_| get(http.clone(), url.to_string()))
+        .collect();
+    for done in futures::future::join_all(warm).await {
+        done?;
+    }
+    let start = Instant::now();
+    let loops: Vec<_> = (0..16)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.to_string());
+            tokio::spawn(async move {
+                let mut count = 0u64;
+                while start.elapsed() < round {
+                    get(http.clone(), url.clone()).await?;
+                    count += 1;
+                }
+                Ok::<_, anyhow::Error>(count)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for done in futures::future::join_all(loops).await {
+        total += done??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[values.len() / 2]
 }
 
 /// What etcd did at capacity in the placement baseline.
