@@ -110,6 +110,8 @@ impl std::fmt::Debug for BasicUser {
 #[derive(Clone)]
 pub struct Authenticator {
     tokens: Store<ApiToken>,
+    /// For a token the cache does not hold yet (created a moment ago, on another replica).
+    api: Api<ApiToken>,
     basic: Arc<Vec<BasicUser>>,
     /// Every caller is an admin: `--insecure` only.
     insecure: bool,
@@ -120,9 +122,10 @@ impl Authenticator {
     /// Watches the ApiToken records of `api` until the last clone is dropped.
     pub fn new(api: Api<ApiToken>) -> Authenticator {
         let stop = CancellationToken::new();
-        let cache = Reflector::start(api, "", stop.clone());
+        let cache = Reflector::start(api.clone(), "", stop.clone());
         Authenticator {
             tokens: cache.store(),
+            api,
             basic: Arc::default(),
             insecure: false,
             _watch: Arc::new(stop.drop_guard()),
@@ -162,7 +165,20 @@ impl Authenticator {
                 let _ =
                     tokio::time::timeout(Duration::from_secs(5), self.tokens.wait_ready()).await;
                 let (name, secret) = split_token(token).ok_or(Refused::Token)?;
-                let record = self.tokens.get(name).ok_or(Refused::Token)?;
+                check_token_name(name).map_err(|_| Refused::Token)?;
+                let record = match self.tokens.get(name) {
+                    Some(record) => record,
+                    // A token just created may not have reached the cache: etcd decides.
+                    // A revoked one is gone from both.
+                    None => std::sync::Arc::new(
+                        self.api
+                            .get(name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .ok_or(Refused::Token)?,
+                    ),
+                };
                 verify(&record.spec, secret, pacer_crd::time::Timestamp::now())?;
                 let role = Role::parse(&record.spec.role).ok_or(Refused::Token)?;
                 Ok(Some(Principal {
