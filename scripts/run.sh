@@ -27,5 +27,5 @@ done
 "$pacer" get tasks
 echo
 echo "Pacer is up: try \`$pacer get apps\`, \`docker ps --filter label=pacer.io/app=hello\`,"
-echo "\`eval \"\$(\$pacer config env)\"; etcdctl get --prefix /pacer/\`. Ctrl-C stops it (containers keep running until deleted)."
+echo "\`eval \"\$($pacer config env)\"; etcdctl get --prefix /pacer/\`. Ctrl-C stops it (containers keep running until deleted)."
 wait $up

@@ -49,6 +49,9 @@ pub struct AgentConfig {
     /// HTTPS for the endpoint, to clients with a certificate of the cluster CA only (the
     /// apiservers); plain HTTP without (`--insecure`).
     pub tls: Option<AgentTls>,
+    /// Who runs a process task that names no `user` (`nobody`); the agent's own user when
+    /// `None`.
+    pub task_user: Option<String>,
 }
 
 /// The agent endpoint's certificate and key, and the CA its clients' certificates must be
@@ -80,7 +83,7 @@ pub async fn run(
     client: Client,
     token: CancellationToken,
 ) -> Result<(), Error> {
-    let drivers = Drivers::connect(&config.work_dir)
+    let drivers = Drivers::connect(&config.work_dir, config.task_user.clone())
         .await
         .map_err(Error::Docker)?;
     let listener = tokio::net::TcpListener::bind(config.listen)

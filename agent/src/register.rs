@@ -203,6 +203,7 @@ mod moving {
             hostname: name.into(),
             listen: "127.0.0.1:0".parse().expect("address"),
             tls: None,
+            task_user: None,
             capacity: Resources::new(1.0, 64.0, 0.0),
             ports: vec![PortRange {
                 begin: 31000,

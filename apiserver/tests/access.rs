@@ -7,7 +7,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use pacer_apiserver::access::{Need, Target};
 use pacer_apiserver::auth::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -271,7 +270,6 @@ async fn a_revoked_token_is_refused_by_another_replica_within_a_second() {
         "revocation seen by a second replica after {:?}",
         revoked.elapsed()
     );
-    let _ = (Need::PUBLIC, Target::Cluster);
 }
 
 #[tokio::test]

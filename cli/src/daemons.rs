@@ -249,6 +249,11 @@ pub struct AgentArgs {
     agent_tls_cert: Option<PathBuf>,
     #[arg(long, env = "PACER_AGENT_TLS_KEY", requires = "agent_tls_cert")]
     agent_tls_key: Option<PathBuf>,
+    /// Who runs a process task that names no `user`: `nobody` unless given (`""`: the
+    /// agent's own user, root on most nodes). A task runs as root only by asking for it, and
+    /// the admission policy refuses that unless an admin allows it.
+    #[arg(long, env = "PACER_TASK_USER", default_value = "nobody")]
+    task_user: String,
     /// Seconds without contact after which the node is considered gone (renewed every third
     /// of that), at least: 40 s, like Kubernetes' node grace period. A larger cluster gets
     /// longer leases (`--max-lease-renewals`).
@@ -388,6 +393,7 @@ impl AgentArgs {
             max_lease_renewals: self.max_lease_renewals,
             local_nodes: 1,
             tls: None,
+            task_user: Some(self.task_user.trim().to_string()).filter(|u| !u.is_empty()),
         })
     }
 }

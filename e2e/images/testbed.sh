@@ -20,6 +20,10 @@ for bin in "$pacer" "$(command -v etcd)" "$(command -v etcdctl)"; do
     cp -L "$lib" "$root$lib"
   done
 done
+# The accounts a node has: process tasks run as `nobody` unless they name a user.
+mkdir -p "$root/etc"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 cp "$here/testbed/Dockerfile" "$ctx/Dockerfile"
 docker build -q -t pacer/testbed:latest "$ctx" >/dev/null
 echo "built pacer/testbed:latest"

@@ -18,6 +18,7 @@ if [ ! -x "$dcos_venv/bin/dcos" ]; then
   echo 'import dcos_py311_shim' > "$site/dcos_py311_shim.pth"
 fi
 work=$(mktemp -d)
+chmod 755 "$work"   # process tasks run as nobody: their sandboxes below must be reachable
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 api=$(port); etcd=$(port)
 # Security stays on: the marathon library authenticates with basic credentials, the DC/OS CLI

@@ -55,7 +55,16 @@ pub struct Cluster {
 /// a test knows it before the server starts; the token.
 pub fn write_admin_token(dir: &Path) -> String {
     let (token, _) = pacer_apiserver::auth::new_token("admin");
-    std::fs::write(dir.join("admin.token"), format!("{token}\n")).expect("write admin.token");
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("admin.token"))
+        .expect("write admin.token");
+    writeln!(file, "{token}").expect("write admin.token");
     token
 }
 
@@ -163,6 +172,11 @@ impl Cluster {
         ensure_image();
         pacer_runtime::install_crypto();
         let dir = tempfile::tempdir().expect("temp dir");
+        // Process tasks run as `nobody`: their sandboxes below must be reachable (the keys
+        // and the token in it stay their owner's, mode 0600).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the test's folder");
         let token = write_admin_token(dir.path());
         let ca = make_ca(&pacer_bin(), dir.path());
         let etcd = secure_etcd(&pacer_bin(), dir.path()).await;

@@ -228,7 +228,7 @@ async fn a_task_on_the_host_network_gets_nothing_from_etcd_or_the_api_without_cr
     // etcd: plain HTTP and HTTPS without a client certificate; the API: plain HTTP and
     // HTTPS without a token (the server's certificate not even checked).
     let probe = format!(
-        "for u in http://127.0.0.1:{etcd_port}/version https://127.0.0.1:{etcd_port}/version \
+        "echo uid=$(id -u); for u in http://127.0.0.1:{etcd_port}/version https://127.0.0.1:{etcd_port}/version \
          http://127.0.0.1:{api_port}/v2/apps https://127.0.0.1:{api_port}/v2/apps; do \
          out=$(timeout 5 wget -q --no-check-certificate -O - $u 2>/dev/null); \
          if echo \"$out\" | grep -q -e etcdserver -e '\"apps\"'; then echo open $u; else echo refused $u; fi; done; sleep 600"
@@ -262,6 +262,10 @@ async fn a_task_on_the_host_network_gets_nothing_from_etcd_or_the_api_without_cr
             4,
             "{app} reached something:\n{output}"
         );
+        if app == "probe-process" {
+            // A process task that names no user runs as nobody, not as the agent's root.
+            assert!(output.contains("uid=65534"), "{app} ran as:\n{output}");
+        }
     }
 }
 

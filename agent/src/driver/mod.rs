@@ -107,10 +107,14 @@ pub enum Drivers {
 }
 
 impl Drivers {
-    pub async fn connect(work_dir: &Path) -> Result<Drivers, bollard::errors::Error> {
+    /// The real drivers; process tasks without a `user` run as `task_user`.
+    pub async fn connect(
+        work_dir: &Path,
+        task_user: Option<String>,
+    ) -> Result<Drivers, bollard::errors::Error> {
         Ok(Drivers::Real {
             docker: Arc::new(Docker::connect().await?),
-            process: Arc::new(Process::new(work_dir)),
+            process: Arc::new(Process::with_default_user(work_dir, task_user)),
         })
     }
 

@@ -29,13 +29,23 @@ pub struct Sandbox {
 
 pub struct Process {
     sandboxes: PathBuf,
+    /// Who runs a task that names no `user` (`--task-user`, `nobody` by default): never the
+    /// agent's root unless a task asks for root by name.
+    default_user: Option<String>,
     /// Exit codes of the processes this agent started, by task name (None while running).
     exits: Mutex<HashMap<String, watch::Receiver<Option<i64>>>>,
 }
 
 impl Process {
     pub fn new(work_dir: &Path) -> Process {
+        Process::with_default_user(work_dir, None)
+    }
+
+    /// A driver running tasks without a `user` as `default_user` (the agent's own user when
+    /// `None`).
+    pub fn with_default_user(work_dir: &Path, default_user: Option<String>) -> Process {
         Process {
+            default_user,
             sandboxes: work_dir.join("sandboxes"),
             exits: Mutex::default(),
         }
@@ -101,10 +111,11 @@ fn argv(app: &AppSpec) -> Result<Vec<String>, DriverError> {
     }
 }
 
-/// The account the app's `user` names on this node, if it names one; an unknown one is an
-/// error naming it (the task fails to start).
-fn account_of(app: &AppSpec) -> Result<Option<Account>, DriverError> {
-    let Some(user) = app.user.as_deref().filter(|u| !u.trim().is_empty()) else {
+/// The account the app's `user` (or else `default`) names on this node, if any; an unknown
+/// one is an error naming it (the task fails to start).
+fn account_of(app: &AppSpec, default: Option<&str>) -> Result<Option<Account>, DriverError> {
+    let named = app.user.as_deref().filter(|u| !u.trim().is_empty());
+    let Some(user) = named.or(default.filter(|u| !u.trim().is_empty())) else {
         return Ok(None);
     };
     let account = Accounts::read(user).and_then(|accounts| accounts.resolve(user));
@@ -189,7 +200,7 @@ impl Driver for Process {
         let id = task.metadata.name.clone().unwrap_or_default();
         let dir = self.sandbox(&id)?;
         let argv = argv(&task.spec.app)?;
-        let account = account_of(&task.spec.app)?;
+        let account = account_of(&task.spec.app, self.default_user.as_deref())?;
         let mut files = make_sandbox(&dir, account.as_ref())?;
         let mut command = wrapper(&argv, &dir, account.as_ref());
         command
@@ -262,7 +273,7 @@ impl Driver for Process {
     /// As the task's user: a check is the app's code too.
     async fn exec(&self, handle: &Handle, task: &Task, check: &str) -> Result<i64, DriverError> {
         let dir = self.sandbox(&handle.id)?;
-        let account = account_of(&task.spec.app)?;
+        let account = account_of(&task.spec.app, self.default_user.as_deref())?;
         let mut command = Command::new("/bin/sh");
         command.arg("-c").arg(check);
         run_as(&mut command, account.as_ref(), &dir);
