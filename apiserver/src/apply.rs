@@ -87,6 +87,12 @@ async fn apply_with(
     kill: &[String],
 ) -> Result<ApplyResult, ApiError> {
     desired.spec.normalize();
+    // Every path that writes an app checks it here too: a scale (`scaleBy`, kill with
+    // `scale=true`) must not store what a create would refuse.
+    let problems = desired.spec.validate();
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(pacer_crd::FieldErrors(problems)));
+    }
     let request = Request {
         desired: &desired,
         create_only,

@@ -700,3 +700,32 @@ async fn service_ports_are_cluster_unique_and_freed_on_delete() {
         .await;
     assert_eq!(code, 201, "{body}");
 }
+
+/// A scale is checked as a create is: no count a create would refuse is stored, whatever
+/// path it comes by.
+#[tokio::test]
+async fn scaling_past_the_limits_is_refused_and_changes_nothing() {
+    let s = server().await;
+    let app = json!({"id": "/grp/big", "cmd": "sleep 100", "cpus": 0, "mem": 0, "instances": 1, "portDefinitions": []});
+    let (code, _, body) = s.call(Method::POST, "/v2/apps", Some(app)).await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _, body) = s
+        .call(
+            Method::PUT,
+            "/v2/apps/grp/big?force=true",
+            Some(json!({"instances": 1_000_000_000_i64})),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("instances"), "{body}");
+    let (code, _, body) = s
+        .call(
+            Method::PUT,
+            "/v2/groups/grp?force=true",
+            Some(json!({"scaleBy": 1e12})),
+        )
+        .await;
+    assert_eq!(code, 422, "scaleBy past the limit: {body}");
+    let (_, _, app) = s.call(Method::GET, "/v2/apps/grp/big", None).await;
+    assert_eq!(app["app"]["instances"], 1, "nothing was stored");
+}

@@ -226,7 +226,7 @@ fn unreachable(
         if gone_for >= inactive_after {
             return (Some(task.clone()), None);
         }
-        let left = Duration::from_secs_f64(inactive_after - gone_for);
+        let left = pacer_crd::time::secs(inactive_after - gone_for);
         recheck = Some(recheck.map_or(left, |r| r.min(left)));
     }
     (None, recheck)
@@ -456,7 +456,7 @@ fn record_failure(app: &App, task: &Task, status: &mut AppStatus, now: Timestamp
     let exp = (status.consecutive_failures - 1).min(64) as i32;
     let delay =
         (spec.backoff_seconds * spec.backoff_factor.powi(exp)).min(spec.max_launch_delay_seconds);
-    let until = now + Duration::from_secs_f64(delay.max(0.0));
+    let until = now + pacer_crd::time::secs(delay);
     status.launch_delayed_until = Some(pacer_runtime::timestamp(until));
     let task_status = task.status.clone().unwrap_or_default();
     status.last_task_failure = Some(TaskFailure {
@@ -477,7 +477,7 @@ fn launch_delay(status: &AppStatus, app: &App, now: Timestamp) -> Option<Duratio
         .as_ref()
         .is_some_and(|f| f.version == app.version());
     let ago = pacer_crd::time::seconds_since(status.launch_delayed_until.as_deref(), now)?;
-    (same_version && ago < 0.0).then(|| Duration::from_secs_f64(-ago))
+    (same_version && ago < 0.0).then(|| pacer_crd::time::secs(-ago))
 }
 
 /// A task of the app's current version bound to `node`; its id is Marathon's `app.uuid`.

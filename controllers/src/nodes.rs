@@ -71,7 +71,7 @@ pub fn node_loss(task: &Task, node_present: bool, now: Timestamp) -> NodeLoss {
         .and_then(|s| s.unreachable_since.as_deref());
     let gone_for = pacer_crd::time::seconds_since(since, now).unwrap_or(0.0);
     if gone_for < expunge {
-        NodeLoss::Wait(Duration::from_secs_f64(expunge - gone_for))
+        NodeLoss::Wait(pacer_crd::time::secs(expunge - gone_for))
     } else {
         NodeLoss::Expunge
     }

@@ -151,20 +151,23 @@ impl JobSpec {
             ("backoffSeconds", self.backoff_seconds),
             ("backoffFactor", self.backoff_factor),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
+            if !crate::time::is_seconds(v) {
                 found.push(FieldError::new(
                     format!("spec.{name}"),
-                    format!("must be >= 0 (got {v})"),
+                    format!("must be from 0 to {} (got {v})", crate::time::MAX_SECONDS),
                 ));
             }
         }
         if let Some(d) = self
             .active_deadline_seconds
-            .filter(|d| !(d.is_finite() && *d > 0.0))
+            .filter(|d| !(crate::time::is_seconds(*d) && *d > 0.0))
         {
             found.push(FieldError::new(
                 "spec.activeDeadlineSeconds",
-                format!("must be > 0 (got {d})"),
+                format!(
+                    "must be above 0 and at most {} (got {d})",
+                    crate::time::MAX_SECONDS
+                ),
             ));
         }
         if let Some(Err(problems)) = self.schedule.as_ref().map(Schedule::parse) {

@@ -8,6 +8,18 @@ const OPERATORS: [&str; 7] = [
     "UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS",
 ];
 
+/// The most instances one app may ask for: placement works per instance, so a count no fleet
+/// holds would only make the scheduler busy (Marathon's clusters ran thousands).
+pub const MAX_INSTANCES: i64 = 1_000_000;
+/// The largest backoff factor: past it the first retries already wait the maximum.
+const MAX_BACKOFF_FACTOR: f64 = 1000.0;
+/// The most failed health checks in a row an app may tolerate.
+const MAX_FAILURES: i64 = 1_000_000;
+/// [`crate::time::MAX_SECONDS`] as whole seconds.
+const MAX_SECONDS_INT: i64 = crate::time::MAX_SECONDS as i64;
+/// The rule every time of a record follows.
+const SECONDS: &str = "must be a number of seconds from 0 to 315360000 (10 years)";
+
 /// Collects problems under one path prefix.
 struct Problems {
     found: Vec<FieldError>,
@@ -35,9 +47,9 @@ impl AppSpec {
             ("expungeAfterSeconds", u.expunge_after_seconds),
         ] {
             p.check(
-                value.is_finite() && value >= 0.0,
+                crate::time::is_seconds(value),
                 format!("spec.unreachableStrategy.{name}"),
-                format!("must be >= 0 (got {value})"),
+                format!("{} (got {value})", SECONDS),
             );
         }
         p.check(
@@ -71,9 +83,9 @@ impl AppSpec {
 
     fn check_scalars(&self, p: &mut Problems) {
         p.check(
-            self.instances >= 0,
+            (0..=MAX_INSTANCES).contains(&self.instances),
             "spec.instances",
-            format!("must be >= 0 (got {})", self.instances),
+            format!("must be from 0 to {MAX_INSTANCES} (got {})", self.instances),
         );
         for (name, value) in [("cpus", self.cpus), ("mem", self.mem), ("disk", self.disk)] {
             p.check(
@@ -82,25 +94,28 @@ impl AppSpec {
                 format!("must be >= 0 (got {value})"),
             );
         }
+        for (name, value) in [
+            ("backoffSeconds", self.backoff_seconds),
+            ("maxLaunchDelaySeconds", self.max_launch_delay_seconds),
+            (
+                "taskKillGracePeriodSeconds",
+                self.task_kill_grace_period_seconds,
+            ),
+        ] {
+            p.check(
+                crate::time::is_seconds(value),
+                format!("spec.{name}"),
+                format!("{SECONDS} (got {value})"),
+            );
+        }
         p.check(
-            self.backoff_seconds >= 0.0,
-            "spec.backoffSeconds",
-            "must be >= 0",
-        );
-        p.check(
-            self.backoff_factor >= 1.0,
+            self.backoff_factor.is_finite()
+                && (1.0..=MAX_BACKOFF_FACTOR).contains(&self.backoff_factor),
             "spec.backoffFactor",
-            "must be >= 1",
-        );
-        p.check(
-            self.max_launch_delay_seconds >= 0.0,
-            "spec.maxLaunchDelaySeconds",
-            "must be >= 0",
-        );
-        p.check(
-            self.task_kill_grace_period_seconds >= 0.0,
-            "spec.taskKillGracePeriodSeconds",
-            "must be >= 0",
+            format!(
+                "must be from 1 to {MAX_BACKOFF_FACTOR} (got {})",
+                self.backoff_factor
+            ),
         );
         for key in self.env.keys() {
             p.check(
@@ -277,10 +292,21 @@ impl AppSpec {
                 ("gracePeriodSeconds", hc.grace_period_seconds),
                 ("intervalSeconds", hc.interval_seconds),
                 ("timeoutSeconds", hc.timeout_seconds),
-                ("maxConsecutiveFailures", hc.max_consecutive_failures),
             ] {
-                p.check(v >= 0, format!("{at}.{name}"), "must be >= 0");
+                p.check(
+                    (0..=MAX_SECONDS_INT).contains(&v),
+                    format!("{at}.{name}"),
+                    format!("{SECONDS} (got {v})"),
+                );
             }
+            p.check(
+                (0..=MAX_FAILURES).contains(&hc.max_consecutive_failures),
+                format!("{at}.maxConsecutiveFailures"),
+                format!(
+                    "must be from 0 to {MAX_FAILURES} (got {})",
+                    hc.max_consecutive_failures
+                ),
+            );
         }
     }
 
@@ -310,9 +336,9 @@ impl AppSpec {
                 "must start with '/'",
             );
             p.check(
-                rc.interval_seconds >= 0,
+                (0..=MAX_SECONDS_INT).contains(&rc.interval_seconds),
                 format!("{at}.intervalSeconds"),
-                "must be >= 0",
+                format!("{SECONDS} (got {})", rc.interval_seconds),
             );
             p.check(
                 rc.timeout_seconds >= 1 && rc.timeout_seconds <= rc.interval_seconds.max(1),
@@ -408,10 +434,45 @@ mod tests {
             vec![
                 "spec.readinessChecks[0].portName",
                 "spec.readinessChecks[0].path",
+                "spec.readinessChecks[0].intervalSeconds",
                 "spec.readinessChecks[0].timeoutSeconds",
                 "spec.readinessChecks[0].httpStatusCodesForReady",
             ]
         );
+    }
+
+    #[test]
+    fn counts_and_times_no_arithmetic_could_take_are_refused_by_name() {
+        let found = paths(
+            serde_json::json!({"cmd": "x", "instances": 1_000_000_000_i64,
+            "backoffSeconds": 1e300, "backoffFactor": 1e6, "maxLaunchDelaySeconds": 1e300,
+            "taskKillGracePeriodSeconds": 1e300,
+            "unreachableStrategy": {"inactiveAfterSeconds": 1e300, "expungeAfterSeconds": 1e300},
+            "healthChecks": [{"protocol": "TCP", "intervalSeconds": 9223372036854775807_i64,
+                              "maxConsecutiveFailures": 9223372036854775807_i64}]}),
+        );
+        for path in [
+            "spec.instances",
+            "spec.backoffSeconds",
+            "spec.backoffFactor",
+            "spec.maxLaunchDelaySeconds",
+            "spec.taskKillGracePeriodSeconds",
+            "spec.unreachableStrategy.inactiveAfterSeconds",
+            "spec.unreachableStrategy.expungeAfterSeconds",
+            "spec.healthChecks[0].intervalSeconds",
+            "spec.healthChecks[0].maxConsecutiveFailures",
+        ] {
+            assert!(
+                found.iter().any(|p| p == path),
+                "{path} not refused: {found:?}"
+            );
+        }
+        // The largest allowed values are accepted.
+        let edge = paths(
+            serde_json::json!({"cmd": "x", "instances": super::MAX_INSTANCES,
+            "backoffSeconds": crate::time::MAX_SECONDS, "taskKillGracePeriodSeconds": 0}),
+        );
+        assert!(edge.is_empty(), "{edge:?}");
     }
 
     #[test]

@@ -356,7 +356,7 @@ async fn bad_manifests_fail_with_the_field_and_store_nothing() {
         (
             "negative.yaml",
             good.replace("instances: 1", "instances: -2"),
-            "spec.instances: must be >= 0",
+            "spec.instances: must be from 0 to 1000000",
         ),
         (
             "unknown-kind.yaml",

@@ -432,3 +432,69 @@ async fn a_reconcile_that_keeps_failing_is_said_once_with_its_key() {
     token.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), run).await;
 }
+
+/// A reconcile that panics does not wedge its key: the panic is caught and counted, the key
+/// is retried with backoff and reconciled once the panic stops, and other keys carry on.
+#[tokio::test]
+async fn a_panicking_reconcile_is_retried_and_wedges_nothing() {
+    let h = harness().await;
+    let apps: Api<App> = Api::new(&h.client);
+    let token = CancellationToken::new();
+    let reflector = Reflector::start(apps.clone(), "", token.clone());
+    let controller = Controller::new(&reflector, token.clone());
+    let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let before = pacer_runtime::controller::panics_caught();
+    let reconcile = {
+        let attempts = attempts.clone();
+        move |app: Arc<App>, api: Arc<Api<App>>| {
+            let attempts = attempts.clone();
+            async move {
+                let name = app.metadata.name.clone().unwrap_or_default();
+                if name == "bad" && attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                    panic!("a user value this reconcile could not take");
+                }
+                let status = AppStatus {
+                    observed_generation: app.metadata.generation.unwrap_or(0),
+                    ..Default::default()
+                };
+                api.update_status(&name, status).await?;
+                Ok::<_, pacer_runtime::Error>(Action::await_change())
+            }
+        }
+    };
+    let run = tokio::spawn(controller.run(
+        reconcile,
+        |_, _, _| Action::await_change(),
+        Arc::new(apps.clone()),
+    ));
+    apps.create(&App::test("bad")).await.unwrap();
+    apps.create(&App::test("good")).await.unwrap();
+    let observed = |name: &'static str| {
+        let apps = apps.clone();
+        async move {
+            apps.get(name)
+                .await
+                .unwrap()
+                .and_then(|a| a.status)
+                .is_some()
+        }
+    };
+    eventually(Duration::from_secs(10), "the good app reconciled", || {
+        observed("good")
+    })
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the bad app reconciled after two panics",
+        || observed("bad"),
+    )
+    .await;
+    // Two panics, then a success (and maybe one more for its own status write).
+    assert!(attempts.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert!(pacer_runtime::controller::panics_caught() >= before + 2);
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("controller stops when cancelled")
+        .unwrap();
+}

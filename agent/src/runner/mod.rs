@@ -279,8 +279,7 @@ impl TaskRun {
     }
 
     fn grace(&self) -> Duration {
-        let seconds = self.task.spec.app.task_kill_grace_period_seconds;
-        Duration::from_secs_f64(seconds.max(0.0))
+        pacer_crd::time::secs(self.task.spec.app.task_kill_grace_period_seconds)
     }
 }
 
