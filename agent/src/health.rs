@@ -129,7 +129,7 @@ fn judge(
 /// redirect is followed.
 pub fn check_client() -> reqwest::Client {
     reqwest::Client::builder()
-        .use_preconfigured_tls(pacer_runtime::client_tls([]))
+        .use_preconfigured_tls(pacer_runtime::tls::anonymous_client_config([]))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client with a preconfigured TLS setup builds")

@@ -116,26 +116,26 @@ impl Default for Routes {
     }
 }
 
-/// The caller of a request, set by [`authenticate`]: `None` when it sent no credentials.
-#[derive(Clone, Debug)]
-pub struct Caller(pub Option<Principal>);
-
 tokio::task_local! {
-    /// The role of the request being handled, for checks deep in a write (admission policy
+    /// The caller of the request being handled, set by [`authenticate`] (`None`: no
+    /// credentials): for [`require`], and for checks deep in a write (admission policy
     /// exceptions by role) without handing it down every call.
-    static CALLER_ROLE: Option<Role>;
+    static CALLER: Option<Principal>;
+}
+
+/// The caller of the request being handled.
+fn caller() -> Option<Principal> {
+    CALLER.try_with(Clone::clone).ok().flatten()
 }
 
 /// The role of the caller of the request being handled (`read` outside of one).
 pub fn caller_role() -> &'static str {
-    CALLER_ROLE
-        .try_with(|role| role.map_or("read", Role::as_str))
-        .unwrap_or("read")
+    caller().map_or("read", |p| p.role.as_str())
 }
 
 /// Reads the credentials of every request (401 at once for wrong ones) and leaves the caller
 /// for [`require`] and the audit log.
-pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -158,11 +158,7 @@ pub async fn authenticate(State(state): State<ApiState>, mut req: Request, next:
         }
     });
     let response = match authenticated {
-        Ok(principal) => {
-            let role = principal.as_ref().map(|p| p.role);
-            req.extensions_mut().insert(Caller(principal));
-            CALLER_ROLE.scope(role, next.run(req)).await
-        }
+        Ok(principal) => CALLER.scope(principal, next.run(req)).await,
         Err(refused) => {
             tracing::info!(path = %req.uri().path(), reason = %refused, "credentials refused");
             denied(StatusCode::UNAUTHORIZED, req.uri().path())
@@ -187,8 +183,7 @@ async fn require(
         return next.run(req).await;
     };
     let path = req.uri().path().to_string();
-    let caller = req.extensions().get::<Caller>().and_then(|c| c.0.clone());
-    let Some(caller) = caller else {
+    let Some(caller) = caller() else {
         return denied(StatusCode::UNAUTHORIZED, &path);
     };
     if caller.role < role {

@@ -93,11 +93,14 @@ async fn apply_with(
     if !problems.is_empty() {
         return Err(ApiError::Invalid(pacer_crd::FieldErrors(problems)));
     }
+    // Read once per request, not per attempt of the write.
+    let policy = crate::policy::current(state).await?;
     let request = Request {
         desired: &desired,
         create_only,
         plan,
         kill,
+        policy: &policy,
     };
     pacer_runtime::retry::on_conflict(|| apply_once(state, &request)).await
 }
@@ -109,6 +112,8 @@ struct Request<'a> {
     plan: Option<&'a str>,
     /// Tasks to kill, the count lowered by as many.
     kill: &'a [String],
+    /// The admission policy in effect.
+    policy: &'a pacer_crd::policy::PolicySpec,
 }
 
 /// Reads the app and the port claims, decides the change and writes it with its deployment,
@@ -125,7 +130,7 @@ async fn apply_once(state: &ApiState, request: &Request<'_>) -> Result<ApplyResu
         same == desired.spec
     });
     if !count_only {
-        crate::policy::admit_app(state, &name, &desired.spec).await?;
+        crate::policy::admit_app(request.policy, &name, &desired.spec)?;
     }
     let ports = service_ports::assign(
         state,
@@ -437,11 +442,14 @@ mod tests {
     }
 
     fn request<'a>(desired: &'a App, kill: &'a [String]) -> Request<'a> {
+        static DEFAULT: std::sync::LazyLock<pacer_crd::policy::PolicySpec> =
+            std::sync::LazyLock::new(Default::default);
         Request {
             desired,
             create_only: false,
             plan: None,
             kill,
+            policy: &DEFAULT,
         }
     }
 

@@ -143,10 +143,6 @@ impl Authenticator {
         self
     }
 
-    pub fn is_insecure(&self) -> bool {
-        self.insecure
-    }
-
     /// The caller of a request with this `Authorization` header: `None` without one.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Option<Principal>, Refused> {
         if self.insecure {
@@ -237,7 +233,7 @@ impl<'a> Credential<'a> {
 
 /// A token is `<name>.<secret>`: the name finds the record, the secret is checked against its
 /// hash.
-fn split_token(token: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_token(token: &str) -> Option<(&str, &str)> {
     let (name, secret) = token.rsplit_once('.')?;
     (!name.is_empty() && !secret.is_empty()).then_some((name, secret))
 }
@@ -264,17 +260,18 @@ fn verify(
 /// SHA-256 of a token's secret, hex: what the record keeps. The secret is 256 random bits, so a
 /// fast hash is enough (no password stretching needed).
 pub fn hash_secret(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A new token for record `name`: the token to hand out once, and the hash to store.
 pub fn new_token(name: &str) -> (String, String) {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = hex(&bytes);
     (format!("{name}.{secret}"), hash_secret(&secret))
 }
 

@@ -73,12 +73,7 @@ impl ApiState {
             auth: auth::Authenticator::new(Api::new(client)),
             audit: audit::AuditLog::default(),
             event_callbacks: std::sync::Arc::default(),
-            // The log proxy's: an agent's answer is passed on, never followed elsewhere.
-            http: reqwest::Client::builder()
-                .use_preconfigured_tls(pacer_runtime::client_tls([]))
-                .timeout(std::time::Duration::from_secs(30))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
+            http: log_proxy(pacer_runtime::tls::anonymous_client_config([]))
                 .expect("an HTTP client with a preconfigured TLS setup builds"),
             identity: String::new(),
         }
@@ -89,9 +84,11 @@ impl ApiState {
         self
     }
 
-    /// How callers authenticate (basic users, or none at all with `--insecure`).
-    pub fn with_auth(mut self, auth: auth::Authenticator) -> Self {
-        self.auth = auth;
+    /// Marathon's basic users besides tokens, or (`insecure`) no authentication at all, on
+    /// the token cache this state already watches.
+    pub fn with_authentication(mut self, basic: Vec<auth::BasicUser>, insecure: bool) -> Self {
+        let auth = self.auth.clone().with_basic(basic);
+        self.auth = if insecure { auth.insecure() } else { auth };
         self
     }
 
@@ -101,13 +98,7 @@ impl ApiState {
         mut self,
         identity: &pacer_runtime::client::EtcdTls,
     ) -> Result<Self, String> {
-        let tls = pacer_runtime::tls::client_config(identity)?;
-        self.http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(std::time::Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
+        self.http = log_proxy(pacer_runtime::tls::client_config(identity)?)?;
         Ok(self)
     }
 
@@ -122,6 +113,16 @@ impl ApiState {
         self.event_callbacks = std::sync::Arc::new(allowed);
         self
     }
+}
+
+/// The log proxy's client: an agent's answer is passed on, never followed elsewhere.
+fn log_proxy(tls: rustls::ClientConfig) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 pub use marathon::subscriptions::{CallbackRule, deliver as deliver_events};

@@ -39,36 +39,31 @@ pub fn routes() -> Routes {
         .on(M::GET, "/tasks", Need::READ, list_tasks)
         .on(M::GET, "/tasks/{name}", Need::READ, get_task)
         .on(M::GET, "/tasks/{name}/logs", Need::WRITE, task_logs)
-        .on(
-            M::GET,
-            "/nodes",
+        .readable("/nodes", |s| s.nodes.clone())
+        .listed("/offers", |s| s.offers.clone())
+        .readable("/deployments", |s| s.deployments.clone())
+}
+
+impl Routes {
+    /// `GET <path>`: the records of one kind to readers, as a list or (`?watch=true`) a watch.
+    pub(crate) fn listed<K: Record>(self, path: &str, api: fn(&ApiState) -> Api<K>) -> Routes {
+        self.on(
+            Method::GET,
+            path,
             Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.nodes, q.0),
+            move |s: State<ApiState>, q: Query<ListQuery>| list(api(&s.0), q.0),
         )
-        .on(
-            M::GET,
-            "/nodes/{name}",
+    }
+
+    /// [`Routes::listed`] and `GET <path>/{name}`: one record by name.
+    pub(crate) fn readable<K: Record>(self, path: &str, api: fn(&ApiState) -> Api<K>) -> Routes {
+        self.listed(path, api).on(
+            Method::GET,
+            &format!("{path}/{{name}}"),
             Need::READ,
-            |s: State<ApiState>, p: Path<String>| get_one(s.0.nodes, p.0),
+            move |s: State<ApiState>, p: Path<String>| get_one(api(&s.0), p.0),
         )
-        .on(
-            M::GET,
-            "/offers",
-            Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.offers, q.0),
-        )
-        .on(
-            M::GET,
-            "/deployments",
-            Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.deployments, q.0),
-        )
-        .on(
-            M::GET,
-            "/deployments/{name}",
-            Need::READ,
-            |s: State<ApiState>, p: Path<String>| get_one(s.0.deployments, p.0),
-        )
+    }
 }
 
 /// Where the native API lives.

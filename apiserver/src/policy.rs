@@ -5,37 +5,26 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use pacer_crd::policy::{CLUSTER, Policy, PolicySpec};
 use pacer_crd::{AppSpec, JobSpec};
 
 use crate::access::{self, Need, Routes};
-use crate::native::{ListQuery, PREFIX, get_one, list};
+use crate::native::PREFIX;
 use crate::{ApiError, ApiState};
 
 pub fn routes() -> Routes {
     use Method as M;
     Routes::under(PREFIX)
-        .on(
-            M::GET,
-            "/policies",
-            Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.policies, q.0),
-        )
-        .on(
-            M::GET,
-            "/policies/{name}",
-            Need::READ,
-            |s: State<ApiState>, p: Path<String>| get_one(s.0.policies, p.0),
-        )
+        .readable("/policies", |s| s.policies.clone())
         .on(M::PUT, "/policies/{name}", Need::ADMIN, put)
         .on(M::DELETE, "/policies/{name}", Need::ADMIN, delete)
 }
 
 /// The policy in effect: the record, or the strict default.
-async fn current(state: &ApiState) -> Result<PolicySpec, ApiError> {
+pub async fn current(state: &ApiState) -> Result<PolicySpec, ApiError> {
     Ok(state
         .policies
         .get(CLUSTER)
@@ -44,10 +33,9 @@ async fn current(state: &ApiState) -> Result<PolicySpec, ApiError> {
         .unwrap_or_default())
 }
 
-/// Checks an app `name` about to be written by the request's caller.
-pub async fn admit_app(state: &ApiState, name: &str, spec: &AppSpec) -> Result<(), ApiError> {
-    current(state)
-        .await?
+/// Checks an app `name` about to be written by the request's caller against `policy`.
+pub fn admit_app(policy: &PolicySpec, name: &str, spec: &AppSpec) -> Result<(), ApiError> {
+    policy
         .admit(name, access::caller_role(), spec)
         .map_err(ApiError::Invalid)
 }

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,25 +14,14 @@ use pacer_runtime::Txn;
 use serde_json::{Value, json};
 
 use crate::access::{Need, Routes};
-use crate::native::{ListQuery, PREFIX, get_one, list};
+use crate::native::PREFIX;
 use crate::{ApiError, ApiState, Applied};
 
 /// Roles, drains, jobs and runs: quotas and drains are an admin's, jobs a writer's.
 pub fn routes() -> Routes {
     use Method as M;
     Routes::under(PREFIX)
-        .on(
-            M::GET,
-            "/roles",
-            Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.roles, q.0),
-        )
-        .on(
-            M::GET,
-            "/roles/{name}",
-            Need::READ,
-            |s: State<ApiState>, p: Path<String>| get_one(s.0.roles, p.0),
-        )
+        .readable("/roles", |s| s.roles.clone())
         .on(M::PUT, "/roles/{name}", Need::ADMIN, apply_role)
         .on(
             M::DELETE,
@@ -40,41 +29,14 @@ pub fn routes() -> Routes {
             Need::ADMIN,
             |s: State<ApiState>, p: Path<String>| delete_simple(s.0.roles, p.0),
         )
-        .on(
-            M::GET,
-            "/drains",
-            Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.drains, q.0),
-        )
+        .listed("/drains", |s| s.drains.clone())
         .on(M::PUT, "/nodes/{name}/drain", Need::ADMIN, drain)
         .on(M::DELETE, "/nodes/{name}/drain", Need::ADMIN, undrain)
-        .on(
-            M::GET,
-            "/jobs",
-            Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.jobs, q.0),
-        )
-        .on(
-            M::GET,
-            "/jobs/{name}",
-            Need::READ,
-            |s: State<ApiState>, p: Path<String>| get_one(s.0.jobs, p.0),
-        )
+        .readable("/jobs", |s| s.jobs.clone())
         .on(M::PUT, "/jobs/{name}", Need::WRITE, apply_job)
         .on(M::DELETE, "/jobs/{name}", Need::WRITE, delete_job)
         .on(M::POST, "/jobs/{name}/runs", Need::WRITE, start_run)
-        .on(
-            M::GET,
-            "/jobruns",
-            Need::READ,
-            |s: State<ApiState>, q: Query<ListQuery>| list(s.0.runs, q.0),
-        )
-        .on(
-            M::GET,
-            "/jobruns/{name}",
-            Need::READ,
-            |s: State<ApiState>, p: Path<String>| get_one(s.0.runs, p.0),
-        )
+        .readable("/jobruns", |s| s.runs.clone())
 }
 
 fn parse(body: &Bytes, url_name: &str) -> Result<Manifest, ApiError> {

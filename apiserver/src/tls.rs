@@ -45,8 +45,19 @@ pub fn client(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<reqwest::Client, String> {
+    client_builder(ca, token)?
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// [`client`]'s builder, for callers that set more (a resolver, say).
+pub fn client_builder(
+    ca: Option<&Path>,
+    token: Option<&str>,
+) -> Result<reqwest::ClientBuilder, String> {
     install_crypto();
-    let mut builder = reqwest::Client::builder().timeout(timeout);
+    let mut builder = reqwest::Client::builder();
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -61,5 +72,5 @@ pub fn client(
         headers.insert(reqwest::header::AUTHORIZATION, value);
         builder = builder.default_headers(headers);
     }
-    builder.build().map_err(|e| e.to_string())
+    Ok(builder)
 }

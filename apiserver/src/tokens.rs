@@ -119,7 +119,7 @@ async fn revoke(State(s): State<ApiState>, Path(name): Path<String>) -> Result<R
 /// record is created when absent, left alone when it holds this token, and replaced when it
 /// holds another (the file is the admin's credential: rewriting it rotates the token).
 pub async fn ensure_admin(api: &Api<ApiToken>, token: &str) -> Result<(), ApiError> {
-    let Some((name, secret)) = token.trim().rsplit_once('.') else {
+    let Some((name, secret)) = auth::split_token(token.trim()) else {
         return Err(ApiError::BadRequest(
             "the admin token is not <name>.<secret>".into(),
         ));

@@ -191,11 +191,8 @@ async fn basic_credentials_and_dcos_tokens_authenticate() {
         .await
         .expect("a port");
     let root = format!("http://{}", listener.local_addr().expect("an address"));
-    let auth = pacer_apiserver::auth::Authenticator::new(pacer_runtime::Api::new(&etcd.client))
-        .with_basic(vec![
-            pacer_apiserver::auth::BasicUser::parse("marathon:s3cret").expect("ok"),
-        ]);
-    let state = pacer_apiserver::ApiState::new(&etcd.client).with_auth(auth);
+    let basic = vec![pacer_apiserver::auth::BasicUser::parse("marathon:s3cret").expect("ok")];
+    let state = pacer_apiserver::ApiState::new(&etcd.client).with_authentication(basic, false);
     tokio::spawn(pacer_apiserver::serve(
         listener,
         state,

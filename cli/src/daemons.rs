@@ -149,25 +149,28 @@ impl SecurityArgs {
             .with_context(|| format!("opening the audit log {}", path.display()))
     }
 
-    /// The authenticator of these flags, after refusing an insecure API off loopback.
-    fn authenticator(
-        &self,
-        client: &Client,
-        listen: SocketAddr,
-    ) -> anyhow::Result<pacer_apiserver::auth::Authenticator> {
-        let auth = pacer_apiserver::auth::Authenticator::new(pacer_runtime::Api::new(client))
-            .with_basic(self.http_credentials.clone());
-        if !self.insecure {
-            return Ok(auth);
+    /// How the API authenticates with these flags, after refusing an insecure API off
+    /// loopback.
+    fn authentication(&self, listen: SocketAddr) -> anyhow::Result<Authentication> {
+        if self.insecure {
+            if !listen.ip().is_loopback() && !self.insecure_anywhere {
+                bail!(
+                    "--insecure serves the API without authentication: only on a loopback address (got {listen}); add --insecure-anywhere to force it"
+                );
+            }
+            tracing::warn!(%listen, "--insecure: the API takes no credentials, every caller is an admin");
         }
-        if !listen.ip().is_loopback() && !self.insecure_anywhere {
-            bail!(
-                "--insecure serves the API without authentication: only on a loopback address (got {listen}); add --insecure-anywhere to force it"
-            );
-        }
-        tracing::warn!(%listen, "--insecure: the API takes no credentials, every caller is an admin");
-        Ok(auth.insecure())
+        Ok(Authentication {
+            basic: self.http_credentials.clone(),
+            insecure: self.insecure,
+        })
     }
+}
+
+/// Marathon's basic users, or no authentication at all (`--insecure`).
+struct Authentication {
+    basic: Vec<pacer_apiserver::auth::BasicUser>,
+    insecure: bool,
 }
 
 /// Reads the admin token from `path`, writing a new one there first if the file does not
@@ -434,7 +437,7 @@ struct Plane {
     leader_ttl: Duration,
     advertise: Option<String>,
     event_callbacks: Vec<pacer_apiserver::CallbackRule>,
-    auth: pacer_apiserver::auth::Authenticator,
+    auth: Authentication,
     audit: pacer_apiserver::audit::AuditLog,
     /// The certificate shown to agents' endpoints (the etcd identity: the same CA).
     agent_client: Option<EtcdTls>,
@@ -463,7 +466,7 @@ async fn control_plane(
     let state = pacer_apiserver::ApiState::new(&client)
         .with_identity(&identity)
         .with_event_callbacks(plane.event_callbacks)
-        .with_auth(plane.auth)
+        .with_authentication(plane.auth.basic, plane.auth.insecure)
         .with_audit(plane.audit);
     let state = match &plane.agent_client {
         Some(identity) => state
@@ -506,7 +509,7 @@ pub async fn server(args: ServerArgs) -> anyhow::Result<()> {
         leader_ttl: Duration::from_secs(args.leader_ttl.max(2)),
         advertise: args.advertise,
         event_callbacks: args.event_callbacks,
-        auth: args.security.authenticator(&client, args.listen)?,
+        auth: args.security.authentication(args.listen)?,
         audit: args.security.audit(None)?,
         agent_client: args.etcd.tls.identity(),
         tls: match (&args.tls.tls_cert, &args.tls.tls_key) {
@@ -670,12 +673,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         identity.as_ref(),
     )
     .await?;
-    let auth = args.security.authenticator(&client, args.listen)?;
+    let auth = args.security.authentication(args.listen)?;
     let etcdctl = etcd_process
         .as_ref()
         .filter(|_| secure)
         .map(|_| crate::config::EtcdConfig::admin(&dir, &endpoint));
-    let tls = local_pki(&client, &args, auth.is_insecure(), etcdctl).await?;
+    let tls = local_pki(&client, &args, auth.insecure, etcdctl).await?;
     if secure {
         // The agent's endpoint: HTTPS for the names the node is reached by, to this
         // process's own client certificate (or another apiserver's) only.

@@ -71,18 +71,7 @@ pub fn write_admin_token(dir: &Path) -> String {
 /// Creates the cluster CA in `dir` with the real `pacer certs`, as `pacer up` would on first
 /// start, so that a test trusts it before the server starts; the CA's path.
 pub fn make_ca(pacer: &Path, dir: &Path) -> PathBuf {
-    let out = Command::new(pacer)
-        .arg("certs")
-        .arg("--dir")
-        .arg(dir)
-        .arg("ca")
-        .output()
-        .expect("pacer certs runs");
-    assert!(
-        out.status.success(),
-        "pacer certs ca: {}",
-        text(&out.stderr)
-    );
+    certs(pacer, dir, &["ca"]);
     dir.join("ca.crt")
 }
 
@@ -97,19 +86,35 @@ pub fn issue_client_cert(pacer: &Path, dir: &Path, name: &str) {
 }
 
 fn issue(pacer: &Path, dir: &Path, name: &str, args: &[&str]) {
-    let out = Command::new(pacer)
-        .arg("certs")
-        .arg("--dir")
-        .arg(dir)
-        .args(["issue", name])
-        .args(args)
-        .output()
-        .expect("pacer certs runs");
+    certs(pacer, dir, &[&["issue", name], args].concat());
+}
+
+/// `pacer certs --dir DIR <args>`, which must succeed.
+fn certs(pacer: &Path, dir: &Path, args: &[&str]) {
+    let dir = dir.display().to_string();
+    let mut all = vec!["certs", "--dir", &dir];
+    all.extend(args);
+    pacer_ok(pacer, &all);
+}
+
+/// Runs `pacer <args>`, which must succeed.
+fn pacer_ok(pacer: &Path, args: &[&str]) {
+    let out = Command::new(pacer).args(args).output().expect("pacer runs");
     assert!(
         out.status.success(),
-        "pacer certs issue: {}",
+        "pacer {}: {}",
+        args.join(" "),
         text(&out.stderr)
     );
+}
+
+/// `pacer etcd <command>` as etcd's root (its certificate in `dir`).
+fn etcd_admin(pacer: &Path, dir: &Path, endpoint: &str, command: &[&str]) {
+    let flags = etcd_flags(dir, "root");
+    let mut all = vec!["etcd", "--etcd", endpoint];
+    all.extend(flags.iter().map(String::as_str));
+    all.extend(command);
+    pacer_ok(pacer, &all);
 }
 
 /// An etcd on a free port as `pacer up` runs its own: HTTPS to clients with a certificate of
@@ -133,30 +138,24 @@ pub async fn secure_etcd(pacer: &Path, dir: &Path) -> EtcdProcess {
     let etcd = EtcdProcess::start_secure(&dir.join("etcd"), 0, &server, &root)
         .await
         .expect("etcd starts");
-    let out = Command::new(pacer)
-        .args(["etcd", "--etcd", &etcd.endpoint])
-        .args(etcd_flags(dir, "root"))
-        .arg("setup")
-        .output()
-        .expect("pacer etcd runs");
-    assert!(
-        out.status.success(),
-        "pacer etcd setup: {}",
-        text(&out.stderr)
-    );
+    etcd_admin(pacer, dir, &etcd.endpoint, &["setup"]);
     etcd
 }
 
 /// `--etcd-cacert`, `--etcd-cert`, `--etcd-key` of identity `name` in `dir`.
 pub fn etcd_flags(dir: &Path, name: &str) -> Vec<String> {
-    let tls = EtcdTls::in_dir(dir, name);
+    tls_flags(&EtcdTls::in_dir(dir, name))
+}
+
+/// `--etcd-cacert`, `--etcd-cert`, `--etcd-key` of `identity`.
+pub fn tls_flags(identity: &EtcdTls) -> Vec<String> {
     vec![
         "--etcd-cacert".into(),
-        tls.ca.display().to_string(),
+        identity.ca.display().to_string(),
         "--etcd-cert".into(),
-        tls.cert.display().to_string(),
+        identity.cert.display().to_string(),
         "--etcd-key".into(),
-        tls.key.display().to_string(),
+        identity.key.display().to_string(),
     ]
 }
 
@@ -228,21 +227,7 @@ impl Cluster {
             .open(self.dir().join(format!("agent-{suffix}.log")))
             .expect("log");
         // Each agent shows etcd its own identity, which may write its node's records only.
-        let user = pacer_runtime::etcd_auth::node_user(&node);
-        if !self.dir().join(format!("{user}.crt")).exists() {
-            issue_client_cert(&pacer_bin(), self.dir(), &user);
-            let out = Command::new(pacer_bin())
-                .args(["etcd", "--etcd", &self.etcd_endpoint])
-                .args(etcd_flags(self.dir(), "root"))
-                .args(["grant-node", &node])
-                .output()
-                .expect("pacer etcd runs");
-            assert!(
-                out.status.success(),
-                "pacer etcd grant-node: {}",
-                text(&out.stderr)
-            );
-        }
+        let identity = self.node_identity(&node);
         Command::new(pacer_bin())
             .args([
                 "agent",
@@ -251,7 +236,7 @@ impl Cluster {
                 "--agent-listen",
                 "127.0.0.1:0",
             ])
-            .args(etcd_flags(self.dir(), &user))
+            .args(tls_flags(&identity))
             .args(self.agent_tls())
             .args(["--node-name", &node, "--hostname", "127.0.0.1"])
             .args(["--cpus", "4", "--mem", "2048", "--disk", "1000"])
@@ -263,6 +248,34 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .expect("pacer agent starts")
+    }
+
+    /// The etcd identity of node `node`'s agent (`node-<node>`, its certificate in the test's
+    /// folder), granted its node's records once (`pacer etcd grant-node`).
+    pub fn node_identity(&self, node: &str) -> EtcdTls {
+        let user = pacer_runtime::etcd_auth::node_user(node);
+        if !self.dir().join(format!("{user}.crt")).exists() {
+            issue_client_cert(&pacer_bin(), self.dir(), &user);
+            etcd_admin(
+                &pacer_bin(),
+                self.dir(),
+                &self.etcd_endpoint,
+                &["grant-node", node],
+            );
+        }
+        EtcdTls::in_dir(self.dir(), &user)
+    }
+
+    /// A client of the cluster's etcd as `identity`.
+    pub async fn etcd_as(&self, identity: &EtcdTls) -> pacer_runtime::Client {
+        pacer_runtime::Client::connect_as(
+            std::slice::from_ref(&self.etcd_endpoint),
+            "/pacer/",
+            Duration::from_secs(10),
+            Some(identity),
+        )
+        .await
+        .expect("etcd accepts the identity")
     }
 
     /// The endpoint flags of the agents a test adds: one certificate for 127.0.0.1, where

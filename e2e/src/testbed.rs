@@ -47,14 +47,7 @@ impl reqwest::dns::Resolve for DockerNames {
 
 /// The etcd flags of identity `user`, as the bed's hosts find its files (/etc/pacer).
 fn identity(user: &str) -> Vec<String> {
-    vec![
-        "--etcd-cacert".into(),
-        "/etc/pacer/ca.crt".into(),
-        "--etcd-cert".into(),
-        format!("/etc/pacer/{user}.crt"),
-        "--etcd-key".into(),
-        format!("/etc/pacer/{user}.key"),
-    ]
+    crate::etcd_flags(std::path::Path::new("/etc/pacer"), user)
 }
 
 pub struct TestBed {
@@ -136,22 +129,14 @@ impl TestBed {
             crate::issue_client_cert(&pacer, secrets.path(), &user);
             crate::issue_cert(&pacer, secrets.path(), &format!("agent-{host}"), &host);
         }
-        pacer_apiserver::tls::install_crypto();
-        let pem = std::fs::read(&ca).expect("ca.crt");
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {token}").parse().expect("a header value"),
-        );
         let bed = TestBed {
             secrets,
             etcd: members,
             servers,
             agents: (1..=agents).map(|i| format!("{name}-a{i}")).collect(),
             name,
-            http: reqwest::Client::builder()
-                .default_headers(headers)
-                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("a PEM CA"))
+            http: pacer_apiserver::tls::client_builder(Some(&ca), Some(&token))
+                .expect("the CA and the token")
                 .dns_resolver(std::sync::Arc::new(DockerNames))
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -227,33 +212,34 @@ impl TestBed {
         let server_identity = identity(pacer_runtime::etcd_auth::SERVER_USER);
         for server in bed.servers.clone() {
             let advertise = format!("{server}:8080");
+            let mut command = vec![
+                "pacer",
+                "server",
+                "--admin-token-file",
+                "/etc/pacer/admin.token",
+                "--tls-cert",
+                "/etc/pacer/server.crt",
+                "--tls-key",
+                "/etc/pacer/server.key",
+                "--etcd",
+                &endpoints,
+            ];
+            command.extend(server_identity.iter().map(String::as_str));
             bed.run(
                 &server,
                 &["-v", &mount],
                 &[
-                    "pacer",
-                    "server",
-                    "--admin-token-file",
-                    "/etc/pacer/admin.token",
-                    "--tls-cert",
-                    "/etc/pacer/server.crt",
-                    "--tls-key",
-                    "/etc/pacer/server.key",
-                    "--etcd",
-                    &endpoints,
-                    &server_identity[0],
-                    &server_identity[1],
-                    &server_identity[2],
-                    &server_identity[3],
-                    &server_identity[4],
-                    &server_identity[5],
-                    "--listen",
-                    "0.0.0.0:8080",
-                    "--advertise",
-                    &advertise,
-                    "--leader-ttl",
-                    &ttl,
-                ],
+                    &command[..],
+                    &[
+                        "--listen",
+                        "0.0.0.0:8080",
+                        "--advertise",
+                        &advertise,
+                        "--leader-ttl",
+                        &ttl,
+                    ],
+                ]
+                .concat(),
             );
         }
         for (i, agent) in bed.agents.clone().iter().enumerate() {
@@ -268,39 +254,34 @@ impl TestBed {
                     &mount,
                 ],
                 &[
-                    "pacer",
-                    "agent",
-                    "--etcd",
-                    &endpoints,
-                    &own[0],
-                    &own[1],
-                    &own[2],
-                    &own[3],
-                    &own[4],
-                    &own[5],
-                    "--agent-tls-cert",
-                    &format!("/etc/pacer/agent-{agent}.crt"),
-                    "--agent-tls-key",
-                    &format!("/etc/pacer/agent-{agent}.key"),
-                    "--node-name",
-                    agent,
-                    "--hostname",
-                    agent,
-                    "--agent-listen",
-                    "0.0.0.0:5051",
-                    "--lease-ttl",
-                    &ttl,
-                    "--cpus",
-                    "2",
-                    "--mem",
-                    "1024",
-                    "--disk",
-                    "100",
-                    "--ports",
-                    &ports,
-                    "--work-dir",
-                    "/var/lib/pacer",
-                ],
+                    &["pacer", "agent", "--etcd", &endpoints][..],
+                    &own.iter().map(String::as_str).collect::<Vec<_>>(),
+                    &[
+                        "--agent-tls-cert",
+                        &format!("/etc/pacer/agent-{agent}.crt"),
+                        "--agent-tls-key",
+                        &format!("/etc/pacer/agent-{agent}.key"),
+                        "--node-name",
+                        agent,
+                        "--hostname",
+                        agent,
+                        "--agent-listen",
+                        "0.0.0.0:5051",
+                        "--lease-ttl",
+                        &ttl,
+                        "--cpus",
+                        "2",
+                        "--mem",
+                        "1024",
+                        "--disk",
+                        "100",
+                        "--ports",
+                        &ports,
+                        "--work-dir",
+                        "/var/lib/pacer",
+                    ],
+                ]
+                .concat(),
             );
         }
         let wanted = agents;

@@ -121,20 +121,6 @@ async fn every_change_is_audited_with_its_caller_and_no_secret() {
     assert!(!c.log().contains(secret), "pacer's own log holds no token");
 }
 
-/// `pacer etcd grant-node NAME` as root, and a client certificate for the node's agent.
-fn node_identity(c: &Cluster, name: &str) -> pacer_runtime::client::EtcdTls {
-    let user = pacer_runtime::etcd_auth::node_user(name);
-    pacer_e2e::issue_client_cert(&pacer_bin(), c.dir(), &user);
-    let out = Command::new(pacer_bin())
-        .args(["etcd", "--etcd", &c.etcd_endpoint])
-        .args(pacer_e2e::etcd_flags(c.dir(), "root"))
-        .args(["grant-node", name])
-        .output()
-        .expect("pacer etcd runs");
-    assert!(out.status.success(), "grant-node: {}", text(&out.stderr));
-    pacer_runtime::client::EtcdTls::in_dir(c.dir(), &user)
-}
-
 #[tokio::test]
 async fn an_agent_identity_writes_its_own_node_records_only() {
     let c = Cluster::start("least", 1.0, 512.0, (32760, 32769)).await;
@@ -147,15 +133,7 @@ async fn an_agent_identity_writes_its_own_node_records_only() {
             || async { c.tasks().await.into_iter().find(|t| t.spec.node == c.node) },
         )
         .await;
-    let identity = node_identity(&c, "intruder");
-    let etcd = pacer_runtime::Client::connect_as(
-        std::slice::from_ref(&c.etcd_endpoint),
-        "/pacer/",
-        Duration::from_secs(10),
-        Some(&identity),
-    )
-    .await
-    .expect("the agent identity connects");
+    let etcd = c.etcd_as(&c.node_identity("intruder")).await;
     let tasks: pacer_runtime::Api<pacer_crd::Task> = pacer_runtime::Api::new(&etcd);
     // It reads the cluster...
     let read = tasks
@@ -188,14 +166,7 @@ async fn an_agent_identity_writes_its_own_node_records_only() {
         .await
         .expect("an agent writes tasks bound to its own node");
     let root = pacer_runtime::client::EtcdTls::in_dir(c.dir(), "root");
-    let admin = pacer_runtime::Client::connect_as(
-        std::slice::from_ref(&c.etcd_endpoint),
-        "/pacer/",
-        Duration::from_secs(10),
-        Some(&root),
-    )
-    .await
-    .expect("root connects");
+    let admin = c.etcd_as(&root).await;
     let again: pacer_runtime::Api<pacer_crd::Task> = pacer_runtime::Api::new(&admin);
     let unchanged = again
         .get(&task.key())

@@ -139,21 +139,22 @@ impl EtcdProcess {
     }
 
     async fn wait_ready(&mut self, limit: Duration, log: &Path) -> Result<(), StartError> {
+        let mut options =
+            etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
+        if let Some(tls) = &self.client_tls {
+            crate::install_crypto();
+            match tls.options() {
+                Ok(tls) => options = options.with_tls(tls),
+                Err(e) => return Err(StartError::DataDir(tls.cert.clone(), e)),
+            }
+        }
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(StartError::Exited(status, log.into()));
             }
-            let mut options =
-                etcd_client::ConnectOptions::new().with_connect_timeout(Duration::from_millis(500));
-            if let Some(tls) = &self.client_tls {
-                crate::install_crypto();
-                match tls.options() {
-                    Ok(tls) => options = options.with_tls(tls),
-                    Err(e) => return Err(StartError::DataDir(tls.cert.clone(), e)),
-                }
-            }
-            if let Ok(mut c) = etcd_client::Client::connect([&self.endpoint], Some(options)).await
+            if let Ok(mut c) =
+                etcd_client::Client::connect([&self.endpoint], Some(options.clone())).await
                 && c.status().await.is_ok()
             {
                 return Ok(());

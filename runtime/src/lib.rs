@@ -43,23 +43,3 @@ pub use retry::backoff;
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
-
-/// A TLS client configuration (ring) that trusts `roots` only: the cluster's CA for Pacer's
-/// own endpoints, none for clients that only speak plain HTTP to tasks. Unlike reqwest's
-/// default it needs no system certificate store, which a minimal host may not have.
-pub fn client_tls(
-    roots: impl IntoIterator<Item = rustls::pki_types::CertificateDer<'static>>,
-) -> rustls::ClientConfig {
-    let mut store = rustls::RootCertStore::empty();
-    for root in roots {
-        // A certificate that is not a CA is no trust anchor: skipped, trusted for nothing.
-        let _ = store.add(root);
-    }
-    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports TLS 1.2 and 1.3")
-    .with_root_certificates(store)
-    .with_no_client_auth()
-}

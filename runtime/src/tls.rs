@@ -39,14 +39,8 @@ pub fn server_config(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
-            }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
+                Arc::new(roots(ca)?),
                 provider(),
             )
             .build()
@@ -64,16 +58,41 @@ pub fn server_config(
 /// A client trusting the CA of `identity` and showing its certificate (an apiserver calling
 /// agents, whose endpoints require one).
 pub fn client_config(identity: &crate::client::EtcdTls) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in read_certs(&identity.ca)? {
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", identity.ca.display()))?;
-    }
-    rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+    client_builder(roots(&identity.ca)?)
         .with_client_auth_cert(read_certs(&identity.cert)?, read_key(&identity.key)?)
         .map_err(|e| format!("{}: {e}", identity.cert.display()))
+}
+
+/// A client trusting `roots` only, showing no certificate: the cluster's CA for Pacer's own
+/// endpoints, none for clients that only speak plain HTTP to tasks. Unlike reqwest's default
+/// it needs no system certificate store, which a minimal host may not have.
+pub fn anonymous_client_config(
+    roots: impl IntoIterator<Item = CertificateDer<'static>>,
+) -> rustls::ClientConfig {
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        // A certificate that is not a CA is no trust anchor: skipped, trusted for nothing.
+        let _ = store.add(root);
+    }
+    client_builder(store).with_no_client_auth()
+}
+
+fn client_builder(
+    roots: rustls::RootCertStore,
+) -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert> {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+}
+
+/// The CA certificates of a PEM file as trust anchors.
+fn roots(ca: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+    }
+    Ok(roots)
 }

@@ -259,7 +259,7 @@ impl Fanout {
         let http = builder().build().unwrap_or_else(|e| {
             tracing::warn!(error = %e, "no system CA certificates: HTTPS event callbacks will fail");
             builder()
-                .use_preconfigured_tls(pacer_runtime::client_tls([]))
+                .use_preconfigured_tls(pacer_runtime::tls::anonymous_client_config([]))
                 .build()
                 .expect("an HTTP client with a preconfigured TLS setup builds")
         });

@@ -51,13 +51,6 @@ pub async fn replica(etcd: &TestEtcd) -> String {
 
 /// A client sending `Authorization: Bearer <token>` on every request.
 pub fn client_with(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().expect("a header value"),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
+    pacer_apiserver::tls::client(None, Some(token), std::time::Duration::from_secs(60))
         .expect("a client")
 }
